@@ -1,0 +1,87 @@
+"""What a modality is: a tokenizer module that turns its input into patch tokens for the
+shared encoder, plus a spec that names it and brings its loader and default prompt."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple
+
+import torch
+from torch import nn
+
+from .config import EncoderConfig
+
+if TYPE_CHECKING:
+    from .model.encoder import SharedEncoder
+
+
+class TokenGrid(NamedTuple):
+    """patches [B, T, N, W] (T frames encoded separately, then averaged) and the
+    positional table [N + 1, W] (row 0 belongs to the class token)."""
+
+    patches: torch.Tensor
+    pos_embed: torch.Tensor
+
+
+class ModalityTokenizer(nn.Module):
+    """Base of every modality front-end. Subclasses set `Options` (a dataclass of their
+    shape options), `input_shape` (one sample) and `num_patches`, and implement `tokenize`."""
+
+    Options: ClassVar[type] = dataclass(type("NoOptions", (), {}))
+
+    def __init__(self, encoder: EncoderConfig, options: Any) -> None:
+        super().__init__()
+        self.encoder_config = encoder
+        self.options = options
+
+    @classmethod
+    def from_options(cls, encoder: EncoderConfig, options: dict[str, Any] | None) -> "ModalityTokenizer":
+        fields = {f.name for f in dataclasses.fields(cls.Options)}
+        unknown = set(options or {}) - fields
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown option(s) {sorted(unknown)}; known: {sorted(fields)}")
+        return cls(encoder, cls.Options(**(options or {})))
+
+    input_shape: tuple[int, ...]
+    num_patches: int
+
+    def tokenize(self, x: torch.Tensor, encoder: "SharedEncoder") -> TokenGrid:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, encoder: "SharedEncoder") -> TokenGrid:
+        if tuple(x.shape[1:]) != tuple(self.input_shape):
+            raise ValueError(
+                f"{type(self).__name__} expects input [B, {', '.join(map(str, self.input_shape))}], "
+                f"got {list(x.shape)}"
+            )
+        return self.tokenize(x, encoder)
+
+    def example_input(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A random batch of valid input, for tests, benchmarks and shape checks."""
+        return torch.randn(batch, *self.input_shape, generator=generator)
+
+
+def learned_pos_embed(rows: int, width: int) -> nn.Parameter:
+    return nn.Parameter(torch.randn(rows, width) * width**-0.5)
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """Everything the core needs to know about a modality; registered by name.
+
+    `load(path, tokenizer)` turns a file into one sample of `tokenizer.input_shape`;
+    `official_name` is the key used by the
+    published OneLLM checkpoint when it differs from `name`.
+    """
+
+    name: str
+    tokenizer: type[ModalityTokenizer]
+    load: Callable[[Path, ModalityTokenizer], torch.Tensor] | None = None
+    extensions: tuple[str, ...] = ()
+    prompt: str = "Provide a one-sentence caption for the provided {name}."
+    official_name: str | None = None
+    description: str = ""
+
+    def caption_prompt(self) -> str:
+        return self.prompt.format(name=self.name)

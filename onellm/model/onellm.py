@@ -1,0 +1,222 @@
+"""OneLLM: modality tokenizer -> shared encoder -> universal projection -> causal LM."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..config import OneLLMConfig, list_presets
+from ..processor import OneLLMProcessor
+from ..registry import get_modality
+from .encoder import SharedEncoder
+from .llm import build_llm
+from .upm import UniversalProjection
+
+WEIGHTS_NAME = "onellm.safetensors"
+CONFIG_NAME = "config.json"
+LLM_SUBDIR = "llm"
+
+
+@dataclass
+class OneLLMOutput:
+    loss: torch.Tensor | None
+    logits: torch.Tensor
+    routing: torch.Tensor  # [B, Q, E] router weights of this batch's modality
+
+
+class OneLLM(nn.Module):
+    def __init__(self, config: OneLLMConfig, base_dir: Path | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.llm, text_tokenizer = build_llm(config.llm, base_dir)
+        self.encoder = SharedEncoder(config.encoder)
+        self.tokenizers = nn.ModuleDict(
+            {
+                name: get_modality(name).tokenizer.from_options(config.encoder, options)
+                for name, options in config.modalities.items()
+            }
+        )
+        self.upm = UniversalProjection(config.upm, config.encoder.width, config.llm.hidden_size, list(config.modalities))
+        self.processor = OneLLMProcessor(
+            text_tokenizer,
+            config.upm.num_queries + 2,
+            config.prompt_template,
+            {name: dataclasses.asdict(tok.options) for name, tok in self.tokenizers.items()},
+        )
+        self._router_sums: dict[str, torch.Tensor] = {}
+        self._router_counts: dict[str, int] = {}
+        self.set_trainable(encoder=config.train_encoder, llm=config.train_llm)
+
+    # construction -----------------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "OneLLM":
+        config = OneLLMConfig.from_preset(name)
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        return cls(config)
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str | os.PathLike) -> "OneLLM":
+        """A save_pretrained directory, or a preset name (randomly initialised parts)."""
+        directory = Path(name_or_dir).expanduser()
+        if not directory.is_dir():
+            if str(name_or_dir) in list_presets():
+                return cls.from_preset(str(name_or_dir))
+            raise FileNotFoundError(
+                f"{name_or_dir}: neither a model directory nor a preset ({', '.join(list_presets())})"
+            )
+        for needed in (CONFIG_NAME, WEIGHTS_NAME):
+            if not (directory / needed).is_file():
+                raise FileNotFoundError(f"{directory}: missing {needed}; not a OneLLM save_pretrained directory")
+        config = OneLLMConfig.from_file(directory / CONFIG_NAME)
+        model = cls(config, base_dir=directory)
+        state = load_file(directory / WEIGHTS_NAME)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("llm.")]
+        if missing or unexpected:
+            raise ValueError(f"{directory / WEIGHTS_NAME}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
+        return model
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """config.json + onellm.safetensors (encoder, tokenizers, UPM) + llm/ (Hugging Face
+        format, with the text tokenizer) + processor_config.json. Files are written to a
+        temporary name first, so an interrupted save never leaves a half-written file."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.llm.save_pretrained(directory / LLM_SUBDIR)
+        self.processor.tokenizer.save_pretrained(directory / LLM_SUBDIR)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if not k.startswith("llm.")}
+        _atomic(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+        config = self.config.to_dict()
+        config["encoder"]["pretrained"] = None  # its weights are in onellm.safetensors now
+        config["llm"] = {"name_or_path": LLM_SUBDIR, "hidden_size": self.config.llm.hidden_size}
+        _atomic(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2)))
+        self.processor.save_pretrained(directory)
+
+    def set_trainable(self, encoder: bool = False, llm: bool = False) -> None:
+        self.encoder.requires_grad_(encoder)
+        self.llm.requires_grad_(llm)
+
+    def add_modality(self, name: str, options: dict[str, Any] | None = None, copy_from: str | None = "image") -> None:
+        """Grow the model by one modality; its UPM parts start as copies of `copy_from`'s."""
+        if name in self.tokenizers:
+            raise ValueError(f"model already has modality {name!r}")
+        tokenizer = get_modality(name).tokenizer.from_options(self.config.encoder, options)
+        self.tokenizers[name] = tokenizer.to(self.encoder.image_pos_embed.device)
+        self.upm.add_modality(name, copy_from if copy_from in self.upm.modalities else None)
+        self.config.modalities[name] = dict(options or {})
+        self.processor.preprocessing[name] = dataclasses.asdict(tokenizer.options)
+
+    # forward ----------------------------------------------------------------------------
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.tokenizers)
+
+    def encode(self, modality: str, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs [B, *input_shape] -> (LLM tokens [B, Q + 2, D] with tags, routing [B, Q, E])."""
+        if modality not in self.tokenizers:
+            raise KeyError(f"this model has no {modality!r} tokenizer; it has {', '.join(self.modalities)}")
+        tokenizer = self.tokenizers[modality]
+        grid = tokenizer(inputs, self.encoder)
+        b, t, n, w = grid.patches.shape
+        if n != tokenizer.num_patches or w != self.encoder.width:
+            raise ValueError(
+                f"{modality} tokenizer returned patches of shape {list(grid.patches.shape)}; "
+                f"expected [B, T, {tokenizer.num_patches}, {self.encoder.width}]"
+            )
+        # When nothing before the encoder trains, skip building its autograd graph.
+        track = any(p.requires_grad for p in tokenizer.parameters()) or any(
+            p.requires_grad for p in self.encoder.parameters()
+        )
+        with torch.set_grad_enabled(torch.is_grad_enabled() and track):
+            features = self.encoder(grid.patches.flatten(0, 1), grid.pos_embed)
+        features = features.unflatten(0, (b, t)).mean(dim=1)
+        tokens, routing = self.upm(modality, features)
+        self._record_routing(modality, routing)
+        return tokens, routing
+
+    def embed(
+        self, input_ids: torch.Tensor, modality_mask: torch.Tensor, modality: str, inputs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, routing = self.encode(modality, inputs)
+        embeds = self.llm.get_input_embeddings()(input_ids)
+        expected = tokens.shape[0] * tokens.shape[1]
+        if int(modality_mask.sum()) != expected:
+            raise ValueError(
+                f"the text has {int(modality_mask.sum())} modality positions for {tokens.shape[0]} inputs "
+                f"of {tokens.shape[1]} tokens each"
+            )
+        embeds = embeds.masked_scatter(modality_mask.unsqueeze(-1), tokens.to(embeds.dtype))
+        return embeds, routing
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        modality_mask: torch.Tensor,
+        modality: str,
+        inputs: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> OneLLMOutput:
+        embeds, routing = self.embed(input_ids, modality_mask, modality, inputs)
+        out = self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, use_cache=False)
+        return OneLLMOutput(out.loss, out.logits, routing)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        modality_mask: torch.Tensor,
+        modality: str,
+        inputs: torch.Tensor,
+        **generate_kwargs: Any,
+    ) -> torch.Tensor:
+        """New token ids only; inputs come from the processor with left padding."""
+        embeds, _ = self.embed(input_ids, modality_mask, modality, inputs)
+        generate_kwargs.setdefault("pad_token_id", self.processor.tokenizer.pad_token_id)
+        return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
+
+    def caption(
+        self, modality: str, inputs: torch.Tensor, question: str | None = None, **generate_kwargs: Any
+    ) -> list[str]:
+        """Answer `question` (default: the modality's caption prompt) for each input in the batch."""
+        question = question or get_modality(modality).caption_prompt()
+        batch = self.processor([self.processor.prompt(question)] * inputs.shape[0])
+        device = self.encoder.image_pos_embed.device
+        batch = {k: v.to(device) for k, v in batch.items()}
+        generate_kwargs.setdefault("max_new_tokens", 32)
+        generate_kwargs.setdefault("do_sample", False)
+        ids = self.generate(**batch, modality=modality, inputs=inputs.to(device), **generate_kwargs)
+        return self.processor.decode(ids)
+
+    # router statistics -------------------------------------------------------------------
+    def _record_routing(self, modality: str, routing: torch.Tensor) -> None:
+        summed = routing.detach().float().sum(dim=(0, 1)).cpu()
+        self._router_sums[modality] = self._router_sums.get(modality, 0) + summed
+        self._router_counts[modality] = self._router_counts.get(modality, 0) + routing.shape[0] * routing.shape[1]
+
+    def router_statistics(self, reset: bool = False) -> dict[str, dict[str, Any]]:
+        """Per modality: mean router weight per expert and the number of routed query tokens
+        since the last reset."""
+        stats = {
+            m: {"mean_weight": (self._router_sums[m] / n).tolist(), "tokens": n}
+            for m, n in self._router_counts.items()
+        }
+        if reset:
+            self._router_sums.clear()
+            self._router_counts.clear()
+        return stats
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(str(tmp))
+    os.replace(tmp, path)
