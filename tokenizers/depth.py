@@ -25,7 +25,6 @@ class ImageMapPairTokenizer(FrameTokenizer):
 DEPTH = ModalitySpec(
     name="depth",
     tokenizer=ImageMapPairTokenizer,
-    extensions=(".png", ".npy"),
     prompt="Provide a one-sentence caption for the provided depth map.",
     official_name="rgbd",
     description="RGB image + depth map as two frames through the encoder's patch conv",

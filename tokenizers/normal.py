@@ -8,7 +8,6 @@ from .depth import ImageMapPairTokenizer
 NORMAL = ModalitySpec(
     name="normal",
     tokenizer=ImageMapPairTokenizer,
-    extensions=(".png", ".npy"),
     prompt="Provide a one-sentence caption for the provided normal map.",
     official_name="rgbn",
     description="RGB image + normal map as two frames through the encoder's patch conv",

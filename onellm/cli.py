@@ -1,0 +1,79 @@
+"""The `onellm` command: one entry point, one subcommand per job."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _caption(args: argparse.Namespace) -> int:
+    import torch
+
+    from .inputs import guess_modality, load_input
+    from .model.onellm import OneLLM
+
+    torch.set_grad_enabled(False)
+    model = OneLLM.from_pretrained(args.model).eval()
+    if args.dtype:
+        model.to(getattr(torch, args.dtype))
+    model.to(args.device)
+    for file in args.files:
+        modality = args.modality or guess_modality(Path(file), dict(model.tokenizers))
+        x = load_input(Path(file), modality, model.tokenizers[modality])
+        text = model.caption(modality, x.unsqueeze(0), args.question, max_new_tokens=args.max_new_tokens)[0]
+        print(f"{file}\t{modality}\t{text}")
+    return 0
+
+
+def _modalities(args: argparse.Namespace) -> int:
+    from .config import EncoderConfig, OneLLMConfig
+    from .registry import failed_modalities, get_modality, list_modalities, modality_source
+
+    encoder, options = EncoderConfig(), {}
+    if args.preset:
+        config = OneLLMConfig.from_preset(args.preset)
+        encoder, options = config.encoder, config.modalities
+    print(f"{'modality':<10} {'tokens':>7}  {'input shape':<22} source")
+    for name in list_modalities():
+        spec = get_modality(name)
+        tok = spec.tokenizer.from_options(encoder, options.get(name))
+        shape = "x".join(map(str, tok.input_shape))
+        print(f"{name:<10} {tok.num_patches:>7}  {shape:<22} {modality_source(name)}")
+    for name, reason in failed_modalities().items():
+        print(f"{name:<10} {'-':>7}  {'(failed to load)':<22} {reason}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onellm", description="Any-modality multimodal LLMs in the style of OneLLM."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cap = sub.add_parser("caption", help="caption (or answer a question about) files of any modality")
+    cap.add_argument("files", nargs="+", help="input files, or .npy arrays of the tokenizer's input shape")
+    cap.add_argument("--model", default="tiny", help="a save_pretrained directory or a preset name (default: tiny)")
+    cap.add_argument("--modality", help="the files' modality (default: guessed from the extension)")
+    cap.add_argument("--question", help="ask this instead of the modality's caption prompt")
+    cap.add_argument("--max-new-tokens", type=int, default=32)
+    cap.add_argument("--device", default="cpu")
+    cap.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
+    cap.set_defaults(func=_caption)
+
+    mods = sub.add_parser("modalities", help="list installed modalities, their source and token count")
+    mods.add_argument("--preset", help="token counts for this preset's options (default: each tokenizer's defaults)")
+    mods.set_defaults(func=_modalities)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"onellm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
