@@ -1,0 +1,62 @@
+"""Universal Projection Module: routing, batched experts, the query-only last layer."""
+import torch
+
+from onellm.config import UPMConfig
+from onellm.model.upm import UniversalProjection
+
+
+def _upm(experts=3, layers=2):
+    torch.manual_seed(0)
+    return UniversalProjection(UPMConfig(num_experts=experts, layers_per_expert=layers, num_queries=5, heads=4,
+                                         ffn_multiple_of=16), width=32, llm_width=48, modalities=["a", "b"])
+
+
+def _expert_alone(upm, e):
+    """A one-expert UPM holding slice e of every expert weight."""
+    single = _upm(experts=1, layers=len(upm.layers))
+    for layer, src in zip(single.layers, upm.layers):
+        for name, p in layer.named_parameters():
+            p.data.copy_(getattr(src, name).data[e : e + 1])
+    return single
+
+
+def _run_layers(upm, seq, keep=None):
+    h = seq.unsqueeze(0).expand(upm.config.num_experts, -1, -1, -1)
+    for i, layer in enumerate(upm.layers):
+        h = layer(h, keep=keep if i == len(upm.layers) - 1 else None)
+    return h
+
+
+def test_routing_weights_sum_to_one_per_token():
+    upm = _upm()
+    tokens, routing = upm("a", torch.randn(2, 7, 32))
+    assert tokens.shape == (2, 5 + 2, 48)
+    torch.testing.assert_close(routing.sum(-1), torch.ones(2, 5))
+    assert (routing > 0).all()
+
+
+def test_batched_experts_equal_sequential_experts():
+    upm = _upm()
+    seq = torch.randn(2, 9, 32)
+    together = _run_layers(upm, seq)
+    for e in range(3):
+        alone = _run_layers(_expert_alone(upm, e), seq)[0]
+        torch.testing.assert_close(together[e], alone, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(together[0], together[1])
+
+
+def test_last_layer_on_queries_only_matches_full_sequence():
+    upm = _upm()
+    seq = torch.randn(2, 9, 32)
+    torch.testing.assert_close(_run_layers(upm, seq, keep=5), _run_layers(upm, seq)[:, :, :5], atol=1e-5, rtol=1e-5)
+
+
+def test_output_is_router_weighted_sum_of_expert_queries():
+    upm = _upm()
+    feats = torch.randn(2, 7, 32)
+    tokens, routing = upm("b", feats)
+    seq = torch.cat([upm.queries["b"].expand(2, -1, -1), upm.in_proj["b"](feats)], dim=1)
+    per_expert = _run_layers(upm, seq)[:, :, :5]
+    mixed = sum(per_expert[e] * routing[..., e : e + 1] for e in range(3))
+    torch.testing.assert_close(tokens[:, 1:-1], upm.out_proj["b"](mixed), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(tokens[:, 0], upm.start_tag["b"][0].expand(2, -1))
