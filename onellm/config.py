@@ -55,6 +55,13 @@ class UPMConfig:
     heads: int = 16
     norm_eps: float = 1e-5
     ffn_multiple_of: int = 256
+    # Run the E experts as one batched computation (True), one after another (False), or
+    # "auto": batched on accelerators, sequential on CPU.
+    batch_experts: bool | str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.batch_experts not in (True, False, "auto"):
+            raise ValueError(f"batch_experts must be true, false or 'auto', got {self.batch_experts!r}")
 
     def ffn_hidden(self, width: int) -> int:
         # LLaMA's SwiGLU sizing: 2/3 of 4W rounded up to a multiple (2816 for W = 1024).

@@ -11,15 +11,6 @@ def _upm(experts=3, layers=2):
                                          ffn_multiple_of=16), width=32, llm_width=48, modalities=["a", "b"])
 
 
-def _expert_alone(upm, e):
-    """A one-expert UPM holding slice e of every expert weight."""
-    single = _upm(experts=1, layers=len(upm.layers))
-    for layer, src in zip(single.layers, upm.layers):
-        for name, p in layer.named_parameters():
-            p.data.copy_(getattr(src, name).data[e : e + 1])
-    return single
-
-
 def _run_layers(upm, seq, keep=None):
     h = seq.unsqueeze(0).expand(upm.config.num_experts, -1, -1, -1)
     for i, layer in enumerate(upm.layers):
@@ -38,11 +29,19 @@ def test_routing_weights_sum_to_one_per_token():
 def test_batched_experts_equal_sequential_experts():
     upm = _upm()
     seq = torch.randn(2, 9, 32)
-    together = _run_layers(upm, seq)
+    together = upm.run_experts(seq)
+    assert together.shape == (3, 2, 5, 32)
     for e in range(3):
-        alone = _run_layers(_expert_alone(upm, e), seq)[0]
-        torch.testing.assert_close(together[e], alone, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(together[e : e + 1], upm.run_experts(seq, slice(e, e + 1)), atol=1e-5, rtol=1e-5)
     assert not torch.allclose(together[0], together[1])
+
+
+def test_batched_and_sequential_settings_give_the_same_tokens():
+    upm, feats = _upm(), torch.randn(2, 7, 32)
+    upm.config.batch_experts = True
+    batched = upm("a", feats)[0]
+    upm.config.batch_experts = False
+    torch.testing.assert_close(upm("a", feats)[0], batched, atol=1e-5, rtol=1e-5)
 
 
 def test_last_layer_on_queries_only_matches_full_sequence():

@@ -36,28 +36,32 @@ class ExpertLayer(nn.Module):
 
     @staticmethod
     def _linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        # x [E, B, S, in] with weight [E, out, in]: one batched matmul over the experts.
-        return torch.matmul(x, weight.transpose(1, 2).unsqueeze(1))
+        # x [E, B, S, in] with weight [E, out, in]: one bmm over the experts. Folding B and S
+        # into one axis avoids broadcasting (and copying) the weight across the batch.
+        e, b, s, _ = x.shape
+        return torch.bmm(x.reshape(e, b * s, -1), weight.transpose(1, 2)).view(e, b, s, -1)
 
-    def forward(self, h: torch.Tensor, keep: int | None = None) -> torch.Tensor:
-        """h [E, B, S, W] -> [E, B, S', W]; S' = keep when given (only those rows are needed next)."""
+    def forward(self, h: torch.Tensor, keep: int | None = None, experts: slice = slice(None)) -> torch.Tensor:
+        """h [E', B, S, W] -> [E', B, S', W] for the experts in `experts` (all by default);
+        S' = keep when given (only those rows are needed next)."""
         e, b, s, w = h.shape
-        x = rms_norm(h, self.attention_norm[:, None, None], self.eps)
+        p = {name: getattr(self, name)[experts] for name in ("wq", "wk", "wv", "wo", "w1", "w2", "w3")}
+        x = rms_norm(h, self.attention_norm[experts, None, None], self.eps)
         rows = x if keep is None else x[:, :, :keep]
         hd = w // self.heads
 
         def split(t: torch.Tensor) -> torch.Tensor:
             return t.reshape(e * b, t.shape[2], self.heads, hd).transpose(1, 2)
 
-        q = split(self._linear(rows, self.wq))
-        k = split(self._linear(x, self.wk))
-        v = split(self._linear(x, self.wv))
+        q = split(self._linear(rows, p["wq"]))
+        k = split(self._linear(x, p["wk"]))
+        v = split(self._linear(x, p["wv"]))
         att = F.scaled_dot_product_attention(q, k, v)
         att = att.transpose(1, 2).reshape(e, b, rows.shape[2], w)
-        h = (h if keep is None else h[:, :, :keep]) + self._linear(att, self.wo)
-        x = rms_norm(h, self.ffn_norm[:, None, None], self.eps)
-        gated = F.silu(self._linear(x, self.w1)) * self._linear(x, self.w3)
-        return h + self._linear(gated, self.w2)
+        h = (h if keep is None else h[:, :, :keep]) + self._linear(att, p["wo"])
+        x = rms_norm(h, self.ffn_norm[experts, None, None], self.eps)
+        gated = F.silu(self._linear(x, p["w1"])) * self._linear(x, p["w3"])
+        return h + self._linear(gated, p["w2"])
 
 
 class UniversalProjection(nn.Module):
@@ -105,6 +109,26 @@ class UniversalProjection(nn.Module):
             for table in (self.queries, self.start_tag, self.end_tag):
                 table[name].data.copy_(table[copy_from].data)
 
+    def run_experts(self, seq: torch.Tensor, experts: slice = slice(None)) -> torch.Tensor:
+        """seq [B, S, W] through the experts in `experts` -> their query rows [E', B, Q, W]."""
+        count = len(range(*experts.indices(self.config.num_experts)))
+        h = seq.unsqueeze(0).expand(count, -1, -1, -1)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            h = layer(h, keep=self.config.num_queries if i == last else None, experts=experts)
+        return h
+
+    def _expert_groups(self, device: torch.device) -> list[slice]:
+        batched = self.config.batch_experts
+        if batched == "auto":
+            # Measured (benchmarks/bench_upm.py, 2 cores): on CPU one expert at a time keeps
+            # its activations in cache and wins from width 256 up (1.4x); below, call
+            # overhead dominates and batching wins (1.3x at width 64).
+            batched = device.type != "cpu" or self.width <= 128
+        if batched:
+            return [slice(None)]
+        return [slice(e, e + 1) for e in range(self.config.num_experts)]
+
     def forward(self, modality: str, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features [B, N, W] -> (tokens [B, Q + 2, D] with tags, routing weights [B, Q, E])."""
         b = features.shape[0]
@@ -114,11 +138,9 @@ class UniversalProjection(nn.Module):
         # The router is per token and only the query rows are kept, so only they are routed.
         logits = self.routers[modality](seq[:, :q]).float().sigmoid()
         routing = logits / logits.sum(-1, keepdim=True)
-        h = seq.unsqueeze(0).expand(self.config.num_experts, -1, -1, -1)
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            h = layer(h, keep=q if i == last else None)
-        mixed = torch.einsum("ebqw,bqe->bqw", h[:, :, :q].float(), routing).to(features.dtype)
+        outputs = [self.run_experts(seq, group) for group in self._expert_groups(features.device)]
+        h = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+        mixed = torch.einsum("ebqw,bqe->bqw", h.float(), routing).to(features.dtype)
         tokens = self.out_proj[modality](mixed)
         start = self.start_tag[modality].to(tokens.dtype).expand(b, -1, -1)
         end = self.end_tag[modality].to(tokens.dtype).expand(b, -1, -1)
