@@ -50,11 +50,24 @@ def _quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from .training.plot import plot_run
+
+    for path in plot_run(args.run_dir, args.out):
+        print(path)
+    return 0
+
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onellm", description="Any-modality multimodal LLMs in the style of OneLLM."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    for name in LIGHTNING_COMMANDS:
+        sub.add_parser(name, help=f"LightningCLI {name} (onellm {name} --help for its options)", add_help=False)
 
     cap = sub.add_parser("caption", help="caption (or answer a question about) files of any modality")
     cap.add_argument("files", nargs="+", help="input files, or .npy arrays of the tokenizer's input shape")
@@ -69,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     mods = sub.add_parser("modalities", help="list installed modalities, their source and token count")
     mods.add_argument("--preset", help="token counts for this preset's options (default: each tokenizer's defaults)")
     mods.set_defaults(func=_modalities)
+    plot = sub.add_parser("plot", help="loss curves per modality and a router heat map of a training run")
+    plot.add_argument("run_dir")
+    plot.add_argument("--out", help="where to write the PNGs (default: the run directory)")
+    plot.set_defaults(func=_plot)
+
     quick = sub.add_parser("quickstart", help="the end-to-end demo on the embedded default")
     quick.add_argument("--preset", default="tiny")
     quick.add_argument("--seed", type=int, default=0)
@@ -77,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        from .training.cli import run
+
+        run(argv)
+        return 0
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -1,0 +1,1 @@
+"""Training with Lightning: the only package in onellm that imports lightning."""

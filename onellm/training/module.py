@@ -1,0 +1,133 @@
+"""OneLLMModule: a OneLLM model as a LightningModule, with per-stage freezing by globs."""
+from __future__ import annotations
+
+import fnmatch
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from ..config import OneLLMConfig, list_presets
+from ..model.onellm import OneLLM
+
+
+def build_stage_model(model: str, modalities: list[str] | None, init_from: str | None,
+                      copy_from: str = "image") -> OneLLM:
+    """The model of one training stage.
+
+    Without `init_from`: the preset or directory `model`, restricted to `modalities`.
+    With it: the previous stage's export, grown by the `modalities` it lacks, whose
+    tokenizer options come from `model` and whose UPM parts start as copies of `copy_from`'s.
+    """
+    if init_from is None:
+        if Path(model).is_dir():
+            net = OneLLM.from_pretrained(model)
+            unknown = set(modalities or []) - set(net.modalities)
+            if unknown:
+                raise ValueError(f"{model} has no {sorted(unknown)}; grow it with init_from instead")
+            return net
+        config = OneLLMConfig.from_preset(model)
+        if modalities:
+            unknown = set(modalities) - set(config.modalities)
+            if unknown:
+                raise ValueError(f"preset {model!r} has no options for modalities {sorted(unknown)}")
+            config.modalities = {m: config.modalities[m] for m in modalities}
+        return OneLLM(config)
+    net = OneLLM.from_pretrained(init_from)
+    source = OneLLMConfig.from_preset(model).modalities if model in list_presets() else {}
+    for m in modalities or []:
+        if m not in net.modalities:
+            net.add_modality(m, source.get(m), copy_from=copy_from)
+    return net
+
+
+class OneLLMModule(L.LightningModule):
+    """Trains the parameters whose names match `trainable` (fnmatch globs, e.g. "upm.*");
+    with no globs, the model's own defaults (encoder and LLM frozen unless its config says)."""
+
+    def __init__(
+        self,
+        model: str = "tiny",
+        modalities: list[str] | None = None,
+        init_from: str | None = None,
+        trainable: list[str] | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        export_dir: str | None = None,
+        router_log_every: int = 10,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_stage_model(model, modalities, init_from)
+        if trainable is not None:
+            self._apply_trainable(trainable)
+        # Frozen weights come from `init_from`/the preset again on resume, so checkpoints skip them.
+        self.strict_loading = False
+        self._step_start: float | None = None
+
+    def _apply_trainable(self, patterns: list[str]) -> None:
+        used = set()
+        for name, p in self.model.named_parameters():
+            hits = [pat for pat in patterns if fnmatch.fnmatchcase(name, pat)]
+            used.update(hits)
+            p.requires_grad_(bool(hits))
+        unused = [p for p in patterns if p not in used]
+        if unused:
+            raise ValueError(f"trainable pattern(s) {unused} match no parameter (names look like 'upm.layers.0.wq')")
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if batch is None:  # every sample of this step was unreadable; the dataset counted them
+            return None
+        modality = batch["modality"]
+        out = self.model(**{k: batch[k] for k in ("input_ids", "attention_mask", "modality_mask", "labels")},
+                         modality=modality, inputs=batch["inputs"])
+        size = batch["inputs"].shape[0]
+        self.log(f"train/loss_{modality}", out.loss, batch_size=size)
+        self.log("train/loss", out.loss, prog_bar=True, batch_size=size)
+        now = time.perf_counter()
+        if self._step_start is not None:
+            elapsed = now - self._step_start
+            self.log("throughput/samples_per_s", size / elapsed, batch_size=size)
+            self.log("throughput/tokens_per_s", float(batch["attention_mask"].sum()) / elapsed, batch_size=size)
+        self._step_start = now
+        if self.global_step % self.hparams.router_log_every == 0:
+            for m, stats in self.model.router_statistics(reset=True).items():
+                for e, w in enumerate(stats["mean_weight"]):
+                    self.log(f"router/{m}/expert{e}", w, batch_size=size)
+        return out.loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        if batch is None:
+            return
+        out = self.model(**{k: batch[k] for k in ("input_ids", "attention_mask", "modality_mask", "labels")},
+                         modality=batch["modality"], inputs=batch["inputs"])
+        self.log(f"val/loss_{batch['modality']}", out.loss, batch_size=batch["inputs"].shape[0])
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("nothing to train: every parameter is frozen")
+        opt = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        total = max(int(self.trainer.max_steps), 1)
+        warmup = self.hparams.warmup_steps
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        frozen = {f"model.{n}" for n, p in self.model.named_parameters() if not p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
+
+    def on_fit_end(self) -> None:
+        if self.hparams.export_dir and self.trainer.is_global_zero:
+            self.model.save_pretrained(self.hparams.export_dir)

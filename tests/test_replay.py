@@ -1,0 +1,57 @@
+"""The replay sampler: weights, determinism, resumption, agreement across ranks."""
+import collections
+
+import pytest
+
+from onellm.training.replay import ReplayBatchSampler
+
+SIZES = {"image": 50, "audio": 30, "imu": 20}
+
+
+def test_modality_counts_follow_weights():
+    sampler = ReplayBatchSampler(SIZES, {"image": 0.5, "audio": 0.3, "imu": 0.2}, batch_size=2, steps=4000)
+    counts = collections.Counter(sampler.schedule(4000))
+    for m, w in {"image": 0.5, "audio": 0.3, "imu": 0.2}.items():
+        assert abs(counts[m] / 4000 - w) < 0.03
+
+
+def test_every_batch_holds_one_modality_and_passes_cover_each_sample():
+    sampler = ReplayBatchSampler(SIZES, {"image": 1, "audio": 1, "imu": 1}, batch_size=5, steps=300)
+    seen = collections.defaultdict(list)
+    offsets = {"image": 0, "audio": 50, "imu": 80}
+    for step, batch in enumerate(sampler):
+        m = sampler.modality_at(step)
+        idx = [i for i, _ in batch]
+        assert all(offsets[m] <= i < offsets[m] + SIZES[m] for i in idx)
+        seen[m] += idx
+    for m, n in SIZES.items():  # the first full pass visits every sample exactly once
+        assert sorted(seen[m][:n]) == list(range(offsets[m], offsets[m] + n))
+
+
+def test_same_seed_same_stream_other_seed_differs():
+    a = list(ReplayBatchSampler(SIZES, {"image": 1, "audio": 1}, 4, 50, seed=3))
+    assert a == list(ReplayBatchSampler(SIZES, {"image": 1, "audio": 1}, 4, 50, seed=3))
+    assert a != list(ReplayBatchSampler(SIZES, {"image": 1, "audio": 1}, 4, 50, seed=4))
+
+
+def test_resume_continues_the_same_stream():
+    full = list(ReplayBatchSampler(SIZES, {"image": 2, "imu": 1}, 3, 80, seed=1))
+    resumed = list(ReplayBatchSampler(SIZES, {"image": 2, "imu": 1}, 3, 80, seed=1, start_step=37))
+    assert resumed == full[37:]
+
+
+def test_ranks_share_modality_and_split_samples():
+    ranks = [list(ReplayBatchSampler(SIZES, {"image": 1, "audio": 1, "imu": 1}, 2, 40, rank=r, world_size=2))
+             for r in range(2)]
+    sampler = ReplayBatchSampler(SIZES, {"image": 1, "audio": 1, "imu": 1}, 2, 40)
+    for step, (b0, b1) in enumerate(zip(*ranks)):
+        lo = {"image": 0, "audio": 50, "imu": 80}[sampler.modality_at(step)]
+        assert all(lo <= i < lo + 50 for i, _ in b0 + b1)
+        assert not {i for i, _ in b0} & {i for i, _ in b1}
+
+
+def test_bad_configuration_is_explained():
+    with pytest.raises(ValueError, match="without data"):
+        ReplayBatchSampler(SIZES, {"video": 1}, 2, 10)
+    with pytest.raises(ValueError, match="fewer samples than one global batch"):
+        ReplayBatchSampler({"imu": 3}, {"imu": 1}, 2, 10, world_size=2)
