@@ -36,3 +36,15 @@ def test_smollm2_preset_generates_with_cache_and_chat_template():
     ids = tok(text, return_tensors="pt")
     out = model.llm.generate(**ids, max_new_tokens=12, do_sample=False)
     assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1]:])
+
+
+def test_left_padded_batch_scores_match_single_prompts(tiny_model):
+    model = tiny_model.eval()
+    x = model.tokenizers["imu"].example_input(2, torch.Generator().manual_seed(5))
+    prompts = [model.processor.prompt("Hi?"), model.processor.prompt("What is the person doing right now?")]
+    kw = dict(max_new_tokens=4, do_sample=False, output_scores=True, return_dict_in_generate=True)
+    together = model.generate(**model.processor(prompts), modality="imu", inputs=x, **kw)
+    for i in range(2):
+        alone = model.generate(**model.processor(prompts[i : i + 1]), modality="imu", inputs=x[i : i + 1], **kw)
+        for step_batch, step_alone in zip(together.scores, alone.scores):
+            torch.testing.assert_close(step_batch[i], step_alone[0], atol=1e-4, rtol=1e-4)
