@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -82,6 +83,9 @@ class ModalitySpec:
     prompt: str = "Provide a one-sentence caption for the provided {name}."
     official_name: str | None = None
     description: str = ""
+    # synthesize(out_dir, sample_id, rng) writes one sample's files and returns its manifest
+    # fields (files relative to out_dir, caption, qa, meta); used by `onellm data synth`.
+    synthesize: Callable[[Path, str, np.random.Generator], dict[str, Any]] | None = None
 
     def caption_prompt(self) -> str:
         return self.prompt.format(name=self.name)
