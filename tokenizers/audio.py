@@ -44,4 +44,6 @@ AUDIO = ModalitySpec(
     extensions=(".wav", ".flac", ".ogg", ".mp3"),
     prompt="Provide a one-sentence caption for the provided audio.",
     description="kaldi fbank [1, mel, frames] through a strided Conv2d",
+    synthesize="onellm.data.synth.audio:synthesize",
+    preview="onellm.demo.previews:audio_preview",
 )

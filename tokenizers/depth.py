@@ -28,4 +28,7 @@ DEPTH = ModalitySpec(
     prompt="Provide a one-sentence caption for the provided depth map.",
     official_name="rgbd",
     description="RGB image + depth map as two frames through the encoder's patch conv",
+    companions=("rgb image",),
+    synthesize="onellm.data.synth.depth:synthesize",
+    preview="onellm.demo.previews:depth_preview",
 )

@@ -39,4 +39,7 @@ FMRI = ModalitySpec(
     extensions=(".nii", ".nii.gz", ".npy"),
     prompt="Provide a one-sentence caption for the provided fMRI.",
     description="voxel vector through a Linear, reshaped into tokens",
+    companions=("roi mask",),
+    synthesize="onellm.data.synth.fmri:synthesize",
+    preview="onellm.demo.previews:fmri_preview",
 )

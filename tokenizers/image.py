@@ -95,4 +95,6 @@ IMAGE = ModalitySpec(
     extensions=(".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"),
     prompt="Provide a one-sentence caption for the provided image.",
     description="RGB image through the encoder's patch conv",
+    synthesize="onellm.data.synth.image:synthesize",
+    preview="onellm.demo.previews:image_preview",
 )

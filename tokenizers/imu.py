@@ -42,4 +42,6 @@ IMU = ModalitySpec(
     extensions=(".npy", ".csv"),
     prompt="Describe the scene.",
     description="6-channel IMU window through a Conv1d",
+    synthesize="onellm.data.synth.imu:synthesize",
+    preview="onellm.demo.previews:imu_preview",
 )

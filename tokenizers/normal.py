@@ -11,4 +11,7 @@ NORMAL = ModalitySpec(
     prompt="Provide a one-sentence caption for the provided normal map.",
     official_name="rgbn",
     description="RGB image + normal map as two frames through the encoder's patch conv",
+    companions=("rgb image",),
+    synthesize="onellm.data.synth.normal:synthesize",
+    preview="onellm.demo.previews:normal_preview",
 )

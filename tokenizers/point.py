@@ -64,4 +64,6 @@ POINT = ModalitySpec(
     extensions=(".ply", ".pcd", ".xyz", ".npy"),
     prompt="What is this?",
     description="FPS + kNN groups through a 1x1 conv, max over neighbours",
+    synthesize="onellm.data.synth.point:synthesize",
+    preview="onellm.demo.previews:point_preview",
 )

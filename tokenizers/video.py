@@ -25,4 +25,6 @@ VIDEO = ModalitySpec(
     extensions=(".mp4", ".webm", ".avi", ".mkv", ".mov"),
     prompt="Provide a one-sentence caption for the provided video.",
     description="frames through the encoder's patch conv, averaged over time",
+    synthesize="onellm.data.synth.video:synthesize",
+    preview="onellm.demo.previews:video_preview",
 )

@@ -1,0 +1,60 @@
+"""Tokenizer and loader: non-overlapping Conv1d patches over the leads, own positional table."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from onellm import ModalityTokenizer, TokenGrid
+from onellm.config import EncoderConfig
+from onellm.modality import learned_pos_embed
+
+
+@dataclass
+class ECGOptions:
+    leads: int = 12
+    samples: int = 5000  # 10 s at 500 Hz
+    patch: int = 50  # 100 ms per token
+
+
+class ECGTokenizer(ModalityTokenizer):
+    Options = ECGOptions
+
+    def __init__(self, encoder: EncoderConfig, options: ECGOptions) -> None:
+        super().__init__(encoder, options)
+        if options.samples % options.patch:
+            raise ValueError(f"ecg samples {options.samples} must be a multiple of patch {options.patch}")
+        self.input_shape = (options.leads, options.samples)
+        self.num_patches = options.samples // options.patch
+        self.conv = nn.Conv1d(options.leads, encoder.width, kernel_size=options.patch, stride=options.patch)
+        self.pos_embed = learned_pos_embed(self.num_patches + 1, encoder.width)
+
+    def tokenize(self, x: torch.Tensor, encoder) -> TokenGrid:
+        patches = self.conv(x.to(self.conv.weight.dtype)).transpose(1, 2)
+        return TokenGrid(patches.unsqueeze(1), self.pos_embed)
+
+
+def load_ecg(path: Path, tokenizer: ECGTokenizer, train: bool = False) -> torch.Tensor:
+    """.npy or .csv of [samples, leads] or [leads, samples] in millivolts; cropped or
+    zero-padded to the configured length, each lead standardised."""
+    leads, samples = tokenizer.input_shape
+    try:
+        if str(path).endswith(".csv"):
+            array = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
+        else:
+            array = np.load(path, allow_pickle=False).astype(np.float32)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable ECG array ({err})") from err
+    if array.ndim != 2 or leads not in array.shape:
+        raise ValueError(f"{path}: expected a [samples, {leads}] or [{leads}, samples] array, got {list(array.shape)}")
+    if array.shape[0] != leads:
+        array = array.T
+    out = np.zeros((leads, samples), dtype=np.float32)
+    n = min(samples, array.shape[1])
+    out[:, :n] = array[:, :n]
+    out -= out.mean(axis=1, keepdims=True)
+    out /= out.std(axis=1, keepdims=True) + 1e-6
+    return torch.from_numpy(out)

@@ -1,0 +1,1 @@
+"""Conversion between the published OneLLM checkpoint layout and ours."""

@@ -1,0 +1,105 @@
+"""One manifest format for every modality: JSON Lines, one sample per line.
+
+    {"id": "image-000001", "modality": "image", "files": ["image/000001.png"],
+     "caption": "a red circle ...", "qa": [{"question": "...", "answer": "..."}],
+     "conversations": [{"from": "human", "value": "..."}, {"from": "gpt", "value": "..."}],
+     "split": "train", "meta": {"sample_rate": 100}}
+
+`files` are relative to the manifest's folder (or absolute); files[0] is the modality's own
+file and the rest its companions (see `ModalitySpec.companions`). A file may also name a
+member of a WebDataset-style tar shard as "shard-000.tar#member".
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Sample:
+    id: str
+    modality: str
+    files: list[str]
+    caption: str | None = None
+    qa: list[dict[str, str]] = field(default_factory=list)
+    conversations: list[dict[str, str]] = field(default_factory=list)
+    split: str = "train"
+    meta: dict[str, Any] = field(default_factory=dict)
+    root: Path | None = field(default=None, compare=False, repr=False)
+
+    def paths(self) -> list[Path]:
+        """files resolved against the manifest's folder."""
+        base = self.root or Path(".")
+        return [base / f for f in self.files]  # an absolute f replaces base
+
+    def to_json(self) -> dict[str, Any]:
+        row = asdict(self)
+        row.pop("root")
+        return {k: v for k, v in row.items() if v not in (None, [], {})}
+
+
+def sample_from_json(row: dict[str, Any], root: Path | None = None, where: str = "") -> Sample:
+    missing = [k for k in ("id", "modality", "files") if k not in row]
+    if missing:
+        raise ValueError(f"{where}: missing field(s) {missing}")
+    files = row["files"]
+    if isinstance(files, str):
+        files = [files]
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+        raise ValueError(f"{where}: 'files' must be a non-empty list of paths")
+    if row.get("split", "train") not in SPLITS:
+        raise ValueError(f"{where}: split {row['split']!r} is not one of {SPLITS}")
+    known = {"id", "modality", "files", "caption", "qa", "conversations", "split", "meta"}
+    unknown = set(row) - known
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; extra facts belong in 'meta'")
+    return Sample(**{**row, "files": files, "id": str(row["id"])}, root=root)
+
+
+def read_manifest(path: Path | str) -> list[Sample]:
+    """All samples of a .jsonl manifest; a malformed line is an error naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such manifest")
+    return list(iter_manifest(path))
+
+
+def iter_manifest(path: Path) -> Iterator[Sample]:
+    root = path.resolve().parent
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: not valid JSON ({err.msg})") from err
+            if not isinstance(row, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            yield sample_from_json(row, root, where)
+
+
+def write_manifest(path: Path | str, samples: Iterable[Sample | dict[str, Any]]) -> int:
+    """Write atomically (temporary file + rename); returns the number of samples."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for s in samples:
+                row = s.to_json() if isinstance(s, Sample) else s
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                count += 1
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count

@@ -1,0 +1,1 @@
+"""The synthetic eight-modality world: one generator module per modality, and the driver."""
