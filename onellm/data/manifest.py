@@ -88,14 +88,18 @@ def iter_manifest(path: Path) -> Iterator[Sample]:
 
 def write_manifest(path: Path | str, samples: Iterable[Sample | dict[str, Any]]) -> int:
     """Write atomically (temporary file + rename); returns the number of samples."""
+    return write_jsonl(path, (s.to_json() if isinstance(s, Sample) else s for s in samples))
+
+
+def write_jsonl(path: Path | str, rows: Iterable[dict[str, Any]]) -> int:
+    """JSON Lines written atomically: a crash mid-write leaves any previous file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for s in samples:
-                row = s.to_json() if isinstance(s, Sample) else s
+            for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
                 count += 1
         os.replace(tmp, path)

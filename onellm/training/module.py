@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import math
 import time
 from pathlib import Path
@@ -11,6 +13,7 @@ import lightning as L
 import torch
 
 from ..config import OneLLMConfig, list_presets
+from ..data.manifest import write_jsonl
 from ..model.onellm import OneLLM
 
 
@@ -68,6 +71,8 @@ class OneLLMModule(L.LightningModule):
         # Frozen weights come from `init_from`/the preset again on resume, so checkpoints skip them.
         self.strict_loading = False
         self._step_start: float | None = None
+        self.bad_samples: dict[str, str] = {}
+        self.schedule: list[tuple[int, str]] = []
 
     def _apply_trainable(self, patterns: list[str]) -> None:
         used = set()
@@ -79,10 +84,19 @@ class OneLLMModule(L.LightningModule):
         if unused:
             raise ValueError(f"trainable pattern(s) {unused} match no parameter (names look like 'upm.layers.0.wq')")
 
+    def _count_bad(self, batch: dict[str, Any]) -> bool:
+        """Record unreadable samples; False when none of the batch was readable."""
+        for bad in batch.get("bad", []):
+            self.bad_samples.setdefault(bad.id, bad.reason)
+        return "inputs" in batch
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        if batch is None:  # every sample of this step was unreadable; the dataset counted them
+        readable = self._count_bad(batch)
+        self.log("data/bad_samples", float(len(self.bad_samples)), batch_size=1)
+        if not readable:
             return None
         modality = batch["modality"]
+        self.schedule.append((self.global_step, modality))
         out = self.model(**{k: batch[k] for k in ("input_ids", "attention_mask", "modality_mask", "labels")},
                          modality=modality, inputs=batch["inputs"])
         size = batch["inputs"].shape[0]
@@ -101,7 +115,7 @@ class OneLLMModule(L.LightningModule):
         return out.loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        if batch is None:
+        if not self._count_bad(batch):
             return
         out = self.model(**{k: batch[k] for k in ("input_ids", "attention_mask", "modality_mask", "labels")},
                          modality=batch["modality"], inputs=batch["inputs"])
@@ -124,10 +138,35 @@ class OneLLMModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def _log_dir(self) -> Path:
+        log_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        return log_dir
+
+    def _write_rank_record(self) -> None:
+        """Per rank: the modality of every step and a digest of the trained weights, so a
+        data-parallel run can be audited (same schedule and same weights on every rank)."""
+        digest = hashlib.sha256()
+        for name, p in sorted(self.model.named_parameters()):
+            if p.requires_grad:
+                digest.update(name.encode())
+                digest.update(p.detach().float().cpu().numpy().tobytes())
+        log_dir = self._log_dir()
+        record = {"rank": self.global_rank, "steps": self.schedule, "trained_weights_sha256": digest.hexdigest()}
+        (log_dir / f"rank{self.global_rank}.json").write_text(json.dumps(record))
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         frozen = {f"model.{n}" for n, p in self.model.named_parameters() if not p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
 
     def on_fit_end(self) -> None:
-        if self.hparams.export_dir and self.trainer.is_global_zero:
+        self._write_rank_record()
+        if not self.trainer.is_global_zero:
+            return
+        if self.bad_samples:
+            log_dir = self._log_dir()
+            write_jsonl(log_dir / "bad_samples.jsonl",
+                                ({"id": i, "reason": r} for i, r in sorted(self.bad_samples.items())))
+            print(f"skipped {len(self.bad_samples)} unreadable sample(s); reasons in {log_dir / 'bad_samples.jsonl'}")
+        if self.hparams.export_dir:
             self.model.save_pretrained(self.hparams.export_dir)

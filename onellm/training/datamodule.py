@@ -1,0 +1,180 @@
+"""OneLLMDataModule: a stage's manifests -> one-modality batches chosen by the replay sampler."""
+from __future__ import annotations
+
+import random
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.dataset import BadSample, ManifestDataset
+from ..data.manifest import Sample, read_manifest
+from ..processor import PLACEHOLDER, OneLLMProcessor
+from .replay import ReplayBatchSampler
+
+
+@dataclass
+class DatasetEntry:
+    """One manifest in a stage: `weight` is its modality's share of the steps (the weights
+    of a stage's entries are normalised together, so replayed modalities get theirs too)."""
+
+    manifest: str
+    modality: str
+    weight: float = 1.0
+    split: str = "train"
+    name: str = ""
+
+
+class SeededSamples(Dataset):
+    """Modality datasets concatenated; item (index, seed) loads under that seed, so training
+    augmentation is a function of the sample and the step, whatever the worker or resume."""
+
+    def __init__(self, parts: dict[str, ManifestDataset]) -> None:
+        self.parts = parts
+        self.index: list[tuple[str, int]] = [(m, i) for m, ds in parts.items() for i in range(len(ds))]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, item: tuple[int, int]) -> Any:
+        index, seed = item
+        modality, local = self.index[index]
+        np_state, py_state = np.random.get_state(), random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+            try:
+                return self.parts[modality][local]
+            finally:
+                np.random.set_state(np_state)
+                random.setstate(py_state)
+
+
+class TextForSamples:
+    """Collate: stack one modality's inputs and build the text side of each sample.
+
+    task "caption": the caption follows the modality tokens directly (alignment stages);
+    task "instruct": a question/answer pair (or the first conversation turn) in the prompt template."""
+
+    def __init__(self, processor: OneLLMProcessor, task: str) -> None:
+        if task not in ("caption", "instruct"):
+            raise ValueError(f"task must be 'caption' or 'instruct', got {task!r}")
+        self.processor, self.task = processor, task
+
+    def _text(self, sample: Sample) -> tuple[str, str]:
+        if self.task == "caption" and sample.caption:
+            return PLACEHOLDER, sample.caption
+        if sample.qa:
+            pick = sample.qa[random.randrange(len(sample.qa))]
+            return self.processor.prompt(pick["question"]), pick["answer"]
+        if sample.conversations and len(sample.conversations) >= 2:
+            question = sample.conversations[0]["value"].replace("<image>", "").replace(PLACEHOLDER, "").strip()
+            return self.processor.prompt(question), sample.conversations[1]["value"]
+        if sample.caption:
+            return self.processor.prompt(_caption_question(sample.modality)), sample.caption
+        raise ValueError(f"sample {sample.id}: no caption, QA pair or conversation to train on")
+
+    def __call__(self, items: list[Any]) -> dict[str, Any]:
+        bad = [it for it in items if isinstance(it, BadSample)]
+        items = [it for it in items if not isinstance(it, BadSample)]
+        if not items:
+            return {"bad": bad}
+        samples, tensors = zip(*items)
+        modalities = {s.modality for s in samples}
+        if len(modalities) != 1:
+            raise ValueError(f"a batch must hold one modality, got {sorted(modalities)}")
+        prompts, answers = zip(*(self._text(s) for s in samples))
+        batch = self.processor(list(prompts), answers=list(answers))
+        batch["inputs"] = torch.stack(tensors)
+        batch["modality"] = samples[0].modality
+        batch["ids"] = [s.id for s in samples]
+        batch["bad"] = bad
+        return batch
+
+
+def _caption_question(modality: str) -> str:
+    from ..registry import get_modality
+
+    return get_modality(modality).caption_prompt()
+
+
+class OneLLMDataModule(L.LightningDataModule):
+    """`datasets` name the stage's manifests ("$DATA_ROOT" in a path is replaced by
+    `data_root`); validation uses each manifest's "val" split."""
+
+    def __init__(
+        self,
+        datasets: list[DatasetEntry],
+        data_root: str = ".",
+        batch_size: int = 8,
+        num_workers: int = 0,
+        seed: int = 0,
+        task: str = "caption",
+        val_samples: int = 32,
+    ) -> None:
+        super().__init__()
+        if not datasets:
+            raise ValueError("a stage needs at least one entry in data.datasets")
+        self.datasets = [d if isinstance(d, DatasetEntry) else DatasetEntry(**d) for d in datasets]
+        self.data_root, self.batch_size, self.num_workers = data_root, batch_size, num_workers
+        self.seed, self.task, self.val_samples = seed, task, val_samples
+        self.train_parts: dict[str, ManifestDataset] = {}
+        self.weights: dict[str, float] = {}
+        self.val_parts: dict[str, ManifestDataset] = {}
+
+    def manifest_path(self, entry: DatasetEntry) -> Path:
+        return Path(string.Template(entry.manifest).safe_substitute(DATA_ROOT=self.data_root))
+
+    def setup(self, stage: str | None = None) -> None:
+        model = self.trainer.lightning_module.model
+        train: dict[str, list[Sample]] = {}
+        val: dict[str, list[Sample]] = {}
+        for entry in self.datasets:
+            if entry.modality not in model.tokenizers:
+                raise ValueError(f"dataset {entry.name or entry.manifest} is {entry.modality}, "
+                                 f"which the model lacks (it has {', '.join(model.modalities)})")
+            samples = read_manifest(self.manifest_path(entry))
+            wrong = [s.id for s in samples if s.modality != entry.modality]
+            if wrong:
+                raise ValueError(f"{self.manifest_path(entry)}: sample {wrong[0]} is not {entry.modality}")
+            train.setdefault(entry.modality, []).extend(s for s in samples if s.split == entry.split)
+            val.setdefault(entry.modality, []).extend(s for s in samples if s.split == "val")
+            self.weights[entry.modality] = self.weights.get(entry.modality, 0.0) + entry.weight
+        tokenizers = dict(model.tokenizers)
+        self.train_parts = {m: ManifestDataset(s, tokenizers, train=True) for m, s in train.items() if s}
+        self.val_parts = {m: ManifestDataset(s[: self.val_samples], tokenizers) for m, s in val.items() if s}
+        self.processor = model.processor
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        if trainer.max_steps is None or trainer.max_steps < 0:
+            raise ValueError("set trainer.max_steps: the replay sampler draws a fixed number of steps")
+        sampler = ReplayBatchSampler(
+            {m: len(ds) for m, ds in self.train_parts.items()},
+            {m: self.weights[m] for m in self.train_parts},
+            self.batch_size,
+            steps=trainer.max_steps,
+            seed=self.seed,
+            start_step=trainer.global_step,
+            rank=trainer.global_rank,
+            world_size=trainer.world_size,
+        )
+        return DataLoader(SeededSamples(self.train_parts), batch_sampler=sampler, num_workers=self.num_workers,
+                          collate_fn=TextForSamples(self.processor, self.task))
+
+    def val_dataloader(self) -> DataLoader | list:
+        if not self.val_parts:
+            return []
+        batches, start = [], 0
+        for ds in self.val_parts.values():
+            ids = list(range(start, start + len(ds)))
+            start += len(ds)
+            batches += [[(i, 0) for i in ids[k : k + self.batch_size]] for k in range(0, len(ids), self.batch_size)]
+        return DataLoader(SeededSamples(self.val_parts), batch_sampler=batches, num_workers=self.num_workers,
+                          collate_fn=TextForSamples(self.processor, self.task))
