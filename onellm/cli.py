@@ -16,9 +16,12 @@ def _caption(args: argparse.Namespace) -> int:
     if args.dtype:
         model.to(getattr(torch, args.dtype))
     model.to(args.device)
+    if args.companion and len(args.files) != 1:
+        raise ValueError("--companion belongs to one input file; caption such files one at a time")
     for file in args.files:
         modality = args.modality or guess_modality(Path(file), dict(model.tokenizers))
-        x = load_input(Path(file), modality, model.tokenizers[modality])
+        paths = [Path(file), *map(Path, args.companion or [])]
+        x = load_input(paths, modality, model.tokenizers[modality])
         text = model.caption(modality, x.unsqueeze(0), args.question, max_new_tokens=args.max_new_tokens)[0]
         print(f"{file}\t{modality}\t{text}")
     return 0
@@ -46,7 +49,7 @@ def _modalities(args: argparse.Namespace) -> int:
 def _quickstart(args: argparse.Namespace) -> int:
     from .quickstart import run
 
-    run(args.preset, args.seed)
+    run(args.preset, args.seed, args.out, args.per_modality, args.steps_scale, args.eval_samples)
     return 0
 
 
@@ -73,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("files", nargs="+", help="input files, or .npy arrays of the tokenizer's input shape")
     cap.add_argument("--model", default="tiny", help="a save_pretrained directory or a preset name (default: tiny)")
     cap.add_argument("--modality", help="the files' modality (default: guessed from the extension)")
+    cap.add_argument("--companion", action="append", metavar="FILE",
+                     help="a file the input needs beside it (the RGB image of a depth or normal map, "
+                          "the ROI mask of an fMRI volume); repeat for several")
     cap.add_argument("--question", help="ask this instead of the modality's caption prompt")
     cap.add_argument("--max-new-tokens", type=int, default=32)
     cap.add_argument("--device", default="cpu")
@@ -90,8 +96,24 @@ def build_parser() -> argparse.ArgumentParser:
     quick = sub.add_parser("quickstart", help="the end-to-end demo on the embedded default")
     quick.add_argument("--preset", default="tiny")
     quick.add_argument("--seed", type=int, default=0)
+    quick.add_argument("--out", default="quickstart-run", help="working folder (data, runs, eval)")
+    quick.add_argument("--per-modality", type=int, default=240, help="synthetic samples per modality")
+    quick.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's max_steps")
+    quick.add_argument("--eval-samples", type=int, default=24, help="held-out samples per modality and task")
     quick.set_defaults(func=_quickstart)
+    for add_parser in _component_parsers():
+        add_parser(sub)
     return parser
+
+
+def _component_parsers() -> list:
+    """Subcommands that live with their component; each module imports nothing heavy."""
+    from .convert.cli import add_convert_parser
+    from .data.cli import add_data_parser
+    from .demo.cli import add_demo_parser
+    from .eval.cli import add_eval_parser
+
+    return [add_data_parser, add_eval_parser, add_convert_parser, add_demo_parser]
 
 
 def main(argv: list[str] | None = None) -> int:

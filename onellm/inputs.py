@@ -1,52 +1,74 @@
-"""From a path to one model input: .npy arrays directly, other files through the
-modality's registered loader."""
+"""From files to one model input: a .npy that already holds the input shape directly, other
+files through the modality's registered loader."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 
+from .errors import BadInputError
 from .modality import ModalityTokenizer
 from .registry import get_modality
 
 
 def guess_modality(path: Path, tokenizers: dict[str, ModalityTokenizer]) -> str:
-    """By extension; a .npy by which modality's input shape it holds."""
+    """By the longest matching extension (so `x.depth.png` is depth, not image); a .npy that
+    holds exactly one modality's input shape is that modality."""
     name = path.name.lower()
-    hits = [m for m in tokenizers if any(name.endswith(ext) for ext in get_modality(m).extensions)]
+    shaped = []
     if name.endswith(".npy") and path.is_file():
         shaped = [m for m in tokenizers if _is_raw_tensor(path, tokenizers[m])]
-        hits = shaped or hits
+    candidates = shaped or list(tokenizers)
+    matches = {m: max((len(e) for e in get_modality(m).extensions if name.endswith(e)), default=0) for m in candidates}
+    longest = max(matches.values(), default=0)
+    # A raw array of one modality's input shape needs no extension of its own.
+    hits = [m for m, n in matches.items() if n and n == longest] or shaped
     if len(hits) != 1:
         found = f"could be any of {', '.join(hits)}" if hits else "matches no modality's extensions"
         raise ValueError(f"{path}: {found}; pass --modality")
     return hits[0]
 
 
-def load_input(path: Path, modality: str, tokenizer: ModalityTokenizer) -> torch.Tensor:
-    """One sample of `tokenizer.input_shape`; errors name the file and the problem."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    spec = get_modality(modality)
-    if path.suffix.lower() == ".npy" and spec.load is None or _is_raw_tensor(path, tokenizer):
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{path}: not a readable .npy array ({err})") from err
-        x = torch.from_numpy(np.ascontiguousarray(array)).float()
-        if tuple(x.shape) != tuple(tokenizer.input_shape):
-            raise ValueError(
-                f"{path}: array of shape {list(x.shape)}, but {modality} input is {list(tokenizer.input_shape)}"
-            )
-        return x
+def load_input(
+    paths: Sequence[Path] | Path,
+    modality: str,
+    tokenizer: ModalityTokenizer,
+    train: bool = False,
+    meta: dict | None = None,
+) -> torch.Tensor:
+    """One sample of `tokenizer.input_shape` from the modality's own file (paths[0]) and its
+    companions (paths[1:]); errors are BadInputError naming the file and the problem."""
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    if not paths:
+        raise ValueError(f"no files given for a {modality} input")
+    for path in paths:
+        if not path.is_file():
+            raise BadInputError(path, "no such file")
+    path, spec = paths[0], get_modality(modality)
+    if _is_raw_tensor(path, tokenizer) or path.suffix.lower() == ".npy" and spec.load is None:
+        return _load_raw(path, modality, tokenizer)
     if spec.load is None:
-        raise ValueError(
-            f"{path}: no file loader for {modality}; pass a .npy array of shape {list(tokenizer.input_shape)}"
+        raise BadInputError(
+            path, f"no file loader for {modality}; pass a .npy array of shape {list(tokenizer.input_shape)}"
         )
-    x = spec.load(path, tokenizer)
+    x = spec.load(paths, tokenizer, train=train, meta=meta)
     if tuple(x.shape) != tuple(tokenizer.input_shape):
-        raise ValueError(f"{path}: {modality} loader gave {list(x.shape)}, expected {list(tokenizer.input_shape)}")
+        raise BadInputError(path, f"{modality} loader gave {list(x.shape)}, expected {list(tokenizer.input_shape)}")
+    return x
+
+
+def _load_raw(path: Path, modality: str, tokenizer: ModalityTokenizer) -> torch.Tensor:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise BadInputError(path, f"not a readable .npy array ({err})") from err
+    x = torch.from_numpy(np.ascontiguousarray(array)).float()
+    if tuple(x.shape) != tuple(tokenizer.input_shape):
+        raise BadInputError(
+            path, f"array of shape {list(x.shape)}, but {modality} input is {list(tokenizer.input_shape)}"
+        )
     return x
 
 
@@ -57,5 +79,5 @@ def _is_raw_tensor(path: Path, tokenizer: ModalityTokenizer) -> bool:
     try:
         shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
     except (OSError, ValueError):
-        return True  # let the .npy branch report it
+        return False  # the loader reports an unreadable file
     return tuple(shape) == tuple(tokenizer.input_shape)

@@ -93,8 +93,8 @@ class ModalitySpec:
     # fields (files relative to out_dir, caption, qa, meta); used by `onellm data synth`.
     synthesize: Callable[[Path, str, np.random.Generator], dict[str, Any]] | str | None = None
 
-    # preview(paths) -> a matplotlib Figure or a path a browser can show (image, video,
-    # audio); the demo shows it beside the answer. A callable or a lazy "module:function".
+    # preview(paths) -> a matplotlib Figure, a PIL image, a path a browser can show (image,
+    # video, audio) or a list of these; the demo shows it beside the answer. A callable or a lazy "module:function".
     preview: Callable[[list[Path]], Any] | str | None = None
 
     def previewer(self) -> Callable[[list[Path]], Any] | None:

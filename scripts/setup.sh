@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 if ! ldconfig -p | grep -q "libusb-1.0.so.0"; then
   apt-get update -qq && apt-get install -y -qq libusb-1.0-0 >/dev/null
 fi
+# Headless Chromium for the demo's browser test; selenium cannot download a browser here.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e ".[dev,smollm2,demo]"

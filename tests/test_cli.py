@@ -25,7 +25,7 @@ def test_bad_inputs_name_the_file(tmp_path, capsys):
     np.save(tmp_path / "bad.npy", np.zeros((5, 5), dtype=np.float32))
     assert main(["caption", "--modality", "imu", str(tmp_path / "bad.npy")]) == 2
     err = capsys.readouterr().err
-    assert "bad.npy" in err and "[6, 400]" in err
+    assert "bad.npy" in err and "6 IMU channels" in err and "[5, 5]" in err
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     assert main(["caption", str(tmp_path / "broken.png")]) == 2
     assert "broken.png" in capsys.readouterr().err

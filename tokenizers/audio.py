@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import av
+import numpy as np
+import soundfile
 import torch
+import torchaudio.compliance.kaldi as kaldi
+import torchaudio.functional as AF
+import torchaudio.transforms as T
 from torch import nn
 
 from onellm.config import EncoderConfig
+from onellm.errors import BadInputError
 from onellm.modality import ModalitySpec, ModalityTokenizer, TokenGrid, learned_pos_embed
 
 
@@ -16,6 +24,13 @@ class AudioOptions:
     frames: int = 1024
     kernel: int = 16
     stride: int = 10
+
+
+SAMPLE_RATE = 16000
+# Mean and std of AudioSet fbanks, the normalisation the published weights were trained with.
+FBANK_MEAN, FBANK_STD = -4.2677393, 4.5689974
+# SpecAugment widths at the published 128 x 1024 fbank; other sizes scale them.
+FREQ_MASK_AT_128, TIME_MASK_AT_1024 = 48, 192
 
 
 class AudioTokenizer(ModalityTokenizer):
@@ -38,9 +53,70 @@ class AudioTokenizer(ModalityTokenizer):
         return TokenGrid(patches.unsqueeze(1), self.pos_embed)
 
 
+def read_first_channel(path: Path) -> tuple[np.ndarray, int]:
+    """float32 samples of the first channel (kaldi's default) and the sample rate. soundfile
+    reads wav/flac/ogg; PyAV decodes the rest (mp3, m4a) without a system ffmpeg."""
+    try:
+        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        return data[:, 0], rate
+    except (soundfile.LibsndfileError, RuntimeError, TypeError):
+        pass
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise BadInputError(path, "no audio stream")
+            stream = container.streams.audio[0]
+            # Planar float keeps channels apart: each decoded chunk is [channels, n].
+            to_float = av.AudioResampler(format="fltp")
+            chunks = [c.to_ndarray()[0] for f in container.decode(stream) for c in to_float.resample(f)]
+            chunks += [c.to_ndarray()[0] for c in to_float.resample(None)]
+            rate = stream.rate
+    except BadInputError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as err:
+        raise BadInputError(path, f"not a readable audio file ({err})") from err
+    return np.concatenate(chunks or [np.zeros(0, np.float32)]).astype(np.float32), rate
+
+
+def fbank(wave: torch.Tensor, rate: int, mel_bins: int) -> torch.Tensor:
+    """Kaldi log-mel fbank [frames, mel] of a mono waveform, resampled to 16 kHz first."""
+    if rate != SAMPLE_RATE:
+        wave = AF.resample(wave, rate, SAMPLE_RATE)
+    wave = wave - wave.mean()
+    return kaldi.fbank(
+        wave.unsqueeze(0), htk_compat=True, sample_frequency=SAMPLE_RATE, use_energy=False,
+        window_type="hanning", num_mel_bins=mel_bins, dither=0.0, frame_shift=10,
+    )
+
+
+def spec_augment(x: torch.Tensor) -> torch.Tensor:
+    """One frequency and one time mask on [1, mel, frames] (torchaudio's, drawn from torch's
+    global RNG), widths up to 48 of 128 bins and 192 of 1024 frames, scaled to the fbank size."""
+    _, mel, frames = x.shape
+    x = T.FrequencyMasking(FREQ_MASK_AT_128 * mel // 128)(x)
+    return T.TimeMasking(TIME_MASK_AT_1024 * frames // 1024)(x)
+
+
+def load_audio(
+    paths: list[Path], tokenizer: AudioTokenizer, train: bool = False, meta: dict | None = None
+) -> torch.Tensor:
+    """[1, mel, frames]: fbank padded at the end or cropped to `frames`, transposed, normalised."""
+    o = tokenizer.options
+    samples, rate = read_first_channel(paths[0])
+    # kaldi needs at least one 25 ms window.
+    if len(samples) < rate * 0.025:
+        raise BadInputError(paths[0], f"audio too short or empty ({len(samples)} samples at {rate} Hz)")
+    bank = fbank(torch.from_numpy(samples), rate, o.mel_bins)[: o.frames]
+    x = torch.nn.functional.pad(bank, (0, 0, 0, o.frames - bank.shape[0])).T.unsqueeze(0)
+    if train:
+        x = spec_augment(x)
+    return (x - FBANK_MEAN) / (FBANK_STD * 2)
+
+
 AUDIO = ModalitySpec(
     name="audio",
     tokenizer=AudioTokenizer,
+    load=load_audio,
     extensions=(".wav", ".flac", ".ogg", ".mp3"),
     prompt="Provide a one-sentence caption for the provided audio.",
     description="kaldi fbank [1, mel, frames] through a strided Conv2d",

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from onellm.config import EncoderConfig
+from onellm.errors import BadInputError
 from onellm.modality import ModalitySpec, ModalityTokenizer, TokenGrid, learned_pos_embed
 
 
@@ -33,9 +36,61 @@ class FMRITokenizer(ModalityTokenizer):
         return TokenGrid(patches.unsqueeze(1), self.pos_embed)
 
 
+def _read_nifti(path: Path) -> np.ndarray:
+    import nibabel  # only volumes need it
+
+    try:
+        return np.asarray(nibabel.load(str(path)).get_fdata(dtype=np.float32))
+    except (OSError, ValueError, EOFError, nibabel.filebasedimages.ImageFileError) as err:
+        raise BadInputError(path, f"not a readable NIfTI file ({err})") from err
+
+
+def read_voxels(paths: list[Path]) -> np.ndarray:
+    """A NIfTI volume (4-D: repetitions averaged) masked by its ROI mask (paths[1], nonzero
+    voxels in C order), or an .npy voxel vector [V] / [repetitions, V] (averaged)."""
+    path = paths[0]
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False).astype(np.float32)
+        except (OSError, ValueError) as err:
+            raise BadInputError(path, f"not a readable .npy array ({err})") from err
+        if array.ndim not in (1, 2):
+            raise BadInputError(path, f"expected voxels [V] or [repetitions, V], got {list(array.shape)}")
+        return array.reshape(-1, array.shape[-1]).mean(axis=0)
+    volume = _read_nifti(path)
+    if volume.ndim == 4:
+        volume = volume.mean(axis=3)
+    if volume.ndim != 3:
+        raise BadInputError(path, f"expected a 3-D volume or 4-D repetitions, got {list(volume.shape)}")
+    if len(paths) < 2:
+        raise BadInputError(path, "a NIfTI volume needs its ROI mask as a companion file (files: [volume, mask])")
+    if not paths[1].is_file():
+        raise BadInputError(path, f"its companion ROI mask {paths[1]} does not exist")
+    mask = _read_nifti(paths[1]).squeeze()
+    if mask.shape != volume.shape:
+        raise BadInputError(
+            paths[1], f"ROI mask of shape {list(mask.shape)} does not match the volume {path.name} {list(volume.shape)}"
+        )
+    return volume[mask != 0]  # boolean indexing walks the volume in C order
+
+
+def load_fmri(
+    paths: list[Path], tokenizer: FMRITokenizer, train: bool = False, meta: dict | None = None
+) -> torch.Tensor:
+    """[voxels]: the ROI's voxel vector, which must have exactly the configured length."""
+    voxels = read_voxels(paths)
+    want = tokenizer.options.voxels
+    if voxels.shape[0] != want:
+        raise BadInputError(paths[0], f"{voxels.shape[0]} voxels, but the fmri tokenizer takes {want}")
+    if not np.isfinite(voxels).all():
+        raise BadInputError(paths[0], "voxel values hold NaN or infinite values")
+    return torch.from_numpy(np.ascontiguousarray(voxels))
+
+
 FMRI = ModalitySpec(
     name="fmri",
     tokenizer=FMRITokenizer,
+    load=load_fmri,
     extensions=(".nii", ".nii.gz", ".npy"),
     prompt="Provide a one-sentence caption for the provided fMRI.",
     description="voxel vector through a Linear, reshaped into tokens",

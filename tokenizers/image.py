@@ -1,6 +1,7 @@
 """image: the encoder's own 14x14 patch conv and positional table (nothing of its own)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,10 +10,13 @@ import torch
 from PIL import Image, ImageSequence
 
 from onellm.config import EncoderConfig
+from onellm.errors import BadInputError
 from onellm.modality import ModalitySpec, ModalityTokenizer, TokenGrid
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+TRAIN_SCALE = (0.9, 1.0)
+TRAIN_RATIO = (3 / 4, 4 / 3)
 
 
 @dataclass
@@ -53,39 +57,78 @@ class ImageTokenizer(FrameTokenizer):
 
 
 def open_rgb(path: Path) -> Image.Image:
-    """Any PIL mode (L, LA, P, RGBA, CMYK, 16-bit) and the first frame of animations -> RGB."""
+    """Any PIL mode (L, LA, P, RGBA, CMYK, 16-bit, float) and the first frame of animations -> RGB.
+    Transparent areas become white; 16-bit and float images are scaled by their maximum."""
     try:
         with Image.open(path) as img:
             frame = next(iter(ImageSequence.Iterator(img)))
-            if frame.mode in ("I;16", "I;16B", "I;16L", "I"):
+            frame.load()
+            if frame.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 arr = np.asarray(frame, dtype=np.float32)
                 frame = Image.fromarray((arr / max(float(arr.max()), 1.0) * 255).astype(np.uint8))
-            if frame.mode in ("RGBA", "LA", "P"):
+            if frame.mode in ("RGBA", "LA", "P", "PA"):
                 frame = frame.convert("RGBA")
                 canvas = Image.new("RGBA", frame.size, (255, 255, 255, 255))
                 frame = Image.alpha_composite(canvas, frame)
             return frame.convert("RGB")
-    except (OSError, ValueError, StopIteration) as err:
-        raise ValueError(f"{path}: not a readable image ({err})") from err
+    except (OSError, ValueError, SyntaxError, StopIteration, Image.DecompressionBombError) as err:
+        # PIL reports a corrupt PNG chunk as SyntaxError and a truncated one as OSError.
+        raise BadInputError(path, f"not a readable image ({err})") from err
 
 
-def to_model_tensor(img: Image.Image, size: int) -> torch.Tensor:
-    """Evaluation transform: short side to `size` (bicubic), centre crop, CLIP normalisation."""
+def clip_normalize(images: list[Image.Image]) -> torch.Tensor:
+    """Same-size RGB images -> [len(images), 3, H, W] in CLIP's normalisation."""
+    x = torch.from_numpy(np.stack([np.array(im) for im in images])).permute(0, 3, 1, 2).float() / 255.0
+    return (x - torch.tensor(CLIP_MEAN).view(3, 1, 1)) / torch.tensor(CLIP_STD).view(3, 1, 1)
+
+
+def short_side(img: Image.Image, size: int) -> Image.Image:
+    """Bicubic resize so the short side is `size` (the long side truncated, as torchvision's Resize)."""
     w, h = img.size
     scale = size / min(w, h)
-    img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
-    w, h = img.size
-    left, top = (w - size) // 2, (h - size) // 2
-    img = img.crop((left, top, left + size, top + size))
-    x = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(size, size, 3)
-    x = x.permute(2, 0, 1).float() / 255.0
-    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(3, 1, 1)
-    return (x - mean) / std
+    return img.resize((size if w <= h else int(w * scale), size if h <= w else int(h * scale)), Image.BICUBIC)
 
 
-def load_image(path: Path, tokenizer: ModalityTokenizer) -> torch.Tensor:
-    return to_model_tensor(open_rgb(path), tokenizer.encoder_config.image_size)
+def random_crop_box(width: int, height: int) -> tuple[int, int, int, int]:
+    """(left, top, w, h) of a random resized crop: area fraction uniform in TRAIN_SCALE and
+    aspect ratio log-uniform in TRAIN_RATIO, from torch's global RNG; after 10 misses, the
+    largest centred box whose ratio is in range."""
+    log_ratio = (math.log(TRAIN_RATIO[0]), math.log(TRAIN_RATIO[1]))
+    for _ in range(10):
+        u = torch.rand(2).tolist()
+        area = width * height * (TRAIN_SCALE[0] + (TRAIN_SCALE[1] - TRAIN_SCALE[0]) * u[0])
+        ratio = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * u[1])
+        w, h = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
+        if 0 < w <= width and 0 < h <= height:
+            left, top = (int(torch.randint(n + 1, ())) for n in (width - w, height - h))
+            return left, top, w, h
+    ratio = min(max(width / height, TRAIN_RATIO[0]), TRAIN_RATIO[1])
+    w, h = min(width, round(height * ratio)), min(height, round(width / ratio))
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+def crop_views(images: list[Image.Image], size: int, train: bool = False) -> torch.Tensor:
+    """[len(images), 3, size, size], CLIP-normalised. Every image gets the SAME crop, so an RGB
+    image and its map (resized to one size first) stay pixel-aligned, and video frames share one
+    view. Eval: short side to `size` (bicubic) + centre crop; train: a random resized crop
+    (scale 0.9-1.0, ratio 3/4-4/3, bicubic), as the published recipe."""
+    if train:
+        left, top, w, h = random_crop_box(*images[0].size)
+        box = (left, top, left + w, top + h)
+        images = [im.crop(box).resize((size, size), Image.BICUBIC) for im in images]
+    else:
+        images = [short_side(im, size) for im in images]
+        w, h = images[0].size
+        # Rounded offsets, as torchvision's CenterCrop.
+        left, top = round((w - size) / 2), round((h - size) / 2)
+        images = [im.crop((left, top, left + size, top + size)) for im in images]
+    return clip_normalize(images)
+
+
+def load_image(
+    paths: list[Path], tokenizer: ModalityTokenizer, train: bool = False, meta: dict | None = None
+) -> torch.Tensor:
+    return crop_views([open_rgb(paths[0])], tokenizer.encoder_config.image_size, train)[0]
 
 
 IMAGE = ModalitySpec(

@@ -15,6 +15,7 @@ from ..errors import BadInputError
 from ..modality import ModalityTokenizer
 from ..registry import get_modality
 from .manifest import Sample
+from .shards import materialized
 
 
 @dataclass  # not frozen: Lightning's batch transfer rebuilds dataclasses
@@ -38,7 +39,10 @@ class ManifestDataset(Dataset):
     def load(self, sample: Sample) -> torch.Tensor:
         spec = get_modality(sample.modality)
         tokenizer = self.tokenizers[sample.modality]
-        paths = sample.paths()
+        with materialized(sample.paths()) as paths:
+            return self._load_files(sample, spec, tokenizer, paths)
+
+    def _load_files(self, sample: Sample, spec, tokenizer: ModalityTokenizer, paths: list[Path]) -> torch.Tensor:
         missing = [p for p in paths if not p.is_file()]
         if missing:
             raise BadInputError(missing[0], "no such file")

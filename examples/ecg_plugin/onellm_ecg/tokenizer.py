@@ -10,6 +10,7 @@ from torch import nn
 
 from onellm import ModalityTokenizer, TokenGrid
 from onellm.config import EncoderConfig
+from onellm.errors import BadInputError
 from onellm.modality import learned_pos_embed
 
 
@@ -37,9 +38,12 @@ class ECGTokenizer(ModalityTokenizer):
         return TokenGrid(patches.unsqueeze(1), self.pos_embed)
 
 
-def load_ecg(path: Path, tokenizer: ECGTokenizer, train: bool = False) -> torch.Tensor:
-    """.npy or .csv of [samples, leads] or [leads, samples] in millivolts; cropped or
-    zero-padded to the configured length, each lead standardised."""
+def load_ecg(
+    paths: list[Path], tokenizer: ECGTokenizer, train: bool = False, meta: dict | None = None
+) -> torch.Tensor:
+    """.npy or .csv (paths[0]) of [samples, leads] or [leads, samples] in millivolts; cropped
+    or zero-padded to the configured length, each lead standardised."""
+    path = paths[0]
     leads, samples = tokenizer.input_shape
     try:
         if str(path).endswith(".csv"):
@@ -47,9 +51,9 @@ def load_ecg(path: Path, tokenizer: ECGTokenizer, train: bool = False) -> torch.
         else:
             array = np.load(path, allow_pickle=False).astype(np.float32)
     except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable ECG array ({err})") from err
+        raise BadInputError(path, f"not a readable ECG array ({err})") from err
     if array.ndim != 2 or leads not in array.shape:
-        raise ValueError(f"{path}: expected a [samples, {leads}] or [{leads}, samples] array, got {list(array.shape)}")
+        raise BadInputError(path, f"expected a [samples, {leads}] or [{leads}, samples] array, got {list(array.shape)}")
     if array.shape[0] != leads:
         array = array.T
     out = np.zeros((leads, samples), dtype=np.float32)

@@ -1,0 +1,203 @@
+"""Readers for the benchmarks' own annotation files, as their authors publish them.
+
+Each reader takes the data root given on the command line and looks for the annotation
+file there or in the sub-folders the benchmark's archive (or OneLLM's eval scripts) use;
+media paths resolve against the same places. Layouts accepted:
+
+coco-karpathy-test   dataset_coco.json (Karpathy split): images[].split == "test",
+                     images at <root>/<filepath>/<filename> (e.g. val2014/COCO_val2014_...jpg),
+                     references images[].sentences[].raw
+clotho-caption       clotho_captions_evaluation.csv (file_name, caption_1..caption_5),
+                     audio in evaluation/ (Clotho v2's archive) beside the CSV
+msvd-qa              test_qa.json: a list of {id?, video_id | video, question, answer}; the
+                     video is <video>.* or, with youtube_mapping.txt, vid<video_id> mapped to
+                     its YouTube clip name; videos in YouTubeClips/ or videos/
+pointllm-caption     PointLLM_brief_description_val_200_GT.json: a list of {object_id,
+                     conversations: [{from: human, ...}, {from: gpt, value: caption}, ...]}
+                     (OneLLM's {object_id: caption} dict works too); points in 8192_npy/ or
+                     objaverse_data/ as <object_id>_8192.npy
+ego4d-imu-caption    imu_caption_test.json, nsd-fmri-caption fmri_caption_test.json; either
+nsd-fmri-caption     the COCO-caption layout OneLLM's scripts read ({images: [{id, file_name,
+                     ...}], annotations: [{image_id, caption}]}, as imu_2000_cococap.json and
+                     fmri_eval_cococap.json) or a plain list of {id, file?, caption | captions};
+                     a missing file is <id>.npy; files resolve against the JSON's folder and
+                     its imu/ or fmri/ sub-folder; other keys of an entry reach the loader
+                     as meta (e.g. Ego4D's video_uid, window_start, window_end)
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from onellm.errors import BadInputError
+
+from .items import EvalItem
+
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".webm", ".mkv", ".mov")
+
+
+def find_file(root: Path, candidates: list[str]) -> Path:
+    """The first candidate (relative to root) that exists, else an error listing them all."""
+    for name in candidates:
+        if (root / name).is_file():
+            return root / name
+    tried = ", ".join(str(root / c) for c in candidates)
+    raise FileNotFoundError(f"{root}: annotation file not found (looked for {tried})")
+
+
+def media_dir(bases: list[Path], candidates: list[str]) -> Path:
+    """The first existing folder among bases x candidates; the first base when none exists, so
+    that the missing files are reported one by one as skipped samples."""
+    for base in bases:
+        for name in candidates:
+            if (base / name).is_dir():
+                return base / name
+    return bases[0]
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadInputError(path, f"not valid JSON ({err})") from err
+
+
+def _rows(path: Path, data: Any, key: str | None = None) -> list[dict[str, Any]]:
+    rows = data.get(key) if key and isinstance(data, dict) else data
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        where = f"'{key}'" if key else "the top level"
+        raise BadInputError(path, f"expected a list of objects at {where}")
+    return rows
+
+
+def read_coco_karpathy(root: Path, split: str = "test") -> list[EvalItem]:
+    path = find_file(root, ["dataset_coco.json", "coco/dataset_coco.json", "annotations/dataset_coco.json"])
+    base = path.parent.parent if path.parent.name in ("coco", "annotations") else path.parent
+    images = media_dir([base, base / "coco"], ["."])
+    items = []
+    for row in _rows(path, _load_json(path), "images"):
+        if row.get("split") != split:
+            continue
+        try:
+            refs = [s["raw"].strip() for s in row["sentences"]]
+            file = images / row.get("filepath", "") / row["filename"]
+            key = row.get("cocoid", row.get("imgid"))
+        except (KeyError, TypeError, AttributeError) as err:
+            raise BadInputError(path, f"image entry without filename / sentences[].raw: {row!r:.120}") from err
+        items.append(EvalItem(str(key if key is not None else row["filename"]), "image", [file], refs))
+    return items
+
+
+def read_clotho(root: Path) -> list[EvalItem]:
+    path = find_file(root, ["clotho_captions_evaluation.csv", "clotho/clotho_captions_evaluation.csv"])
+    audio = media_dir([path.parent], ["evaluation", "clotho_audio_evaluation/evaluation", "audio"])
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        columns = [c for c in reader.fieldnames or [] if c.startswith("caption_")]
+        if "file_name" not in (reader.fieldnames or []) or not columns:
+            raise BadInputError(path, "expected columns file_name, caption_1..caption_5")
+        return [
+            EvalItem(row["file_name"], "audio", [audio / row["file_name"]],
+                     [row[c].strip() for c in columns if row[c] and row[c].strip()])
+            for row in reader
+        ]
+
+
+def read_msvd_qa(root: Path) -> list[EvalItem]:
+    path = find_file(root, ["test_qa.json", "MSVD-QA/test_qa.json", "msvd/test_qa.json", "MSVD/MSVD-QA/test_qa.json"])
+    bases = [path.parent, path.parent.parent]
+    videos = media_dir(bases, ["YouTubeClips", "videos", "video"])
+    mapping_file = path.parent / "youtube_mapping.txt"
+    mapping = {}
+    if mapping_file.is_file():
+        # lines "<youtube clip name> vid<N>"
+        pairs = (line.split() for line in mapping_file.read_text().splitlines() if line.strip())
+        mapping = {p[1]: p[0] for p in pairs if len(p) == 2}
+    items = []
+    for n, row in enumerate(_rows(path, _load_json(path))):
+        if "question" not in row or "answer" not in row or not ({"video", "video_id"} & set(row)):
+            raise BadInputError(path, f"entry {n} lacks question, answer or video / video_id")
+        name = str(row["video"]) if "video" in row else mapping.get(f"vid{row['video_id']}", str(row["video_id"]))
+        items.append(EvalItem(str(row.get("id", row.get("question_id", n))), "video", [_video_file(videos, name)],
+                              [str(row["answer"])], question=str(row["question"])))
+    return items
+
+
+def _video_file(folder: Path, name: str) -> Path:
+    if Path(name).suffix.lower() in VIDEO_EXTENSIONS:
+        return folder / name
+    for ext in VIDEO_EXTENSIONS:
+        if (folder / f"{name}{ext}").is_file():
+            return folder / f"{name}{ext}"
+    return folder / f"{name}.avi"  # MSVD's clips; reported as missing when it is not there
+
+
+def read_pointllm(root: Path) -> list[EvalItem]:
+    names = ["PointLLM_brief_description_val_200_GT.json", "pointllm_test.json"]
+    path = find_file(root, names + [f"anno_data/{n}" for n in names] + [f"pointllm/{n}" for n in names])
+    points = media_dir([path.parent, path.parent.parent], ["8192_npy", "objaverse_data", "pointllm/8192_npy"])
+    data = _load_json(path)
+    if isinstance(data, dict):  # OneLLM's own {object_id: caption}
+        pairs = [(k, [v] if isinstance(v, str) else list(v)) for k, v in data.items()]
+    else:
+        pairs = []
+        for row in _rows(path, data):
+            answers = [t["value"].strip() for t in row.get("conversations", []) if t.get("from") == "gpt"]
+            if "object_id" not in row or not answers:
+                raise BadInputError(path, f"entry without object_id or a gpt turn: {row!r:.120}")
+            pairs.append((row["object_id"], answers))
+    return [EvalItem(str(k), "point", [points / f"{k}_8192.npy"], refs) for k, refs in pairs]
+
+
+def read_caption_json(root: Path, names: list[str], modality: str, folder: str) -> list[EvalItem]:
+    """The small caption layouts of the IMU and fMRI benchmarks (see the module docstring)."""
+    path = find_file(root, names + [f"{folder}/{n}" for n in names])
+    files = media_dir([path.parent], [folder, "."])
+    data = _load_json(path)
+    if isinstance(data, dict) and "images" in data:
+        captions: dict[str, list[str]] = {}
+        for ann in _rows(path, data, "annotations"):
+            captions.setdefault(str(ann.get("image_id")), []).append(str(ann.get("caption", "")).strip())
+        rows = [{**img, "captions": captions.get(str(img.get("id")), [])} for img in _rows(path, data, "images")]
+    else:
+        rows = _rows(path, data)
+    items = []
+    for n, row in enumerate(rows):
+        refs = row.get("captions", row.get("caption"))
+        refs = [refs] if isinstance(refs, str) else [str(r).strip() for r in refs or []]
+        key = row.get("id", row.get("file", row.get("file_name")))
+        if key is None or not refs:
+            raise BadInputError(path, f"entry {n} needs an id (or file) and at least one caption")
+        file = row.get("file", row.get("file_name")) or f"{key}.npy"
+        meta = {k: v for k, v in row.items() if k not in ("id", "file", "file_name", "caption", "captions")}
+        items.append(EvalItem(str(key), modality, [_resolve(file, [path.parent, files])], refs, meta=meta))
+    return items
+
+
+def _resolve(file: str, bases: list[Path]) -> Path:
+    for base in bases:
+        if (base / file).is_file():
+            return base / file
+    return bases[-1] / file
+
+
+def read_synth(root: Path, modality: str, kind: str, split: str = "test") -> list[EvalItem]:
+    """`onellm data synth` manifests, <root>/<modality>.jsonl: one caption item per sample, or
+    one QA item per question (id "<sample id>#<n>"); a qa entry with `choices` is multiple choice."""
+    from onellm.data.manifest import read_manifest
+
+    path = root / f"{modality}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such manifest (write one with `onellm data synth`)")
+    samples = [s for s in read_manifest(path) if s.split == split and s.modality == modality]
+    if not samples:
+        raise BadInputError(path, f"no {modality} samples in the {split} split")
+    if kind == "caption":
+        return [EvalItem(s.id, modality, s.paths(), [s.caption], meta=s.meta) for s in samples if s.caption]
+    return [
+        EvalItem(f"{s.id}#{n}", modality, s.paths(), [str(qa["answer"])], question=qa["question"],
+                 choices=qa.get("choices"), meta=s.meta)
+        for s in samples for n, qa in enumerate(s.qa)
+    ]

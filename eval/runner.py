@@ -1,0 +1,268 @@
+"""`onellm eval`: the one place that puts model, task data and metrics together.
+
+Per task, under <out>/<task>/: predictions.jsonl (appended batch by batch, so an interrupted
+run resumes where it stopped), skipped.jsonl (unreadable samples and why), results.json.
+Across tasks: <out>/results.json and the table <out>/results.md."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from tqdm import tqdm
+
+from .items import EvalItem
+from .metrics import CaptionScorer, multiple_choice_accuracy, qa_accuracy
+from .report import write_summary
+from .tasks import CAPTION, EvalTask
+
+if TYPE_CHECKING:
+    import torch
+
+    from onellm.model.onellm import OneLLM
+
+PREDICTIONS, SKIPPED, RESULTS, RUN = "predictions.jsonl", "skipped.jsonl", "results.json", "run.json"
+
+
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int | None = None  # None: the task's own length
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+
+    def kwargs(self, task: EvalTask) -> dict[str, Any]:
+        out: dict[str, Any] = {"max_new_tokens": self.max_new_tokens or task.generation_length()}
+        if self.temperature > 0:
+            out.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
+        else:
+            out["do_sample"] = False
+        return out
+
+
+def config_hash(model_name: str, model: "OneLLM", task: EvalTask, settings: GenerationSettings, dtype: str) -> str:
+    """What determines the predictions: resuming under another hash would mix two runs."""
+    facts = {
+        "model": model_name, "config": model.config.to_dict(), "task": task.name, "kind": task.kind,
+        "prompt": task.prompt, "generation": settings.kwargs(task), "dtype": dtype,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSON Lines file; a torn last line (the run was killed mid-write) is ignored."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and "id" in row:
+            rows.append(row)
+    return rows
+
+
+def _batches(items: list[EvalItem], size: int) -> Iterator[list[EvalItem]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class _Loader:
+    """Loads the next batch in a background thread while the model generates for this one,
+    and keeps a batch's worth of inputs, since QA items of one sample share its files."""
+
+    def __init__(self, model: "OneLLM", capacity: int) -> None:
+        self.model, self.capacity = model, capacity
+        self.cache: OrderedDict[tuple, "torch.Tensor"] = OrderedDict()
+        self.pool = ThreadPoolExecutor(max_workers=1)
+
+    def batches(self, chunks: list[list[EvalItem]]) -> Iterator[tuple[list[EvalItem], list, list[dict]]]:
+        pending = self.pool.submit(self.load, chunks[0]) if chunks else None
+        for n in range(len(chunks)):
+            loaded = pending.result()
+            pending = self.pool.submit(self.load, chunks[n + 1]) if n + 1 < len(chunks) else None
+            yield loaded
+
+    def load(self, items: list[EvalItem]) -> tuple[list[EvalItem], list["torch.Tensor"], list[dict]]:
+        from onellm.errors import BadInputError
+        from onellm.inputs import load_input
+
+        good, inputs, bad = [], [], []
+        for item in items:
+            key = (item.modality, *map(str, item.paths), json.dumps(item.meta, sort_keys=True, default=str))
+            try:
+                if key not in self.cache:
+                    tokenizer = self.model.tokenizers[item.modality]
+                    self.cache[key] = load_input(item.paths, item.modality, tokenizer, train=False, meta=item.meta)
+                    while len(self.cache) > self.capacity:
+                        self.cache.popitem(last=False)
+            except (BadInputError, OSError, ValueError) as err:
+                bad.append({"id": item.id, "reason": str(err)})
+                continue
+            good.append(item)
+            inputs.append(self.cache[key])
+        return good, inputs, bad
+
+    def __enter__(self) -> "_Loader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def generate(model: "OneLLM", task: EvalTask, items: list[EvalItem], inputs: list["torch.Tensor"],
+             settings: GenerationSettings) -> list[str]:
+    """One batch through the model's processor template and generate()."""
+    import torch
+
+    processor = model.processor
+    batch = processor([processor.prompt(task.question(item)) for item in items])
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    x = torch.stack(inputs).to(device)
+    ids = model.generate(**batch, modality=task.modality, inputs=x, **settings.kwargs(task))
+    return processor.decode(ids)
+
+
+def score(task: EvalTask, items: list[EvalItem], predictions: dict[str, str],
+          scorer: CaptionScorer | None = None) -> dict[str, float]:
+    """The task's metrics over the items that have a prediction."""
+    scored = [i for i in items if i.id in predictions]
+    preds = {i.id: predictions[i.id] for i in scored}
+    refs = {i.id: i.references for i in scored}
+    if task.kind == CAPTION:
+        if scorer is not None:
+            return scorer(preds, refs)
+        with CaptionScorer() as own:
+            return own(preds, refs)
+    metrics = qa_accuracy(preds, refs)
+    if scored and all(i.choices for i in scored):
+        choices = {i.id: i.choices or [] for i in scored}
+        metrics.update(multiple_choice_accuracy(preds, choices, {i.id: i.references[0] for i in scored}))
+    return metrics
+
+
+def evaluate_task(
+    model: "OneLLM",
+    task: EvalTask,
+    data_root: Path,
+    out_dir: Path,
+    settings: GenerationSettings | None = None,
+    batch_size: int = 8,
+    max_samples: int | None = None,
+    model_name: str = "",
+    dtype: str = "float32",
+    scorer: CaptionScorer | None = None,
+) -> dict[str, Any]:
+    """Generate for every item not yet in <out>/<task>/predictions.jsonl, then score them all."""
+    settings = settings or GenerationSettings()
+    if task.modality not in model.tokenizers:
+        raise ValueError(f"task {task.name} needs a {task.modality} model; this one has {', '.join(model.modalities)}")
+    started = time.perf_counter()
+    items = task.items(data_root)[:max_samples]
+    folder = Path(out_dir) / task.name
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = config_hash(model_name, model, task, settings, dtype)
+    _check_resumable(folder, digest)
+
+    done = {row["id"]: row["prediction"] for row in read_jsonl(folder / PREDICTIONS)}
+    todo = [i for i in items if i.id not in done]
+    skipped: list[dict] = []
+    model.eval()
+    with _Loader(model, capacity=2 * batch_size) as loader, (folder / PREDICTIONS).open("a", encoding="utf-8") as out, \
+            tqdm(total=len(todo), desc=task.name, unit="sample", leave=False) as bar:
+        for good, inputs, bad in loader.batches(list(_batches(todo, batch_size))):
+            skipped += bad
+            texts = generate(model, task, good, inputs, settings) if good else []
+            for item, text in zip(good, texts):
+                done[item.id] = text
+                row = {"id": item.id, "prediction": text, "references": item.references}
+                if item.question is not None:
+                    row["question"] = item.question
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.flush()  # what is on disk is what a resumed run skips
+            bar.update(len(good) + len(bad))
+    _write_jsonl(folder / SKIPPED, skipped)
+
+    metrics = score(task, items, done, scorer)
+    result = {
+        "task": task.name, "modality": task.modality, "kind": task.kind, "model": model_name,
+        "config_hash": digest, "metrics": metrics,
+        "samples": sum(i.id in done for i in items), "skipped": len(skipped), "total": len(items),
+        "generated_this_run": len(todo) - len(skipped), "wall_time_s": round(time.perf_counter() - started, 3),
+        "generation": settings.kwargs(task), "data_root": str(data_root),
+    }
+    (folder / RESULTS).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _check_resumable(folder: Path, digest: str) -> None:
+    run = folder / RUN
+    if run.is_file() and (folder / PREDICTIONS).is_file():
+        previous = json.loads(run.read_text()).get("config_hash")
+        if previous != digest:
+            raise ValueError(
+                f"{folder}: holds predictions of another configuration (hash {previous}, now {digest}); "
+                "choose another --out or delete that folder"
+            )
+    run.write_text(json.dumps({"config_hash": digest}))
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def run_eval(
+    model: "OneLLM",
+    tasks: list[EvalTask],
+    data_root: Path,
+    out_dir: Path,
+    settings: GenerationSettings | None = None,
+    batch_size: int = 8,
+    max_samples: int | None = None,
+    model_name: str = "",
+    dtype: str = "float32",
+) -> list[dict[str, Any]]:
+    """Every task in turn (sharing one METEOR process), then the summary files."""
+    results = []
+    with CaptionScorer() as scorer:
+        if any(t.kind == CAPTION for t in tasks):
+            scorer.warm_up()  # METEOR's Java start-up overlaps the generation
+        for task in tasks:
+            results.append(evaluate_task(model, task, data_root, out_dir, settings, batch_size, max_samples,
+                                         model_name, dtype, scorer))
+    write_summary(Path(out_dir))
+    return results
+
+
+def score_predictions(task: EvalTask, data_root: Path, predictions_file: Path,
+                      out_dir: Path | None = None) -> dict[str, Any]:
+    """Score another system's predictions (JSON Lines rows {id, prediction}) on a task."""
+    rows = read_jsonl(Path(predictions_file))
+    if not rows:
+        raise ValueError(f"{predictions_file}: no rows with an id and a prediction")
+    bad = [r["id"] for r in rows if not isinstance(r.get("prediction"), str)]
+    if bad:
+        raise ValueError(f"{predictions_file}: rows without a string 'prediction', e.g. id {bad[0]}")
+    items = task.items(data_root)
+    known = {i.id for i in items}
+    predictions = {str(r["id"]): r["prediction"] for r in rows}
+    result = {
+        "task": task.name, "modality": task.modality, "kind": task.kind, "predictions_file": str(predictions_file),
+        "metrics": score(task, items, predictions),
+        "samples": len(known & set(predictions)), "missing": len(known - set(predictions)),
+        "unknown_ids": len(set(predictions) - known), "total": len(items), "data_root": str(data_root),
+    }
+    if out_dir is not None:
+        folder = Path(out_dir) / task.name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / RESULTS).write_text(json.dumps(result, indent=2))
+        write_summary(Path(out_dir))
+    return result
+

@@ -1,0 +1,40 @@
+"""PointLLM instruction data (PointLLM_brief_description_660K_filtered.json,
+PointLLM_complex_instruction_70K.json): a JSON list of {object_id, conversations} over the
+`<object_id>_8192.npy` clouds. A single question/answer (a brief description) also gives
+its answer as `caption`, so the alignment stage can read the same manifest."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Iterator
+
+from ..manifest import Sample
+from .common import Media, conversation, load_json, need, progress
+
+HELP = "PointLLM JSON: [{object_id, conversations: [{from, value}]}] over <object_id>_8192.npy"
+MODALITY = "point"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cloud-name", default="{uid}_8192.npy", help="cloud file name under --media-root (default: {uid}_8192.npy)")
+
+
+def samples(path: Path, media: Media, split: str | None = None, modality: str | None = None,
+            cloud_name: str = "{uid}_8192.npy") -> Iterator[Sample]:
+    items = load_json(path)
+    if not isinstance(items, list):
+        raise ValueError("expected a JSON list of {object_id, conversations}")
+    seen: dict[str, int] = {}
+    for i, item in enumerate(progress(items, len(items), f"pointllm {path.name}")):
+        where = f"[{i}]"
+        uid = need(item, "object_id", str, where)
+        turns = conversation(need(item, "conversations", list, where), f"{where}.conversations", ("<point>",))
+        files = media.files([cloud_name.format(uid=uid)])
+        if files is None:
+            continue
+        answers = [t["value"] for t in turns if t["from"] == "gpt"]
+        caption = answers[0] if len(turns) == 2 and answers else None
+        # An object has several conversations in the complex-instruction file.
+        n = seen[uid] = seen.get(uid, -1) + 1
+        yield Sample(id=f"pointllm-{uid}" + (f"-{n}" if n else ""), modality=modality or MODALITY, files=files,
+                     caption=caption, conversations=turns, split=split or "train")

@@ -1,0 +1,210 @@
+"""The gradio page: upload a file of any installed modality, look at it, caption it or chat
+about it, and see how the router spread the input over the experts.
+
+Everything modality-specific comes from the registry (extensions, companions, caption
+prompt, preview); the page itself knows no modality by name."""
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+import pandas as pd
+from PIL import Image
+
+from ..inputs import guess_modality, load_input
+from ..registry import get_modality
+from .chat import GenerationSettings, conversation_prompt, modality_choices, stream_answer
+
+if TYPE_CHECKING:
+    from ..model.onellm import OneLLM
+
+# What a loader or previewer raises for a file it cannot use (BadInputError is a ValueError).
+INPUT_ERRORS = (ValueError, OSError)
+PREVIEW_KINDS = ("plot", "image", "video", "audio")
+Message = dict[str, Any]
+
+
+def build_app(model: "OneLLM", title: str = "onellm") -> gr.Blocks:
+    """The page for one loaded model; generation requests are queued one at a time."""
+    model.eval()
+    choices = modality_choices(model)
+    if not choices:
+        raise ValueError(f"none of the model's modalities ({', '.join(model.modalities)}) is installed")
+    defaults = GenerationSettings()
+
+    def on_upload(file: str | None, modality: str) -> list[Any]:
+        if file:
+            try:
+                modality = guess_modality(Path(file), {m: model.tokenizers[m] for m in choices})
+            except ValueError:
+                gr.Info(f"{Path(file).name}: the file does not tell its modality; choose it in the list.")
+        return [modality, _companion_update(modality), *_previews(modality, file, None), [], None]
+
+    def on_modality(modality: str, file: str | None) -> list[Any]:
+        return [_companion_update(modality), *_previews(modality, file, None)]
+
+    def on_companion(modality: str, file: str | None, companion: str | None) -> list[Any]:
+        return _previews(modality, file, companion)
+
+    def caption(file, companion, modality, history, max_new_tokens, temperature, top_p) -> Iterator[list[Any]]:
+        question = get_modality(modality).caption_prompt()
+        settings = GenerationSettings(int(max_new_tokens), float(temperature), float(top_p))
+        yield from _respond(model, file, companion, modality, question, history, settings)
+
+    def chat(file, companion, modality, question, history, max_new_tokens, temperature, top_p) -> Iterator[list[Any]]:
+        if not (question or "").strip():
+            raise gr.Error("Type a question first (or press Caption).")
+        settings = GenerationSettings(int(max_new_tokens), float(temperature), float(top_p))
+        yield from _respond(model, file, companion, modality, question.strip(), history, settings)
+
+    with gr.Blocks(title=title) as demo:
+        gr.Markdown(f"## {title}\nUpload a file, check its modality, then caption it or ask about it.")
+        with gr.Row():
+            with gr.Column(scale=2):
+                file = gr.File(label="input file", type="filepath", elem_id="file")
+                modality = gr.Dropdown(choices, value=choices[0], label="modality", elem_id="modality")
+                companion = gr.File(type="filepath", **_companion_props(choices[0]))
+                plot = gr.Plot(label="preview", show_label=False, visible=False, elem_classes="preview")
+                image = gr.Image(label="preview", visible=False, interactive=False, elem_classes="preview")
+                video = gr.Video(label="preview", visible=False, interactive=False, elem_classes="preview")
+                audio = gr.Audio(label="audio", visible=False, interactive=False, elem_classes="preview")
+                router = gr.BarPlot(
+                    x="expert", y="weight", y_lim=[0, 1], height=180,
+                    label="router weights over the experts for this input", elem_id="router",
+                )
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(label="conversation", height=380, elem_id="conversation")
+                question = gr.Textbox(label="question", placeholder="Ask about the file; Enter sends")
+                with gr.Row():
+                    caption_button = gr.Button("Caption", variant="primary", elem_id="caption")
+                    send_button = gr.Button("Send")
+                    clear_button = gr.Button("Clear")
+                with gr.Accordion("generation settings", open=False):
+                    max_new_tokens = gr.Slider(1, 512, value=defaults.max_new_tokens, step=1, label="max new tokens")
+                    temperature = gr.Slider(
+                        0, 2, value=defaults.temperature, step=0.05, label="temperature (0: greedy)"
+                    )
+                    top_p = gr.Slider(0.05, 1, value=defaults.top_p, step=0.05, label="top-p")
+        previews = [plot, image, video, audio]
+        settings = [max_new_tokens, temperature, top_p]
+
+        hidden = [gr.update(value=None, visible=False)] * len(previews)
+        file.clear(lambda: hidden, None, previews, api_visibility="private")
+        file.upload(on_upload, [file, modality], [modality, companion, *previews, chatbot, router], api_name="upload")
+        modality.input(on_modality, [modality, file], [companion, *previews], api_name="set_modality")
+        companion.upload(on_companion, [modality, file, companion], previews, api_name="preview")
+        # One model serves every request: both answer paths share one queue slot.
+        answer = dict(outputs=[chatbot, router], concurrency_id="model", concurrency_limit=1)
+        caption_button.click(caption, [file, companion, modality, chatbot, *settings], api_name="caption", **answer)
+        gr.on(
+            [send_button.click, question.submit], chat,
+            [file, companion, modality, question, chatbot, *settings], api_name="chat", **answer,
+        ).then(lambda: "", None, question, api_visibility="private")
+        clear_button.click(lambda: ([], None), None, [chatbot, router], api_visibility="private")
+    demo.queue(max_size=32)
+    return demo
+
+
+def _respond(
+    model: "OneLLM",
+    file: str | None,
+    companion: str | None,
+    modality: str,
+    question: str,
+    history: list[Message] | None,
+    settings: GenerationSettings,
+) -> Iterator[list[Any]]:
+    """Streams [conversation, router chart] updates; a file the loader rejects becomes an
+    error message on the page and the server carries on."""
+    if not file:
+        raise gr.Error("Upload a file first.")
+    history = list(history or [])
+    try:
+        x = load_input(_paths(modality, file, companion), modality, model.tokenizers[modality])
+    except INPUT_ERRORS as err:
+        raise gr.Error(str(err), duration=None, print_exception=False) from err
+    prompt = conversation_prompt(model.processor, _turns(history), question)
+    asked = history + [{"role": "user", "content": question}]
+    model.router_statistics(reset=True)
+    text = ""
+    try:
+        for text in stream_answer(model, modality, x, prompt, settings):
+            yield [asked + [{"role": "assistant", "content": text}], gr.skip()]
+    except INPUT_ERRORS as err:  # the tokenizer's own shape check, say
+        raise gr.Error(str(err), duration=None, print_exception=False) from err
+    weights = model.router_statistics(reset=True).get(modality, {}).get("mean_weight", [])
+    yield [asked + [{"role": "assistant", "content": text}], _router_frame(weights)]
+
+
+def _paths(modality: str, file: str, companion: str | None) -> list[Path]:
+    """The companion upload counts only while the modality asks for one."""
+    wanted = get_modality(modality).companions and companion
+    return [Path(file), Path(companion)] if wanted else [Path(file)]
+
+
+def _turns(history: list[Message]) -> list[tuple[str, str]]:
+    turns, asked = [], None
+    for message in history:
+        text = _text(message["content"])
+        if message["role"] == "user":
+            asked = text
+        elif asked is not None:
+            turns.append((asked, text))
+            asked = None
+    return turns
+
+
+def _text(content: Any) -> str:
+    """Chatbot message content: a string, or a list of parts of which some carry text."""
+    if isinstance(content, str):
+        return content
+    parts = content if isinstance(content, list) else [content]
+    return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in parts)
+
+
+def _router_frame(weights: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"expert": [f"expert {i}" for i in range(len(weights))], "weight": weights})
+
+
+def _companion_props(modality: str) -> dict[str, Any]:
+    companions = get_modality(modality).companions
+    return {"label": f"companion: {', '.join(companions) or 'none'}", "visible": bool(companions)}
+
+
+def _companion_update(modality: str) -> dict[str, Any]:
+    """Shown, empty, for a modality with companions; hidden otherwise."""
+    return gr.update(value=None, **_companion_props(modality))
+
+
+def _previews(modality: str, file: str | None, companion: str | None) -> list[dict[str, Any]]:
+    """Whatever the modality's previewer returns, each item routed to the component that can
+    show it: a figure to the plot, a PIL image to the image, a path by its MIME type to the
+    image, video or audio."""
+    shown: dict[str, Any] = dict.fromkeys(PREVIEW_KINDS)
+    previewer = get_modality(modality).previewer()
+    if file and previewer is not None:
+        try:
+            result = previewer(_paths(modality, file, companion))
+        except INPUT_ERRORS as err:
+            gr.Warning(f"no preview: {err}")
+            result = None
+        for item in result if isinstance(result, (list, tuple)) else [result]:
+            kind = _preview_kind(item)
+            if kind is not None and shown[kind] is None:
+                shown[kind] = str(item) if isinstance(item, Path) else item
+    return [gr.update(value=value, visible=value is not None) for value in shown.values()]
+
+
+def _preview_kind(item: Any) -> str | None:
+    if item is None:
+        return None
+    if isinstance(item, (str, Path)):
+        mime = mimetypes.guess_type(str(item))[0] or ""
+        kind = mime.split("/")[0]
+        return kind if kind in PREVIEW_KINDS else None
+    if isinstance(item, Image.Image):
+        return "image"
+    return "plot"  # a matplotlib, plotly, altair or bokeh figure
