@@ -26,8 +26,12 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("--max-new-tokens", type=int, help="default: the task's (40 for captions, 10 for QA)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 (default) decodes greedily")
     p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--bare-prompt", action="store_true",
+                   help="caption right after the modality tokens, as alignment stages train (no instruction template)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    p.add_argument("--threads", type=int,
+                   help="torch CPU threads (default on CPU: one less than torch's choice, at least 1)")
     p.set_defaults(func=run_command)
     return p
 
@@ -56,15 +60,21 @@ def run_command(args: argparse.Namespace) -> int:
     from .report import markdown_table
     from .runner import GenerationSettings, run_eval
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    elif args.device == "cpu":
+        # Inputs load in a background thread; leave it a core. Oversubscribed intra-op threads
+        # made a tiny model's decoding several times slower on a 2-core machine.
+        torch.set_num_threads(max(1, torch.get_num_threads() - 1))
     # A preset's random weights must be the same in every run, or resuming would mix models.
     torch.manual_seed(0)
     model = OneLLM.from_pretrained(args.model).eval()
     model.to(device=args.device, dtype=getattr(torch, args.dtype))
     usable = [t for t in tasks if t.modality in model.tokenizers]
     for task in tasks:
-        if task not in usable:
+        if task.name not in {t.name for t in usable}:
             print(f"skipping {task.name}: the model has no {task.modality} tokenizer", file=sys.stderr)
-    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p)
+    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.bare_prompt)
     results = run_eval(model, usable, args.data_root, args.out, settings, args.batch_size, args.max_samples,
                        model_name=str(args.model), dtype=args.dtype)
     print(markdown_table(results), end="")

@@ -25,6 +25,13 @@ def spice_available() -> bool:
     return all((lib / jar).is_file() for jar in CORENLP_JARS)
 
 
+def skipped_metrics(spice: bool) -> dict[str, str]:
+    """Caption metrics left out of a run, and why (shown beside the scores)."""
+    if spice:
+        return {}
+    return {"SPICE": f"needs Java and {' + '.join(CORENLP_JARS)} in pycocoevalcap/spice/lib (never downloaded)"}
+
+
 def _check_ids(predictions: dict[str, str], references: dict[str, list[str]]) -> list[str]:
     missing = sorted(set(predictions) - set(references))
     if missing:

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from tqdm import tqdm
 
+from onellm.processor import PLACEHOLDER
+
 from .items import EvalItem
-from .metrics import CaptionScorer, multiple_choice_accuracy, qa_accuracy
+from .metrics import CaptionScorer, multiple_choice_accuracy, qa_accuracy, skipped_metrics, spice_available
 from .report import write_summary
 from .tasks import CAPTION, EvalTask
 
@@ -34,6 +36,14 @@ class GenerationSettings:
     max_new_tokens: int | None = None  # None: the task's own length
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
+    # Caption tasks only: generate right after the modality tokens, with no prompt - the
+    # format the alignment stages (1-3) train on, for models not yet instruction-tuned.
+    bare_prompt: bool = False
+
+    def prompt(self, processor: Any, task: EvalTask, item: EvalItem) -> str:
+        if self.bare_prompt and task.kind == CAPTION:
+            return PLACEHOLDER
+        return processor.prompt(task.question(item))
 
     def kwargs(self, task: EvalTask) -> dict[str, Any]:
         out: dict[str, Any] = {"max_new_tokens": self.max_new_tokens or task.generation_length()}
@@ -48,7 +58,8 @@ def config_hash(model_name: str, model: "OneLLM", task: EvalTask, settings: Gene
     """What determines the predictions: resuming under another hash would mix two runs."""
     facts = {
         "model": model_name, "config": model.config.to_dict(), "task": task.name, "kind": task.kind,
-        "prompt": task.prompt, "generation": settings.kwargs(task), "dtype": dtype,
+        "prompt": task.prompt, "generation": settings.kwargs(task), "bare_prompt": settings.bare_prompt,
+        "dtype": dtype,
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -122,7 +133,7 @@ def generate(model: "OneLLM", task: EvalTask, items: list[EvalItem], inputs: lis
     import torch
 
     processor = model.processor
-    batch = processor([processor.prompt(task.question(item)) for item in items])
+    batch = processor([settings.prompt(processor, task, item) for item in items])
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     x = torch.stack(inputs).to(device)
@@ -194,12 +205,19 @@ def evaluate_task(
     result = {
         "task": task.name, "modality": task.modality, "kind": task.kind, "model": model_name,
         "config_hash": digest, "metrics": metrics,
+        "skipped_metrics": _skipped(task, scorer),
         "samples": sum(i.id in done for i in items), "skipped": len(skipped), "total": len(items),
         "generated_this_run": len(todo) - len(skipped), "wall_time_s": round(time.perf_counter() - started, 3),
         "generation": settings.kwargs(task), "data_root": str(data_root),
     }
     (folder / RESULTS).write_text(json.dumps(result, indent=2))
     return result
+
+
+def _skipped(task: EvalTask, scorer: CaptionScorer | None) -> dict[str, str]:
+    if task.kind != CAPTION:
+        return {}
+    return skipped_metrics(scorer.spice if scorer is not None else spice_available())
 
 
 def _check_resumable(folder: Path, digest: str) -> None:
@@ -256,6 +274,7 @@ def score_predictions(task: EvalTask, data_root: Path, predictions_file: Path,
     result = {
         "task": task.name, "modality": task.modality, "kind": task.kind, "predictions_file": str(predictions_file),
         "metrics": score(task, items, predictions),
+        "skipped_metrics": _skipped(task, None),
         "samples": len(known & set(predictions)), "missing": len(known - set(predictions)),
         "unknown_ids": len(set(predictions) - known), "total": len(items), "data_root": str(data_root),
     }

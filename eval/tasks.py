@@ -78,7 +78,9 @@ _discovered = False
 def synth_tasks() -> list[EvalTask]:
     """synth-caption-<m> and synth-qa-<m> for every registered modality."""
     return [
+        # The question as stage 4 trains it; the public QA tasks keep OneLLM's suffix.
         EvalTask(f"synth-{kind}-{m}", m, kind, partial(formats.read_synth, modality=m, kind=kind),
+                 prompt="{question}" if kind == QA else None,
                  description=f"synthetic world, {m} {'captions' if kind == CAPTION else 'questions'} (test split)")
         for m in list_modalities() for kind in (CAPTION, QA)
     ]

@@ -97,9 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--preset", default="tiny")
     quick.add_argument("--seed", type=int, default=0)
     quick.add_argument("--out", default="quickstart-run", help="working folder (data, runs, eval)")
-    quick.add_argument("--per-modality", type=int, default=240, help="synthetic samples per modality")
+    quick.add_argument("--per-modality", type=int, default=400, help="synthetic samples per modality")
     quick.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's max_steps")
-    quick.add_argument("--eval-samples", type=int, default=24, help="held-out samples per modality and task")
+    quick.add_argument("--eval-samples", type=int, default=40, help="held-out samples per modality and task")
     quick.set_defaults(func=_quickstart)
     for add_parser in _component_parsers():
         add_parser(sub)

@@ -253,6 +253,7 @@ def test_caption_run_scores_with_coco_metrics(tmp_path, tiny_model):
     result = runner.run_eval(tiny_model, [get_task("synth-caption-image")], tmp_path / "data", tmp_path / "out",
                              runner.GenerationSettings(max_new_tokens=6), batch_size=2, model_name="tiny")[0]
     assert {"BLEU-4", "METEOR", "ROUGE-L", "CIDEr"} <= set(result["metrics"])
+    assert ("SPICE" in result["metrics"]) != ("SPICE" in result["skipped_metrics"])
     table = (tmp_path / "out" / "results.md").read_text()
     assert "| synth-caption-image | image | 2 | 0 |" in table and "CIDEr" in table
     summary = json.loads((tmp_path / "out" / "results.json").read_text())

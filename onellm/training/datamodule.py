@@ -50,7 +50,9 @@ class SeededSamples(Dataset):
             np.random.seed(seed % 2**32)
             random.seed(seed)
             try:
-                return self.parts[modality][local]
+                item = self.parts[modality][local]
+                # A draw under the sample's seed picks its instruction in stage 4, reproducibly.
+                return item if isinstance(item, BadSample) else (*item, random.random())
             finally:
                 np.random.set_state(np_state)
                 random.setstate(py_state)
@@ -67,29 +69,31 @@ class TextForSamples:
             raise ValueError(f"task must be 'caption' or 'instruct', got {task!r}")
         self.processor, self.task = processor, task
 
-    def _text(self, sample: Sample) -> tuple[str, str]:
+    def _text(self, sample: Sample, pick: float) -> tuple[str, str]:
         if self.task == "caption" and sample.caption:
             return PLACEHOLDER, sample.caption
-        if sample.qa:
-            pick = sample.qa[random.randrange(len(sample.qa))]
-            return self.processor.prompt(pick["question"]), pick["answer"]
-        if sample.conversations and len(sample.conversations) >= 2:
-            question = sample.conversations[0]["value"].replace("<image>", "").replace(PLACEHOLDER, "").strip()
-            return self.processor.prompt(question), sample.conversations[1]["value"]
+        # Instruction tuning: the caption request is one instruction among the QA pairs and
+        # conversation, so the tuned model still captions in the prompt template.
+        choices = [(self.processor.prompt(q["question"]), q["answer"]) for q in sample.qa]
         if sample.caption:
-            return self.processor.prompt(_caption_question(sample.modality)), sample.caption
-        raise ValueError(f"sample {sample.id}: no caption, QA pair or conversation to train on")
+            choices.append((self.processor.prompt(_caption_question(sample.modality)), sample.caption))
+        if len(sample.conversations) >= 2:
+            question = sample.conversations[0]["value"].replace("<image>", "").replace(PLACEHOLDER, "").strip()
+            choices.append((self.processor.prompt(question), sample.conversations[1]["value"]))
+        if not choices:
+            raise ValueError(f"sample {sample.id}: no caption, QA pair or conversation to train on")
+        return choices[int(pick * len(choices))]
 
     def __call__(self, items: list[Any]) -> dict[str, Any]:
         bad = [it for it in items if isinstance(it, BadSample)]
         items = [it for it in items if not isinstance(it, BadSample)]
         if not items:
             return {"bad": bad}
-        samples, tensors = zip(*items)
+        samples, tensors, picks = zip(*items)
         modalities = {s.modality for s in samples}
         if len(modalities) != 1:
             raise ValueError(f"a batch must hold one modality, got {sorted(modalities)}")
-        prompts, answers = zip(*(self._text(s) for s in samples))
+        prompts, answers = zip(*(self._text(s, p) for s, p in zip(samples, picks)))
         batch = self.processor(list(prompts), answers=list(answers))
         batch["inputs"] = torch.stack(tensors)
         batch["modality"] = samples[0].modality

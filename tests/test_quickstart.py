@@ -1,0 +1,25 @@
+"""The README's main command at a small scale: world, four stages, the no-replay ablation,
+evaluation against the untrained model, and the tables."""
+import json
+
+from onellm.quickstart import run
+
+
+def test_quickstart_end_to_end(tmp_path, capsys):
+    summary = run(out=str(tmp_path / "qs"), per_modality=24, steps_scale=0.01, eval_samples=2, batch_size=4)
+    modalities = ["image", "video", "audio", "point", "depth", "normal", "imu", "fmri"]
+    assert list(summary["captions"]) == modalities
+    for row in summary["captions"].values():
+        assert set(row) == {"untrained", "stage3", "stage4", "qa_accuracy"}
+    assert set(summary["image_replay"]) == {"stage1", "stage3_replay", "stage3_no_replay"}
+    work = tmp_path / "qs"
+    for stage in ("stage1", "stage2", "stage3", "stage4", "stage2-noreplay", "stage3-noreplay"):
+        assert (work / "runs" / stage / "export" / "onellm.safetensors").is_file(), stage
+    # The no-replay ablation trained only the new modalities.
+    steps = json.loads((work / "runs" / "stage3-noreplay" / "csv" / "rank0.json").read_text())["steps"]
+    assert {m for _, m in steps} <= {"depth", "normal", "imu", "fmri"}
+    out = capsys.readouterr().out
+    assert "| modality | untrained | stage 3 | stage 4 | QA acc. |" in out
+    assert all(f"| {m} |" in out for m in modalities)
+    results = json.loads((work / "eval" / "stage4" / "results.json").read_text())
+    assert len(results["tasks"] if "tasks" in results else results) >= len(modalities)
