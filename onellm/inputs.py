@@ -39,7 +39,21 @@ def load_input(
     meta: dict | None = None,
 ) -> torch.Tensor:
     """One sample of `tokenizer.input_shape` from the modality's own file (paths[0]) and its
-    companions (paths[1:]); errors are BadInputError naming the file and the problem."""
+    companions (paths[1:]); errors are BadInputError naming the file, the modality and the problem."""
+    try:
+        x = _load(paths, modality, tokenizer, train, meta)
+    except BadInputError as err:
+        if err.modality is None:
+            raise BadInputError(err.path, err.problem, modality) from err
+        raise
+    if not torch.isfinite(x).all():
+        raise BadInputError(Path(paths if isinstance(paths, (str, Path)) else paths[0]),
+                            "the input holds NaN or infinite values", modality)
+    return x
+
+
+def _load(paths: Sequence[Path | str] | Path | str, modality: str, tokenizer: ModalityTokenizer, train: bool,
+          meta: dict | None) -> torch.Tensor:
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     if not paths:
         raise ValueError(f"no files given for a {modality} input")

@@ -503,5 +503,5 @@ def test_load_input_uses_companions_and_raw_arrays(tmp_path):
     raw = tmp_path / "raw.npy"
     np.save(raw, np.ones(tok.input_shape, np.float32))
     assert torch.equal(load_input([raw], "depth", tok), torch.ones(tok.input_shape))
-    with pytest.raises(BadInputError, match="missing.png: no such file"):
+    with pytest.raises(BadInputError, match="missing.png: depth: no such file"):
         load_input([depth, tmp_path / "missing.png"], "depth", tok)

@@ -20,7 +20,7 @@ from onellm.data.cli import add_data_parser
 from onellm.data.manifest import SPLITS, read_manifest
 from onellm.data.synth import audio, depth, fmri, image, imu, normal, point, video
 from onellm.data.synth.common import BACKGROUNDS, COLOURS
-from onellm.data.synth.world import sample_rng, synthesizable_modalities, synthesize_world
+from onellm.data.synth.world import assign_split, sample_rng, synthesizable_modalities, synthesize_world
 from onellm.registry import get_modality
 
 BUILT_IN = ("image", "video", "audio", "point", "depth", "normal", "imu", "fmri")
@@ -315,6 +315,16 @@ def test_a_plugin_modality_gets_a_world_too(tmp_path, monkeypatch):
     samples = read_manifest(manifests["ecg"])
     assert [s.id for s in samples] == ["ecg-000000", "ecg-000001"]
     assert np.load(samples[0].paths()[0]).shape == (5000, 12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_splits_are_spread_evenly_and_stable_as_the_world_grows(seed):
+    for name in BUILT_IN:
+        splits = [assign_split(seed, name, i, (0.8, 0.1, 0.1)) for i in range(1000)]
+        assert set(splits[:13]) == set(SPLITS), (name, splits[:13])
+        counts = {s: splits.count(s) for s in SPLITS}
+        assert abs(counts["train"] - 800) <= 5 and abs(counts["test"] - 100) <= 5, counts
+        assert splits[:20] == [assign_split(seed, name, i, (0.8, 0.1, 0.1)) for i in range(20)]
 
 
 def test_unknown_or_unsynthesizable_modality_is_an_error(tmp_path):

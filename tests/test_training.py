@@ -150,3 +150,15 @@ def test_ddp_two_processes_agree(tmp_path):
     assert len(records[0]["steps"]) == 4
     assert records[0]["steps"] == records[1]["steps"]
     assert records[0]["trained_weights_sha256"] == records[1]["trained_weights_sha256"]
+
+
+def test_too_many_bad_samples_stop_training(tmp_path):
+    data = _write_world(tmp_path, per_modality=40)
+    for i in range(0, 40, 2):
+        (data / "image" / f"{i}.npy").write_bytes(b"broken")
+    module = OneLLMModule(model="tiny", modalities=["image"], max_bad_fraction=0.2)
+    dm = OneLLMDataModule([{"manifest": str(data / "image.jsonl"), "modality": "image"}], batch_size=8)
+    trainer = L.Trainer(max_steps=20, logger=False, limit_val_batches=0, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1)
+    with pytest.raises(RuntimeError, match=r"unreadable \(more than max_bad_fraction=0.2\): \d+ x not a readable"):
+        trainer.fit(module, dm)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ class OneLLMModule(L.LightningModule):
         warmup_steps: int = 0,
         export_dir: str | None = None,
         router_log_every: int = 10,
+        max_bad_fraction: float = 0.1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -72,6 +74,8 @@ class OneLLMModule(L.LightningModule):
         self.strict_loading = False
         self._step_start: float | None = None
         self.bad_samples: dict[str, str] = {}
+        self.bad_reasons: Counter[str] = Counter()
+        self.samples_seen = 0
         self.schedule: list[tuple[int, str]] = []
 
     def _apply_trainable(self, patterns: list[str]) -> None:
@@ -84,14 +88,24 @@ class OneLLMModule(L.LightningModule):
         if unused:
             raise ValueError(f"trainable pattern(s) {unused} match no parameter (names look like 'upm.layers.0.wq')")
 
-    def _count_bad(self, batch: dict[str, Any]) -> bool:
-        """Record unreadable samples; False when none of the batch was readable."""
+    def _count_bad(self, batch: dict[str, Any], training: bool = False) -> bool:
+        """Record unreadable samples; False when none of the batch was readable. Too many
+        stops training: a broken dataset should not train silently on what is left."""
         for bad in batch.get("bad", []):
+            if bad.id not in self.bad_samples:
+                self.bad_reasons[bad.problem.split(" (")[0]] += 1
             self.bad_samples.setdefault(bad.id, bad.reason)
+        if training:
+            self.samples_seen += len(batch.get("bad", [])) + len(batch.get("ids", []))
+            bad = sum(self.bad_reasons.values())
+            if self.samples_seen >= 32 and bad > self.hparams.max_bad_fraction * self.samples_seen:
+                reasons = "; ".join(f"{n} x {r}" for r, n in self.bad_reasons.most_common(5))
+                raise RuntimeError(f"{bad} of {self.samples_seen} samples were unreadable (more than "
+                                   f"max_bad_fraction={self.hparams.max_bad_fraction}): {reasons}")
         return "inputs" in batch
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        readable = self._count_bad(batch)
+        readable = self._count_bad(batch, training=True)
         self.log("data/bad_samples", float(len(self.bad_samples)), batch_size=1)
         if not readable:
             return None
@@ -159,6 +173,14 @@ class OneLLMModule(L.LightningModule):
         frozen = {f"model.{n}" for n, p in self.model.named_parameters() if not p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
 
+    def _bad_summary(self) -> str:
+        reasons = ", ".join(f"{n} x {r}" for r, n in self.bad_reasons.most_common())
+        return f"skipped {len(self.bad_samples)} unreadable sample(s) ({reasons})"
+
+    def on_train_epoch_end(self) -> None:
+        if self.bad_reasons and self.trainer.is_global_zero:
+            print(f"epoch {self.current_epoch}: {self._bad_summary()}")
+
     def on_fit_end(self) -> None:
         self._write_rank_record()
         if not self.trainer.is_global_zero:
@@ -167,6 +189,6 @@ class OneLLMModule(L.LightningModule):
             log_dir = self._log_dir()
             write_jsonl(log_dir / "bad_samples.jsonl",
                                 ({"id": i, "reason": r} for i, r in sorted(self.bad_samples.items())))
-            print(f"skipped {len(self.bad_samples)} unreadable sample(s); reasons in {log_dir / 'bad_samples.jsonl'}")
+            print(f"{self._bad_summary()}; each with its file in {log_dir / 'bad_samples.jsonl'}")
         if self.hparams.export_dir:
             self.model.save_pretrained(self.hparams.export_dir)

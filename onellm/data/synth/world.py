@@ -29,9 +29,15 @@ def sample_rng(seed: int, modality: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, modality_number(modality), index])
 
 
-def assign_split(seed: int, sample_id: str, fractions: Sequence[float]) -> str:
-    """A split from a hash of the id: the same sample keeps its split when the world grows."""
-    u = zlib.crc32(f"{seed}:{sample_id}".encode("utf-8")) / 2**32
+_GOLDEN = (5**0.5 - 1) / 2
+
+
+def assign_split(seed: int, modality: str, index: int, fractions: Sequence[float]) -> str:
+    """The split of sample `index`: a golden-ratio sequence from a per-(seed, modality) offset
+    spreads the splits evenly, so even a world of a dozen samples has every split of 10% or
+    more, and a sample keeps its split when the world grows."""
+    offset = zlib.crc32(f"{seed}:{modality}".encode("utf-8")) / 2**32
+    u = (offset + index * _GOLDEN) % 1.0
     edges = np.cumsum(fractions) / np.sum(fractions)
     return SPLITS[min(int(np.searchsorted(edges, u, side="right")), len(SPLITS) - 1)]
 
@@ -91,7 +97,7 @@ def synthesize_world(
         for name, todo in jobs.items():
             results = pool.map(_make, todo, chunksize=max(1, len(todo) // (8 * workers))) if pool else map(_make, todo)
             samples = []
-            for (_, _, _, sample_id, _, _), fields in tqdm(
+            for (_, _, _, sample_id, _, index), fields in tqdm(
                 zip(todo, results), total=len(todo), desc=f"synth {name}", unit="sample", disable=not progress
             ):
                 samples.append(Sample(
@@ -100,7 +106,7 @@ def synthesize_world(
                     files=[(Path(name) / f).as_posix() for f in fields["files"]],
                     caption=fields["caption"],
                     qa=list(fields.get("qa", [])),
-                    split=assign_split(seed, sample_id, split_fractions),
+                    split=assign_split(seed, name, index, split_fractions),
                     meta=dict(fields.get("meta", {})),
                 ))
             manifests[name] = out / f"{name}.jsonl"
