@@ -49,7 +49,7 @@ def _modalities(args: argparse.Namespace) -> int:
 def _quickstart(args: argparse.Namespace) -> int:
     from .quickstart import run
 
-    run(args.preset, args.seed, args.out, args.per_modality, args.steps_scale, args.eval_samples)
+    run(args.preset, args.seed, args.out, args.per_modality, args.steps_scale, args.eval_samples, args.batch_size)
     return 0
 
 
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--per-modality", type=int, default=400, help="synthetic samples per modality")
     quick.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's max_steps")
     quick.add_argument("--eval-samples", type=int, default=40, help="held-out samples per modality and task")
+    quick.add_argument("--batch-size", type=int, default=16, help="training batch size of every stage")
     quick.set_defaults(func=_quickstart)
     for add_parser in _component_parsers():
         add_parser(sub)

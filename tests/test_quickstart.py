@@ -6,12 +6,14 @@ from onellm.quickstart import run
 
 
 def test_quickstart_end_to_end(tmp_path, capsys):
-    summary = run(out=str(tmp_path / "qs"), per_modality=24, steps_scale=0.01, eval_samples=2, batch_size=4)
+    summary = run(out=str(tmp_path / "qs"), per_modality=24, steps_scale=0.01, eval_samples=2, batch_size=4,
+                  replay_samples=3)
     modalities = ["image", "video", "audio", "point", "depth", "normal", "imu", "fmri"]
     assert list(summary["captions"]) == modalities
     for row in summary["captions"].values():
         assert set(row) == {"untrained", "stage3", "stage4", "qa_accuracy"}
-    assert set(summary["image_replay"]) == {"stage1", "stage3_replay", "stage3_no_replay"}
+    assert set(summary["replay"]) == {"modality", "stage1", "stage3_replay", "stage3_no_replay"}
+    assert summary["replay"]["modality"] == "image"
     work = tmp_path / "qs"
     for stage in ("stage1", "stage2", "stage3", "stage4", "stage2-noreplay", "stage3-noreplay"):
         assert (work / "runs" / stage / "export" / "onellm.safetensors").is_file(), stage
@@ -22,4 +24,7 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     assert "| modality | untrained | stage 3 | stage 4 | QA acc. |" in out
     assert all(f"| {m} |" in out for m in modalities)
     results = json.loads((work / "eval" / "stage4" / "results.json").read_text())
-    assert len(results["tasks"] if "tasks" in results else results) >= len(modalities)
+    assert {r["modality"] for r in results["tasks"]} == set(modalities)
+    probe = json.loads((work / "eval" / "replay" / "stage3" / "results.json").read_text())["tasks"]
+    assert [(r["modality"], r["samples"]) for r in probe] == [("image", 3)]
+    assert "caption CIDEr on 3 samples of a separate test world" in out
