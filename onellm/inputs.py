@@ -61,13 +61,20 @@ def _load(paths: Sequence[Path | str] | Path | str, modality: str, tokenizer: Mo
         if not path.is_file():
             raise BadInputError(path, "no such file")
     path, spec = paths[0], get_modality(modality)
-    if _is_raw_tensor(path, tokenizer) or path.suffix.lower() == ".npy" and spec.load is None:
-        return _load_raw(path, modality, tokenizer)
     if spec.load is None:
+        if path.suffix.lower() == ".npy":
+            return _load_raw(path, modality, tokenizer)
         raise BadInputError(
             path, f"no file loader for {modality}; pass a .npy array of shape {list(tokenizer.input_shape)}"
         )
-    x = spec.load(paths, tokenizer, train=train, meta=meta)
+    # The loader comes first even for an array of the input's shape: a PointLLM cloud of
+    # exactly 8192 points still needs centring and scaling.
+    try:
+        x = spec.load(paths, tokenizer, train=train, meta=meta)
+    except BadInputError:
+        if not _is_raw_tensor(path, tokenizer):
+            raise
+        return _load_raw(path, modality, tokenizer)
     if tuple(x.shape) != tuple(tokenizer.input_shape):
         raise BadInputError(path, f"{modality} loader gave {list(x.shape)}, expected {list(tokenizer.input_shape)}")
     return x
@@ -87,7 +94,8 @@ def _load_raw(path: Path, modality: str, tokenizer: ModalityTokenizer) -> torch.
 
 
 def _is_raw_tensor(path: Path, tokenizer: ModalityTokenizer) -> bool:
-    """A .npy that already holds the tokenizer's input shape skips the modality's loader."""
+    """A .npy that already holds the tokenizer's input shape (used as is when the loader
+    cannot read it as a file of its own format)."""
     if path.suffix.lower() != ".npy":
         return False
     try:

@@ -35,3 +35,12 @@ def test_modalities_table(capsys):
     assert main(["modalities", "--preset", "onellm-7b"]) == 0
     out = capsys.readouterr().out
     assert "audio" in out and "1212" in out and "onellm-any" in out
+
+
+def test_caption_passes_meta_to_the_loader(tmp_path, capsys):
+    np.save(tmp_path / "walk.npy", np.random.default_rng(2).normal(size=(100, 6)).astype(np.float32))
+    assert main(["caption", "--modality", "imu", str(tmp_path / "walk.npy")]) == 2
+    assert "walk.npy" in capsys.readouterr().err
+    args = ["caption", "--modality", "imu", "--meta", "sample_rate=50", "--max-new-tokens", "2", str(tmp_path / "walk.npy")]
+    assert main(args) == 0
+    assert capsys.readouterr().out.split("\t")[1] == "imu"

@@ -20,7 +20,7 @@ def test_kv_cache_matches_no_cache_tiny(tiny_model):
     assert torch.equal(cached, uncached)
 
 
-def test_smollm2_preset_generates_with_cache_and_chat_template():
+def test_smollm2_preset_generates_with_cache_and_chat_template(tmp_path):
     model = OneLLM.from_pretrained("smollm2").eval()
     assert not any(p.requires_grad for p in model.llm.parameters())  # frozen, as published
     prompt = model.processor.prompt("What is in this image?")
@@ -36,6 +36,14 @@ def test_smollm2_preset_generates_with_cache_and_chat_template():
     ids = tok(text, return_tensors="pt")
     out = model.llm.generate(**ids, max_new_tokens=12, do_sample=False)
     assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1]:])
+    # Its GGUF weights were de-quantized on load, so a trained model saves and reloads.
+    model.save_pretrained(tmp_path / "saved")
+    again = OneLLM.from_pretrained(tmp_path / "saved").eval()
+    with torch.no_grad():
+        before = model(**batch, modality="image", inputs=x).logits
+        after = again(**batch, modality="image", inputs=x).logits
+    torch.testing.assert_close(after, before)
+    assert not any(p.requires_grad for p in again.llm.parameters())
 
 
 def test_left_padded_batch_scores_match_single_prompts(tiny_model):

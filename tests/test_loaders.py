@@ -248,6 +248,15 @@ def test_point_ply_is_normalised_and_sized(tmp_path, colours):
         assert (x[:, 3:] == 0).all()
 
 
+def test_point_npy_of_the_input_shape_is_still_normalised(tmp_path):
+    """A PointLLM-style <uid>_8192.npy has the input's shape but is not centred or scaled."""
+    tok = tokenizer("point")
+    cloud = np.random.default_rng(1).normal(5.0, 3.0, tuple(tok.input_shape)).astype(np.float32)
+    np.save(tmp_path / "uid_8192.npy", cloud)
+    x = load_input([tmp_path / "uid_8192.npy"], "point", tok)
+    assert x[:, :3].norm(dim=1).max() <= 1.0 + 1e-5 and x[:, :3].mean(dim=0).abs().max() < 1e-4
+
+
 def test_point_eval_fps_spreads_and_small_clouds_repeat(tmp_path):
     # Two clusters, one with almost all points: FPS must still reach the small one.
     rng = np.random.default_rng(1)

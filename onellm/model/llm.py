@@ -41,6 +41,17 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
 
 
+def _forget_gguf_quantization(llm: PreTrainedModel) -> None:
+    """transformers de-quantizes GGUF tensors to plain float weights on load but keeps the
+    model marked as quantized, which makes save_pretrained refuse; the weights are ordinary
+    tensors, so drop the mark and let the model save (and reload) as any other."""
+    llm.hf_quantizer = None
+    llm.is_quantized = False
+    llm.quantization_method = None
+    if hasattr(llm.config, "quantization_config"):
+        del llm.config.quantization_config
+
+
 def build_llm(config: LLMConfig, base_dir: Path | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     if config.name_or_path:
         path = resolve_llm_path(config.name_or_path, base_dir)
@@ -49,6 +60,8 @@ def build_llm(config: LLMConfig, base_dir: Path | None = None) -> tuple[PreTrain
             raise FileNotFoundError(f"{path / config.gguf_file} is missing")
         text_tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         llm = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        if config.gguf_file:
+            _forget_gguf_quantization(llm)
     else:
         init = dict(config.random_init)
         if config.text_tokenizer != "bytes":

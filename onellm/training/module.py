@@ -90,17 +90,18 @@ class OneLLMModule(L.LightningModule):
 
     def _count_bad(self, batch: dict[str, Any], training: bool = False) -> bool:
         """Record unreadable samples; False when none of the batch was readable. Too many
-        stops training: a broken dataset should not train silently on what is left."""
-        for bad in batch.get("bad", []):
-            if bad.id not in self.bad_samples:
-                self.bad_reasons[bad.problem.split(" (")[0]] += 1
-            self.bad_samples.setdefault(bad.id, bad.reason)
+        training draws unreadable stops training: a broken dataset should not train silently
+        on what is left."""
+        bad = batch.get("bad", [])
+        for sample in bad:
+            self.bad_samples.setdefault(sample.id, sample.reason)
         if training:
-            self.samples_seen += len(batch.get("bad", [])) + len(batch.get("ids", []))
-            bad = sum(self.bad_reasons.values())
-            if self.samples_seen >= 32 and bad > self.hparams.max_bad_fraction * self.samples_seen:
+            self.bad_reasons.update(sample.problem.split(" (")[0] for sample in bad)
+            self.samples_seen += len(bad) + len(batch.get("ids", []))
+            failed = sum(self.bad_reasons.values())
+            if self.samples_seen >= 32 and failed > self.hparams.max_bad_fraction * self.samples_seen:
                 reasons = "; ".join(f"{n} x {r}" for r, n in self.bad_reasons.most_common(5))
-                raise RuntimeError(f"{bad} of {self.samples_seen} samples were unreadable (more than "
+                raise RuntimeError(f"{failed} of {self.samples_seen} samples drawn were unreadable (more than "
                                    f"max_bad_fraction={self.hparams.max_bad_fraction}): {reasons}")
         return "inputs" in batch
 
@@ -108,7 +109,10 @@ class OneLLMModule(L.LightningModule):
         readable = self._count_bad(batch, training=True)
         self.log("data/bad_samples", float(len(self.bad_samples)), batch_size=1)
         if not readable:
-            return None
+            if self.trainer.world_size == 1:
+                return None
+            # Under DDP every rank must run backward, or the others wait in all-reduce forever.
+            return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
         modality = batch["modality"]
         self.schedule.append((self.global_step, modality))
         out = self.model(**{k: batch[k] for k in ("input_ids", "attention_mask", "modality_mask", "labels")},
@@ -175,7 +179,8 @@ class OneLLMModule(L.LightningModule):
 
     def _bad_summary(self) -> str:
         reasons = ", ".join(f"{n} x {r}" for r, n in self.bad_reasons.most_common())
-        return f"skipped {len(self.bad_samples)} unreadable sample(s) ({reasons})"
+        return (f"skipped {len(self.bad_samples)} unreadable sample(s), drawn "
+                f"{sum(self.bad_reasons.values())} times ({reasons})")
 
     def on_train_epoch_end(self) -> None:
         if self.bad_reasons and self.trainer.is_global_zero:
