@@ -100,14 +100,6 @@ class CaptionScorer:
         return scores
 
 
-def caption_metrics(
-    predictions: dict[str, str], references: dict[str, list[str]], spice: bool | None = None
-) -> dict[str, float]:
-    """One-off caption scoring; see CaptionScorer."""
-    with CaptionScorer(spice) as scorer:
-        return scorer(predictions, references)
-
-
 def qa_accuracy(predictions: dict[str, str], references: dict[str, list[str]]) -> dict[str, float]:
     """`accuracy` after VQA normalisation: with one or two reference answers (MSVD-QA and most
     video QA) a prediction is right when it equals one of them; with VQA's ten human answers,

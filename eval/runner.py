@@ -54,12 +54,22 @@ class GenerationSettings:
         return out
 
 
+def _weight_files(model_name: str) -> list[tuple[str, int, int]]:
+    """Size and modification time of a model directory's weight files: a model retrained
+    into the same folder must not resume the old model's predictions."""
+    folder = Path(model_name)
+    if not folder.is_dir():
+        return []
+    return [(f.relative_to(folder).as_posix(), f.stat().st_size, f.stat().st_mtime_ns)
+            for f in sorted(folder.rglob("*.safetensors"))]
+
+
 def config_hash(model_name: str, model: "OneLLM", task: EvalTask, settings: GenerationSettings, dtype: str) -> str:
     """What determines the predictions: resuming under another hash would mix two runs."""
     facts = {
-        "model": model_name, "config": model.config.to_dict(), "task": task.name, "kind": task.kind,
-        "prompt": task.prompt, "generation": settings.kwargs(task), "bare_prompt": settings.bare_prompt,
-        "dtype": dtype,
+        "model": model_name, "weights": _weight_files(model_name), "config": model.config.to_dict(),
+        "task": task.name, "kind": task.kind, "prompt": task.prompt, "generation": settings.kwargs(task),
+        "bare_prompt": settings.bare_prompt, "dtype": dtype,
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import time
 from contextlib import contextmanager
 from importlib import resources
@@ -115,6 +116,7 @@ def run(preset: str = "tiny", seed: int = 0, out: str = "quickstart-run", per_mo
                  preset, seed, steps_scale, batch_size)
         print("[4/5] evaluating captions on held-out samples")
         evals = Path("eval")
+        shutil.rmtree(evals, ignore_errors=True)  # predictions of an earlier run's models are stale
         untrained_dir = Path("runs/untrained")
         _untrained(preset, modalities, untrained_dir)
         # Stages 1-3 align without a prompt template, so they caption right after the tokens.
@@ -156,10 +158,10 @@ def _report(table: dict[str, dict[str, dict[str, Any]]], qa: dict[str, dict[str,
     print(f"| modality | untrained | stage 3 | stage 4 | QA acc. |\n|---|---|---|---|---|")
     rows = {}
     for m in modalities:
-        cells = [table[s][m] for s in ("untrained", "stage3", "stage4")]
         rows[m] = {s: _metric(table[s], m) for s in ("untrained", "stage3", "stage4")}
         rows[m]["qa_accuracy"] = _metric(qa, m, "accuracy")
-        text = " | ".join(f"{c['metrics'][METRIC]:.2f} ({c['metrics']['BLEU-4']:.2f})" for c in cells)
+        text = " | ".join(f"{_metric(table[s], m):.2f} ({_metric(table[s], m, 'BLEU-4'):.2f})"
+                          for s in ("untrained", "stage3", "stage4"))
         print(f"| {m} | {text} | {rows[m]['qa_accuracy']:.2f} |")
     stage1, kept, lost = (_metric(replay[r], first) for r in ("stage1", "stage3", "stage3-noreplay"))
     share = (lambda v: f"{v / stage1:.0%} of stage 1") if stage1 > 0 else (lambda v: "stage 1 scored 0")

@@ -1,5 +1,5 @@
-"""The published OneLLM forward, written from the checkpoint layout description alone
-(/work/shared/reference/onellm-official-layout.md) on a flat official state dict, so that a
+"""The published OneLLM forward, written from the description of the checkpoint's layout
+and math alone (docs/convert-official.md) on a flat official state dict, so that a
 converted model can be checked against it. Plain torch, float32, no code shared with onellm."""
 from __future__ import annotations
 

@@ -234,6 +234,8 @@ def test_nsd_stim_info_with_coco_captions(tmp_path: Path) -> None:
     assert rows["nsd-5-1"].meta["references"] == ["a bus", "a red bus"] and rows["nsd-5-1"].split == "train"
     assert rows["nsd-7"].split == "test" and rows["nsd-7"].paths()[0] == (fmri / "7.npy").absolute()
     assert report.skipped == {"fMRI file whose stimulus has no caption": 1, "captioned stimulus without fMRI files": 1}
+    convert("nsd", stim, tmp_path / "test.jsonl", fmri, split="test", coco_captions=[coco], shared1000_test=True)
+    assert [(r.id, r.split) for r in read_manifest(tmp_path / "test.jsonl")] == [("nsd-7", "test")]
     stim.write_text("nsdId,cocoId\n5,100\n6,999\n")
     with pytest.raises(BadInputError, match=r"nsd_stim_info_merged\.csv:3: cocoId 999"):
         convert("nsd", stim, tmp_path / "nsd.jsonl", fmri, coco_captions=[coco])

@@ -11,7 +11,7 @@ from PIL import Image
 
 from onellm.eval import runner
 from onellm.eval.cli import add_eval_parser
-from onellm.eval.tasks import QA_PROMPT, get_task, resolve_tasks, synth_tasks
+from onellm.eval.tasks import QA_PROMPT, EvalTask, get_task, register_task, resolve_tasks, synth_tasks
 from onellm.inputs import load_input
 from onellm.registry import list_modalities
 
@@ -234,6 +234,33 @@ def test_qa_run_writes_outputs_and_resumes_without_regenerating(tmp_path, tiny_m
     with pytest.raises(ValueError, match="another configuration"):
         runner.run_eval(tiny_model, [task], tmp_path / "data", tmp_path / "out",
                         runner.GenerationSettings(max_new_tokens=5), model_name="tiny")
+
+
+def test_a_registered_task_runs_from_its_own_reader(tmp_path, tiny_model):
+    image = tmp_path / "red.png"
+    Image.new("RGB", (64, 48), (255, 0, 0)).save(image)
+    item = runner.EvalItem("red-1", "image", [image], ["red"], question="What colour is it?")
+    task = EvalTask("my-red-qa", "image", "qa", lambda root: [item], max_new_tokens=3)
+    register_task(task)
+    assert get_task("my-red-qa") is task
+    with pytest.raises(ValueError, match="already exists"):
+        register_task(task)
+    result = runner.evaluate_task(tiny_model, task, tmp_path, tmp_path / "out", batch_size=1)
+    assert result["samples"] == 1 and 0 <= result["metrics"]["accuracy"] <= 1
+    row = json.loads((tmp_path / "out" / "my-red-qa" / "predictions.jsonl").read_text())
+    assert row["id"] == "red-1" and row["question"] == "What colour is it?"
+
+
+def test_a_model_retrained_into_the_same_folder_does_not_resume(tmp_path, tiny_model):
+    write_synth_images(tmp_path / "data", 1)
+    model_dir = tmp_path / "export"
+    tiny_model.save_pretrained(model_dir)
+    args = ([get_task("synth-qa-image")], tmp_path / "data", tmp_path / "out", runner.GenerationSettings(max_new_tokens=2))
+    runner.run_eval(tiny_model, *args, model_name=str(model_dir))
+    runner.run_eval(tiny_model, *args, model_name=str(model_dir))  # unchanged weights: resumes
+    tiny_model.save_pretrained(model_dir)
+    with pytest.raises(ValueError, match="another configuration"):
+        runner.run_eval(tiny_model, *args, model_name=str(model_dir))
 
 
 def test_unreadable_samples_are_skipped_and_counted(tmp_path, tiny_model):

@@ -7,7 +7,7 @@ A `Rule` ties one group of official tensors to one group of ours:
   qkv     CLIP's stacked in_proj (q, k, v in that order) split into three projections
   stack   the E experts' copies of one UPM tensor stacked on a leading expert axis
 Every transform has an exact inverse, so `to_official` gives back the very same tensors.
-See /work/shared/reference/onellm-official-layout.md for the layout itself.
+docs/convert-official.md describes the layout and how to convert.
 """
 from __future__ import annotations
 

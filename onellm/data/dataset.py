@@ -24,13 +24,12 @@ class BadSample:
 
 
 class ManifestDataset(Dataset):
-    def __init__(self, samples: list[Sample], tokenizers: dict[str, ModalityTokenizer], train: bool = False,
-                 skip_bad: bool = True) -> None:
+    def __init__(self, samples: list[Sample], tokenizers: dict[str, ModalityTokenizer], train: bool = False) -> None:
         missing = sorted({s.modality for s in samples} - set(tokenizers))
         if missing:
             raise ValueError(f"samples of modality {missing}, which the model has no tokenizer for")
         self.samples, self.tokenizers = samples, tokenizers
-        self.train, self.skip_bad = train, skip_bad
+        self.train = train
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -44,9 +43,8 @@ class ManifestDataset(Dataset):
         sample = self.samples[index]
         try:
             return sample, self.load(sample)
-        except (BadInputError, OSError, ValueError) as err:
-            if not self.skip_bad:
-                raise
-            problem = err.problem if isinstance(err, BadInputError) else str(err)
-            return BadSample(sample.id, str(err), problem)
+        except BadInputError as err:
+            return BadSample(sample.id, str(err), err.problem)
+        except (OSError, ValueError) as err:  # from a plugin's loader that does not name the file
+            return BadSample(sample.id, str(BadInputError(sample.paths()[0], str(err), sample.modality)), str(err))
 

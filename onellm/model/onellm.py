@@ -104,13 +104,17 @@ class OneLLM(nn.Module):
         self.encoder.requires_grad_(encoder)
         self.llm.requires_grad_(llm)
 
-    def add_modality(self, name: str, options: dict[str, Any] | None = None, copy_from: str | None = "image") -> None:
-        """Grow the model by one modality; its UPM parts start as copies of `copy_from`'s."""
+    def add_modality(self, name: str, options: dict[str, Any] | None = None, copy_from: str | None = None) -> None:
+        """Grow the model by one modality; its UPM parts start as copies of `copy_from`'s,
+        by default the model's first modality (image, in the published recipe)."""
         if name in self.tokenizers:
             raise ValueError(f"model already has modality {name!r}")
+        if copy_from is not None and copy_from not in self.upm.modalities:
+            raise ValueError(f"cannot copy UPM parts from {copy_from!r}: the model has {', '.join(self.modalities)}")
+        copy_from = copy_from or next(iter(self.upm.modalities), None)
         tokenizer = get_modality(name).tokenizer.from_options(self.config.encoder, options)
         self.tokenizers[name] = tokenizer.to(self.encoder.image_pos_embed.device)
-        self.upm.add_modality(name, copy_from if copy_from in self.upm.modalities else None)
+        self.upm.add_modality(name, copy_from)
         self.config.modalities[name] = dict(options or {})
         self.processor.preprocessing[name] = dataclasses.asdict(tokenizer.options)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,10 @@ from ..data.dataset import BadSample, ManifestDataset
 from ..data.manifest import Sample, read_manifest
 from ..processor import PLACEHOLDER, OneLLMProcessor
 from .replay import ReplayBatchSampler
+
+# LLaVA-style conversations mark where the media goes with a tag such as <image> or
+# <video>; the processor places the modality tokens itself, so any such tag is dropped.
+_MEDIA_MARKER = re.compile(r"<[a-z][a-z0-9_-]*>")
 
 
 @dataclass
@@ -78,7 +83,7 @@ class TextForSamples:
         if sample.caption:
             choices.append((self.processor.prompt(_caption_question(sample.modality)), sample.caption))
         if len(sample.conversations) >= 2:
-            question = sample.conversations[0]["value"].replace("<image>", "").replace(PLACEHOLDER, "").strip()
+            question = _MEDIA_MARKER.sub("", sample.conversations[0]["value"]).strip()
             choices.append((self.processor.prompt(question), sample.conversations[1]["value"]))
         if not choices:
             raise ValueError(f"sample {sample.id}: no caption, QA pair or conversation to train on")

@@ -19,12 +19,13 @@ from ..model.onellm import OneLLM
 
 
 def build_stage_model(model: str, modalities: list[str] | None, init_from: str | None,
-                      copy_from: str = "image") -> OneLLM:
+                      copy_from: str | None = None) -> OneLLM:
     """The model of one training stage.
 
     Without `init_from`: the preset or directory `model`, restricted to `modalities`.
     With it: the previous stage's export, grown by the `modalities` it lacks, whose
-    tokenizer options come from `model` and whose UPM parts start as copies of `copy_from`'s.
+    tokenizer options come from `model` and whose UPM parts start as copies of `copy_from`'s
+    (by default the export's first modality: image, as published).
     """
     if init_from is None:
         if Path(model).is_dir():

@@ -48,9 +48,6 @@ class Media:
         # computed once: os.path.relpath per row dominated converting multi-million-row tables
         self._prefix = Path(os.path.relpath(self.root, self.base)).as_posix()
 
-    def path(self, name: str) -> Path:
-        return self.root / name
-
     def relative(self, name: str | Path) -> str:
         name = Path(name).as_posix()
         if self._prefix == "." or Path(name).is_absolute():

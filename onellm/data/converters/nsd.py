@@ -47,12 +47,16 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
             media.skip("fMRI file whose stimulus has no caption")
             continue
         used.add(stim)
+        # A file that names splits decides each row's (and --split filters); else --split labels all.
+        row_split = splits.get(stim, "train") if splits else split or "train"
+        if split and row_split != split:
+            continue
         name = file.relative_to(media.root).as_posix()
         sample_id = f"nsd-{stim}" + (f"-{match.group(2)}" if match.group(2) else "")
         if file.parent != media.root:  # per-subject folders: keep ids distinct
             sample_id += "-" + file.parent.relative_to(media.root).as_posix().replace("/", "-")
         yield Sample(id=sample_id, modality=modality or MODALITY, files=[media.relative(name)],
-                     caption=captions[stim][0], split=split or splits.get(stim, "train"),
+                     caption=captions[stim][0], split=row_split,
                      meta={"references": captions[stim], "nsd_id": stim})
     for _ in set(captions) - used:
         media.skip("captioned stimulus without fMRI files")
