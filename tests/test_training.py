@@ -162,3 +162,16 @@ def test_too_many_bad_samples_stop_training(tmp_path):
                         enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1)
     with pytest.raises(RuntimeError, match=r"unreadable \(more than max_bad_fraction=0.2\): \d+ x not a readable"):
         trainer.fit(module, dm)
+
+
+def test_a_manifest_with_nothing_to_learn_is_refused_before_training(tmp_path):
+    data = _write_world(tmp_path, per_modality=4)
+    rows = [json.loads(line) for line in (data / "image.jsonl").read_text().splitlines()]
+    rows[1].pop("caption", None), rows[1].pop("qa", None)
+    (data / "image.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    module = OneLLMModule(model="tiny", modalities=["image"])
+    dm = OneLLMDataModule([{"manifest": str(data / "image.jsonl"), "modality": "image"}], batch_size=2)
+    trainer = L.Trainer(max_steps=2, logger=False, limit_val_batches=0, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1)
+    with pytest.raises(ValueError, match=r"image\.jsonl: 1 sample\(s\), e\.g\. image-1, have no caption"):
+        trainer.fit(module, dm)

@@ -55,6 +55,12 @@ def sample_from_json(row: dict[str, Any], root: Path | None = None, where: str =
         raise ValueError(f"{where}: 'files' must be a non-empty list of paths")
     if row.get("split", "train") not in SPLITS:
         raise ValueError(f"{where}: split {row['split']!r} is not one of {SPLITS}")
+    for key, kind, shape in (("caption", str, "a string"), ("qa", list, "a list of {question, answer}"),
+                             ("conversations", list, "a list of {from, value}"), ("meta", dict, "an object")):
+        if row.get(key) is not None and not isinstance(row[key], kind):
+            raise ValueError(f"{where}: '{key}' must be {shape}, got {type(row[key]).__name__}")
+    if not all(isinstance(q, dict) and {"question", "answer"} <= set(q) for q in row.get("qa") or []):
+        raise ValueError(f"{where}: every 'qa' entry needs a question and an answer")
     known = {"id", "modality", "files", "caption", "qa", "conversations", "split", "meta"}
     unknown = set(row) - known
     if unknown:

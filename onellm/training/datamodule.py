@@ -152,6 +152,10 @@ class OneLLMDataModule(L.LightningDataModule):
             wrong = [s.id for s in samples if s.modality != entry.modality]
             if wrong:
                 raise ValueError(f"{self.manifest_path(entry)}: sample {wrong[0]} is not {entry.modality}")
+            mute = [s.id for s in samples if not (s.caption or s.qa or len(s.conversations) >= 2)]
+            if mute:
+                raise ValueError(f"{self.manifest_path(entry)}: {len(mute)} sample(s), e.g. {mute[0]}, have no "
+                                 "caption, QA pair or conversation to train on")
             train.setdefault(entry.modality, []).extend(s for s in samples if s.split == entry.split)
             val.setdefault(entry.modality, []).extend(s for s in samples if s.split == "val")
             self.weights[entry.modality] = self.weights.get(entry.modality, 0.0) + entry.weight
