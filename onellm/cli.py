@@ -33,7 +33,8 @@ def _caption(args: argparse.Namespace) -> int:
         paths = [Path(file), *map(Path, args.companion or [])]
         x = load_input(paths, modality, model.tokenizers[modality], meta=dict(args.meta))
         text = model.caption(modality, x.unsqueeze(0), args.question, max_new_tokens=args.max_new_tokens)[0]
-        print(f"{file}\t{modality}\t{text}")
+        # one tab-separated line per file, whatever the model generates
+        print(f"{file}\t{modality}\t{' '.join(text.split())}")
     return 0
 
 

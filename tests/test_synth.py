@@ -286,10 +286,12 @@ def test_fmri_patterns_are_class_specific(tmp_path):
 # ---- the loaders read what the world writes -----------------------------------------------
 
 
+@pytest.mark.parametrize("preset", ["tiny", "smollm2"])
 @pytest.mark.parametrize("name", BUILT_IN)
-def test_loader_turns_every_sample_into_the_tiny_input(world, name):
+def test_loader_turns_every_sample_into_the_preset_input(world, name, preset):
+    """The quickstart trains both presets on this world, so every file must fit both."""
     spec = get_modality(name)
-    config = OneLLMConfig.from_preset("tiny")
+    config = OneLLMConfig.from_preset(preset)
     tokenizer = spec.tokenizer.from_options(config.encoder, config.modalities[name])
     for sample in read_manifest(world[name]):
         x = spec.load(sample.paths(), tokenizer, train=False, meta=sample.meta)
