@@ -12,6 +12,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from onellm.config import OneLLMConfig
@@ -72,6 +73,8 @@ def test_every_stage_runs_and_frozen_weights_stay(tmp_path):
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in upm)  # trained
     record = json.loads((tmp_path / "runs" / "stage2" / "csv" / "rank0.json").read_text())
     assert len(record["steps"]) == 3
+    saved = yaml.safe_load((tmp_path / "runs" / "stage1" / "csv" / "config.yaml").read_text())
+    assert saved["trainer"]["plugins"] == [{"class_path": "onellm.training.checkpoint_io.AtomicCheckpointIO"}]
 
 
 def _losses(log_dir: Path) -> list[tuple[int, float]]:
