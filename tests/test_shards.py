@@ -141,3 +141,24 @@ def test_pack_refuses_to_overwrite_its_source(packed) -> None:
     _, manifest = packed
     with pytest.raises(ValueError, match="overwrite"):
         pack_shards(manifest, manifest.parent, samples_per_shard=2)
+
+
+def test_data_shards_command_packs_each_manifest_into_its_folder(packed, tmp_path: Path, capsys) -> None:
+    from onellm.cli import main
+
+    originals, _ = packed
+    src = tmp_path / "src"
+    write_manifest(src / "image.jsonl", [s for s in originals if s.modality == "image"])
+    write_manifest(src / "point.jsonl", [s for s in originals if s.modality == "point"])
+    args = ["data", "shards", str(src / "image.jsonl"), str(src / "point.jsonl"), "--out", str(tmp_path / "cli"),
+            "--samples-per-shard", "2"]
+    assert main(args) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert sorted(p.name for p in (tmp_path / "cli" / "image").glob("*.tar")) == ["shard-00000.tar", "shard-00001.tar"]
+    for name in ("image", "point"):
+        rows = read_manifest(tmp_path / "cli" / name / f"{name}.jsonl")
+        originals_here = read_manifest(src / f"{name}.jsonl")
+        assert [r.id for r in rows] == [o.id for o in originals_here]
+        for row, original in zip(rows, originals_here):
+            with materialized(row.paths()) as paths:
+                assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in original.paths()]

@@ -1,4 +1,5 @@
-"""`onellm data ...`: `synth` (the synthetic world) and `convert` (public datasets -> manifests)."""
+"""`onellm data ...`: `synth` (the synthetic world), `convert` (public datasets -> manifests)
+and `shards` (manifests -> tar shards)."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +24,16 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shards(args: argparse.Namespace) -> int:
+    from .shards import pack_shards
+
+    for manifest in args.manifests:
+        out = Path(args.out) / Path(manifest).stem if len(args.manifests) > 1 else Path(args.out)
+        packed = pack_shards(manifest, out, samples_per_shard=args.samples_per_shard)
+        print(f"{manifest} -> {len(list(packed.parent.glob('*.tar')))} shards, manifest {packed}")
+    return 0
+
+
 def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `data` (with its own subcommands) to the top-level `onellm` parser."""
     data = subparsers.add_parser("data", help="make or inspect datasets")
@@ -34,5 +45,11 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     synth.add_argument("--modalities", help="comma-separated names (default: every modality with a synthesizer)")
     synth.add_argument("--workers", type=int, default=1, help="processes (default: 1)")
     synth.set_defaults(func=_synth)
+    shards = sub.add_parser("shards", help="pack manifests and their files into WebDataset-style tar shards")
+    shards.add_argument("manifests", nargs="+", help="<modality>.jsonl manifests")
+    shards.add_argument("--out", required=True,
+                        help="folder for the shards and the packed manifest (one sub-folder per manifest when several)")
+    shards.add_argument("--samples-per-shard", type=int, default=1000)
+    shards.set_defaults(func=_shards)
     add_convert_parser(sub)
     return data
