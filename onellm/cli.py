@@ -5,15 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-
-def _meta_item(text: str) -> tuple[str, object]:
-    """KEY=VALUE with the value read as YAML, so numbers arrive as numbers."""
-    import yaml
-
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    return key, yaml.safe_load(value)
+from .meta_args import META_HELP, meta_item
 
 
 def _caption(args: argparse.Namespace) -> int:
@@ -90,9 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--companion", action="append", metavar="FILE",
                      help="a file the input needs beside it (the RGB image of a depth or normal map, "
                           "the ROI mask of an fMRI volume); repeat for several")
-    cap.add_argument("--meta", action="append", type=_meta_item, default=[], metavar="KEY=VALUE",
-                     help="what a manifest's meta would say about the file, e.g. sample_rate=50 for an IMU "
-                          ".npy; repeat for several")
+    cap.add_argument("--meta", action="append", type=meta_item, default=[], metavar="KEY=VALUE", help=META_HELP)
     cap.add_argument("--question", help="ask this instead of the modality's caption prompt")
     cap.add_argument("--max-new-tokens", type=int, default=32)
     cap.add_argument("--device", default="cpu")

@@ -270,3 +270,28 @@ def test_stop_marker_ends_the_visible_answer():
     assert _visible("a red ball ##", "onellm", complete=True) == ("a red ball ##", False)
     assert _visible("a red ball ### Human: hi", "onellm") == ("a red ball", True)
     assert _visible("C# ", "chat") == ("C#", False)
+
+
+def test_meta_reaches_the_loader_of_every_upload(tiny_model, tmp_path, monkeypatch):
+    """A bare IMU .npy has no timestamps: the page needs `--meta sample_rate=...` to read it."""
+    import argparse
+
+    from onellm.demo import app
+    from onellm.demo.cli import add_demo_parser
+
+    np.save(tmp_path / "walk.npy", np.random.default_rng(0).normal(size=(300, 6)).astype(np.float32))
+    model, file = _talkative(tiny_model).eval(), str(tmp_path / "walk.npy")
+    settings = GenerationSettings(max_new_tokens=4)
+    with pytest.raises(gr.Error, match=r"walk\.npy.*sample rate"):
+        list(app._respond(model, file, None, "imu", "Describe the scene.", [], settings))
+    answered = list(app._respond(model, file, None, "imu", "Describe the scene.", [], settings, {"sample_rate": 100}))
+    assert answered[-1][0][-1]["role"] == "assistant"
+
+    parser = argparse.ArgumentParser()
+    add_demo_parser(parser.add_subparsers(dest="command"))
+    built = {}
+    monkeypatch.setattr(app, "build_app", lambda model, title, meta: built.update(meta=meta) or gr.Blocks())
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: None)
+    args = parser.parse_args(["demo", "--model", "tiny", "--meta", "sample_rate=100", "--meta", "start=0.5"])
+    assert args.func(args) == 0
+    assert built["meta"] == {"sample_rate": 100, "start": 0.5}

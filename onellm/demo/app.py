@@ -27,8 +27,9 @@ PREVIEW_KINDS = ("plot", "image", "video", "audio")
 Message = dict[str, Any]
 
 
-def build_app(model: "OneLLM", title: str = "onellm") -> gr.Blocks:
-    """The page for one loaded model; generation requests are queued one at a time."""
+def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | None = None) -> gr.Blocks:
+    """The page for one loaded model; generation requests are queued one at a time. `meta`
+    reaches the loader with every upload (an IMU .npy's sample_rate, say)."""
     model.eval()
     choices = modality_choices(model)
     if not choices:
@@ -52,13 +53,13 @@ def build_app(model: "OneLLM", title: str = "onellm") -> gr.Blocks:
     def caption(file, companion, modality, history, max_new_tokens, temperature, top_p) -> Iterator[list[Any]]:
         question = get_modality(modality).caption_prompt()
         settings = GenerationSettings(int(max_new_tokens), float(temperature), float(top_p))
-        yield from _respond(model, file, companion, modality, question, history, settings)
+        yield from _respond(model, file, companion, modality, question, history, settings, meta)
 
     def chat(file, companion, modality, question, history, max_new_tokens, temperature, top_p) -> Iterator[list[Any]]:
         if not (question or "").strip():
             raise gr.Error("Type a question first (or press Caption).")
         settings = GenerationSettings(int(max_new_tokens), float(temperature), float(top_p))
-        yield from _respond(model, file, companion, modality, question.strip(), history, settings)
+        yield from _respond(model, file, companion, modality, question.strip(), history, settings, meta)
 
     with gr.Blocks(title=title) as demo:
         gr.Markdown(f"## {title}\nUpload a file, check its modality, then caption it or ask about it.")
@@ -116,6 +117,7 @@ def _respond(
     question: str,
     history: list[Message] | None,
     settings: GenerationSettings,
+    meta: dict[str, Any] | None = None,
 ) -> Iterator[list[Any]]:
     """Streams [conversation, router chart] updates; a file the loader rejects becomes an
     error message on the page and the server carries on."""
@@ -123,7 +125,7 @@ def _respond(
         raise gr.Error("Upload a file first.")
     history = list(history or [])
     try:
-        x = load_input(_paths(modality, file, companion), modality, model.tokenizers[modality])
+        x = load_input(_paths(modality, file, companion), modality, model.tokenizers[modality], meta=meta)
     except INPUT_ERRORS as err:
         raise gr.Error(str(err), duration=None, print_exception=False) from err
     prompt = conversation_prompt(model.processor, _turns(history), question)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..meta_args import META_HELP, meta_item
+
 
 def add_demo_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     demo = subparsers.add_parser("demo", help="a local web page to caption and chat about files of any modality")
@@ -16,6 +18,8 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     demo.add_argument("--max-file-mb", type=float, default=50, help="largest upload accepted, in MiB (default: 50)")
     demo.add_argument("--device", default="cpu", help="torch device, e.g. cuda or cuda:1 (default: cpu)")
     demo.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="cast the model (default: as saved)")
+    demo.add_argument("--meta", action="append", type=meta_item, default=[], metavar="KEY=VALUE",
+                      help=f"applied to every upload: {META_HELP}")
     demo.set_defaults(func=run_demo)
     return demo
 
@@ -32,7 +36,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.dtype:
         model.to(getattr(torch, args.dtype))
     model.to(args.device)
-    app = build_app(model, title=f"onellm demo: {args.model}")
+    app = build_app(model, title=f"onellm demo: {args.model}", meta=dict(args.meta))
     app.launch(
         server_name=args.host,
         server_port=args.port,
