@@ -23,7 +23,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("--predictions", type=Path, help="score this JSON Lines file of {id, prediction} rows instead")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-samples", type=int, help="evaluate only the first N samples of each task")
-    p.add_argument("--max-new-tokens", type=int, help="default: the task's (40 for captions, 10 for QA)")
+    p.add_argument("--max-new-tokens", type=int, help="default: the task's (40 for captions, 10 for QA; three times that "
+                                                           "for a byte-level LM such as the tiny preset's)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 (default) decodes greedily")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--bare-prompt", action="store_true",

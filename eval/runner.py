@@ -10,7 +10,7 @@ import json
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     import torch
 
     from onellm.model.onellm import OneLLM
+
+# Task lengths count subword tokens; a byte-level LM (the tiny preset's) spends about three
+# tokens on one of those, and would cut English captions short at the subword count.
+BYTE_LEVEL_LENGTH_FACTOR = 3
 
 PREDICTIONS, SKIPPED, RESULTS, RUN = "predictions.jsonl", "skipped.jsonl", "results.json", "run.json"
 
@@ -183,6 +187,8 @@ def evaluate_task(
 ) -> dict[str, Any]:
     """Generate for every item not yet in <out>/<task>/predictions.jsonl, then score them all."""
     settings = settings or GenerationSettings()
+    if settings.max_new_tokens is None and model.config.llm.text_tokenizer == "bytes":
+        settings = replace(settings, max_new_tokens=task.generation_length() * BYTE_LEVEL_LENGTH_FACTOR)
     if task.modality not in model.tokenizers:
         raise ValueError(f"task {task.name} needs a {task.modality} model; this one has {', '.join(model.modalities)}")
     started = time.perf_counter()

@@ -295,6 +295,17 @@ def run_cli(argv, capsys):
     return capsys.readouterr().out
 
 
+def test_byte_level_models_get_room_for_a_whole_caption(tmp_path, tiny_model):
+    """tiny's tokens are bytes: the task's 40 (subword) tokens would cut most captions short."""
+    write_synth_images(tmp_path / "data", 2)
+    tasks = [get_task("synth-caption-image"), get_task("synth-qa-image")]
+    results = runner.run_eval(tiny_model, tasks, tmp_path / "data", tmp_path / "out", batch_size=2, model_name="tiny")
+    assert [r["generation"]["max_new_tokens"] for r in results] == [120, 30]
+    explicit = runner.run_eval(tiny_model, tasks[:1], tmp_path / "data", tmp_path / "out2",
+                               runner.GenerationSettings(max_new_tokens=7), batch_size=2, model_name="tiny")
+    assert explicit[0]["generation"]["max_new_tokens"] == 7
+
+
 def test_predictions_file_is_scored_against_task_references(tmp_path, capsys):
     write_synth_images(tmp_path / "data", 2)
     preds = tmp_path / "other_system.jsonl"
