@@ -194,7 +194,7 @@ def test_audio_tone_peaks_at_its_mel_bin_from_first_channel(tmp_path):
     assert (x[0, :, 120:] == x[0, 0, -1]).all()  # zero-padded (then normalised) at the end
 
 
-def test_audio_flac_and_pyav_fallback(tmp_path):
+def test_audio_flac_m4a_and_mp3_agree(tmp_path):
     flac = tmp_path / "tone.flac"
     soundfile.write(flac, tone(500.0, 16000, 0.5), 16000)
     x = load("audio", [flac])
@@ -209,6 +209,10 @@ def test_audio_flac_and_pyav_fallback(tmp_path):
         container.mux(stream.encode())
     y = load("audio", [ogg])
     assert int(x[0, :, 10:40].mean(1).argmax()) == int(y[0, :, 10:40].mean(1).argmax())
+    mp3 = tmp_path / "tone.mp3"  # 22.05 kHz stereo, resampled to 16 kHz on the way in
+    soundfile.write(mp3, tone(500.0, 22050, 0.5, channels=2), 22050, format="MP3")
+    z = load("audio", [mp3])
+    assert int(x[0, :, 10:40].mean(1).argmax()) == int(z[0, :, 10:40].mean(1).argmax())
 
 
 def test_audio_train_masks_are_seeded(tmp_path):
