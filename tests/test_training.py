@@ -20,7 +20,7 @@ from onellm.data.manifest import Sample, write_manifest
 from onellm.registry import get_modality
 from onellm.training.checkpoint_io import AtomicCheckpointIO
 from onellm.training.datamodule import OneLLMDataModule
-from onellm.training.module import OneLLMModule
+from onellm.training.module import OneLLMModule, TooManyBadSamples
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = sorted((ROOT / "data_recipes" / "tiny-synth").glob("stage*.yaml"))
@@ -83,45 +83,95 @@ def _losses(log_dir: Path) -> list[tuple[int, float]]:
     return [(int(r["step"]), float(r["train/loss"])) for r in rows]
 
 
-class _Crash(L.Callback):
-    def __init__(self, at_step: int) -> None:
-        self.at_step = at_step
+KILLER = '''
+import os, signal
+from lightning.pytorch.callbacks import Callback
+
+class KillAt(Callback):
+    """kill -9 of every rank just before the optimizer step `step` (no cleanup runs)."""
+    def __init__(self, step: int) -> None:
+        self.step = step
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.at_step:
-            raise RuntimeError("simulated crash")
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+'''
 
 
-def _fit(tmp: Path, data: Path, name: str, steps: int, ckpt: str | None = None, crash_at: int | None = None) -> Path:
-    L.seed_everything(0)
-    module = OneLLMModule(model="tiny", modalities=["image", "audio", "fmri"], lr=2e-3, warmup_steps=2)
-    entries = [{"manifest": str(data / f"{m}.jsonl"), "modality": m} for m in ("image", "audio", "fmri")]
-    dm = OneLLMDataModule(entries, batch_size=4, seed=3)
-    logger = L.pytorch.loggers.CSVLogger(tmp, name=name, version="v")
-    callbacks = [L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp / name / "ckpt", save_last=True, every_n_train_steps=1)]
-    if crash_at is not None:
-        callbacks.append(_Crash(crash_at))
-    trainer = L.Trainer(max_steps=steps, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
-                        log_every_n_steps=1, limit_val_batches=0, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu", devices=1)
-    try:
-        trainer.fit(module, dm, ckpt_path=ckpt)
-    except RuntimeError as err:
-        assert "simulated crash" in str(err)
-    return tmp / name
+def _stage_config(tmp: Path, data: Path, steps: int, every: int, batch_size: int) -> Path:
+    config = {
+        "model": {"model": "tiny", "modalities": ["image", "audio", "fmri"], "lr": 2e-3, "warmup_steps": 2},
+        "data": {"batch_size": batch_size, "seed": 3, "datasets": [
+            {"manifest": str(data / f"{m}.jsonl"), "modality": m} for m in ("image", "audio", "fmri")]},
+        "checkpoint": {"every_n_train_steps": every},
+        "trainer": {"max_steps": steps, "log_every_n_steps": 1, "limit_val_batches": 0,
+                    "enable_progress_bar": False, "enable_model_summary": False, "accelerator": "cpu"},
+    }
+    path = tmp / "stage.yaml"
+    path.write_text(yaml.safe_dump(config))
+    (tmp / "killer.py").write_text(KILLER)
+    return path
 
 
-def test_kill_and_resume_matches_uninterrupted(tmp_path):
-    data = _write_world(tmp_path, per_modality=16)
-    full = _losses(_fit(tmp_path, data, "full", steps=8) / "v")
-    crashed = _fit(tmp_path, data, "crashed", steps=8, crash_at=5)
-    assert (crashed / "ckpt" / "last.ckpt").is_file()
-    assert not list((crashed / "ckpt").glob(".*.tmp"))  # atomic writes leave no partial files
-    resumed = _losses(_fit(tmp_path, data, "resumed", steps=8, ckpt=str(crashed / "ckpt" / "last.ckpt")) / "v")
-    assert [s for s, _ in full] == list(range(8))
-    assert [s for s, _ in resumed] == [5, 6, 7]
-    for (step, loss), (_, expected) in zip(resumed, full[5:]):
-        assert loss == pytest.approx(expected, rel=1e-5, abs=1e-6), step
+def _fit_run(tmp: Path, config: Path, name: str, kill_at: int | None = None, resume: bool = False,
+             devices: int = 1) -> subprocess.CompletedProcess:
+    args = ["fit", "--config", str(config), "--trainer.default_root_dir", f"runs/{name}",
+            "--trainer.logger", "onellm.training.logs.ResumableCSVLogger",
+            "--trainer.logger.save_dir", "runs", "--trainer.logger.name", name, "--trainer.logger.version", "csv"]
+    if devices > 1:
+        args += ["--trainer.devices", str(devices), "--trainer.strategy", "ddp_find_unused_parameters_true"]
+    if kill_at is not None:
+        kill = tmp / f"kill{kill_at}.yaml"
+        kill.write_text(yaml.safe_dump({"trainer": {"callbacks": [
+            {"class_path": "killer.KillAt", "init_args": {"step": kill_at}}]}}))
+        args += ["--config", str(kill)]
+    if resume:
+        args += ["--ckpt_path", str(tmp / "runs" / name / "csv" / "checkpoints" / "last.ckpt")]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(tmp)}
+    out = subprocess.run([sys.executable, "-m", "onellm.cli", *args], cwd=tmp, capture_output=True, text=True,
+                         timeout=600, env=env)
+    expected = -9 if kill_at is not None else 0
+    assert out.returncode == expected, out.stderr[-4000:]
+    return out
+
+
+def _resume_matches(tmp: Path, steps: int, every: int, kills: list[int], devices: int) -> list[dict]:
+    data = _write_world(tmp, per_modality=16)
+    (data / "image" / "1.npy").write_bytes(b"\x93NUMPY broken")  # skipped, and remembered across kills
+    config = _stage_config(tmp, data, steps, every, batch_size=4 // devices)
+    _fit_run(tmp, config, "full", devices=devices)
+    full = _losses(tmp / "runs" / "full" / "csv")
+    assert [s for s, _ in full] == list(range(steps))
+    for i, kill in enumerate(kills):
+        _fit_run(tmp, config, "killed", kill_at=kill, resume=i > 0, devices=devices)
+        ckpt_dir = tmp / "runs" / "killed" / "csv" / "checkpoints"
+        assert not list(ckpt_dir.glob(".*.tmp"))  # atomic writes leave no partial files
+        # Metrics up to the last checkpoint are on disk although the process died unflushed.
+        logged = {s for s, _ in _losses(tmp / "runs" / "killed" / "csv")}
+        assert set(range(kill // every * every)) <= logged
+    _fit_run(tmp, config, "killed", resume=True, devices=devices)
+    resumed = _losses(tmp / "runs" / "killed" / "csv")
+    # One row per step, the first ones from before the kills, each loss the uninterrupted run's.
+    assert [s for s, _ in resumed] == list(range(steps))
+    assert resumed == full
+    bad = [(tmp / "runs" / name / "csv" / "bad_samples.jsonl").read_text() for name in ("full", "killed")]
+    assert "image-1" in bad[0] and bad[1] == bad[0]
+    ckpts = sorted(p.name for p in (tmp / "runs" / "killed" / "csv" / "checkpoints").glob("*.ckpt"))
+    assert all(name.startswith("epoch=0-") for name in ckpts if name != "last.ckpt"), ckpts
+    return [json.loads((tmp / "runs" / "killed" / "csv" / f"rank{r}.json").read_text()) for r in range(devices)]
+
+
+def test_kill_9_at_any_step_resumes_to_the_same_losses(tmp_path):
+    # 20 steps, a checkpoint every 4: killed in the first half between checkpoints (step 6,
+    # resumed from 4), again after resuming (step 13, from 12), then run to the end.
+    _resume_matches(tmp_path, steps=20, every=4, kills=[6, 13], devices=1)
+
+
+def test_kill_9_under_two_process_ddp_resumes_to_the_same_losses(tmp_path):
+    records = _resume_matches(tmp_path, steps=12, every=4, kills=[6], devices=2)
+    assert len(records[0]["steps"]) == 12
+    assert records[0]["steps"] == records[1]["steps"]
+    assert records[0]["trained_weights_sha256"] == records[1]["trained_weights_sha256"]
 
 
 def test_bad_samples_are_skipped_and_counted(tmp_path):
@@ -142,19 +192,6 @@ def test_bad_samples_are_skipped_and_counted(tmp_path):
     assert {r["id"] for r in logged} == {"image-0", "image-2"}
 
 
-def test_ddp_two_processes_agree(tmp_path):
-    _write_world(tmp_path, per_modality=24)
-    _onellm(["fit", "--config", str(STAGES[1]), "--model.init_from", "null", "--trainer.max_steps", "4",
-             "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
-             "--data.batch_size", "2", "--trainer.strategy", "ddp_find_unused_parameters_true", "--trainer.accelerator", "cpu",
-             "--trainer.devices", "2"], tmp_path, timeout=400)
-    log_dir = tmp_path / "runs" / "stage2" / "csv"
-    records = [json.loads((log_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert len(records[0]["steps"]) == 4
-    assert records[0]["steps"] == records[1]["steps"]
-    assert records[0]["trained_weights_sha256"] == records[1]["trained_weights_sha256"]
-
-
 def test_too_many_bad_samples_stop_training(tmp_path):
     data = _write_world(tmp_path, per_modality=40)
     for i in range(0, 40, 2):
@@ -162,9 +199,14 @@ def test_too_many_bad_samples_stop_training(tmp_path):
     module = OneLLMModule(model="tiny", modalities=["image"], max_bad_fraction=0.2)
     dm = OneLLMDataModule([{"manifest": str(data / "image.jsonl"), "modality": "image"}], batch_size=8)
     trainer = L.Trainer(max_steps=20, logger=False, limit_val_batches=0, enable_progress_bar=False,
-                        enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1)
-    with pytest.raises(RuntimeError, match=r"unreadable \(more than max_bad_fraction=0.2\): \d+ x not a readable"):
+                        enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1,
+                        default_root_dir=tmp_path / "run")
+    with pytest.raises(TooManyBadSamples, match=r"unreadable \(more than max_bad_fraction=0.2\): \d+ x not a readable"):
         trainer.fit(module, dm)
+    # The aborted run still names every bad file it met.
+    listed = [json.loads(line) for line in (tmp_path / "run" / "bad_samples.jsonl").read_text().splitlines()]
+    assert listed and {r["id"] for r in listed} == set(module.bad_samples)
+    assert all(int(r["id"].split("-")[1]) % 2 == 0 and ".npy" in r["reason"] for r in listed)
 
 
 def test_a_manifest_with_nothing_to_learn_is_refused_before_training(tmp_path):

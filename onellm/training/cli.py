@@ -5,12 +5,21 @@ import sys
 import warnings
 from unittest import mock
 
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from .checkpoint_io import AtomicCheckpointIO
 from .datamodule import OneLLMDataModule
 from .module import OneLLMModule
+
+
+class OneLLMCLI(LightningCLI):
+    """Checkpointing is always on and configured in its own section (`checkpoint:` in a
+    stage config, `--checkpoint.every_n_train_steps 20` on the command line)."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 50})
 
 
 def run(argv: list[str]) -> None:
@@ -19,15 +28,15 @@ def run(argv: list[str]) -> None:
     # LightningCLI warns when given args while sys.argv holds others (`onellm quickstart`
     # calls it from Python); handing it argv as the command line says the same without that.
     with mock.patch.object(sys, "argv", [sys.argv[0], *argv]):
-        LightningCLI(
+        OneLLMCLI(
             OneLLMModule,
             OneLLMDataModule,
             trainer_defaults={
                 # A class path rather than an instance, so the saved config.yaml can hold it.
                 "plugins": [{"class_path": f"{AtomicCheckpointIO.__module__}.{AtomicCheckpointIO.__name__}"}],
-                "callbacks": [LearningRateMonitor(logging_interval="step"),
-                              ModelCheckpoint(save_last=True, every_n_train_steps=50)],
                 "log_every_n_steps": 5,
+                # A run is one epoch of max_steps batches from the replay sampler.
+                "max_epochs": 1,
                 # The replay sampler already gives each rank its share of every step.
                 "use_distributed_sampler": False,
             },

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..data.dataset import BadSample, ManifestDataset
 from ..data.manifest import Sample, read_manifest
 from ..processor import PLACEHOLDER, OneLLMProcessor
-from .replay import ReplayBatchSampler
+from .replay import ReplayBatchSampler, ResumableLoader
 
 # LLaVA-style conversations mark where the media goes with a tag such as <image> or
 # <video>; the processor places the modality tokens itself, so any such tag is dropped.
@@ -172,14 +172,15 @@ class OneLLMDataModule(L.LightningDataModule):
             {m: len(ds) for m, ds in self.train_parts.items()},
             {m: self.weights[m] for m in self.train_parts},
             self.batch_size,
-            steps=trainer.max_steps,
+            # max_steps counts optimizer steps; each takes accumulate_grad_batches batches.
+            steps=trainer.max_steps * trainer.accumulate_grad_batches,
             seed=self.seed,
-            start_step=trainer.global_step,
             rank=trainer.global_rank,
             world_size=trainer.world_size,
         )
-        return DataLoader(SeededSamples(self.train_parts), batch_sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=TextForSamples(self.processor, self.task))
+        return ResumableLoader(SeededSamples(self.train_parts), batch_sampler=sampler, num_workers=self.num_workers,
+                               collate_fn=TextForSamples(self.processor, self.task),
+                               position=lambda: trainer.fit_loop.epoch_loop.batch_progress.total.ready)
 
     def val_dataloader(self) -> DataLoader | list:
         if not self.val_parts:

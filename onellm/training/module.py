@@ -16,6 +16,11 @@ import torch
 from ..config import OneLLMConfig, list_presets
 from ..data.manifest import write_jsonl
 from ..model.onellm import OneLLM
+from .logs import ResumableCSVLogger
+
+
+class TooManyBadSamples(RuntimeError):
+    """Training stopped because too much of the data could not be read."""
 
 
 def build_stage_model(model: str, modalities: list[str] | None, init_from: str | None,
@@ -102,8 +107,11 @@ class OneLLMModule(L.LightningModule):
             failed = sum(self.bad_reasons.values())
             if self.samples_seen >= 32 and failed > self.hparams.max_bad_fraction * self.samples_seen:
                 reasons = "; ".join(f"{n} x {r}" for r, n in self.bad_reasons.most_common(5))
-                raise RuntimeError(f"{failed} of {self.samples_seen} samples drawn were unreadable (more than "
-                                   f"max_bad_fraction={self.hparams.max_bad_fraction}): {reasons}")
+                listed = self._write_bad_samples()
+                raise TooManyBadSamples(
+                    f"{failed} of {self.samples_seen} samples drawn were unreadable (more than "
+                    f"max_bad_fraction={self.hparams.max_bad_fraction}): {reasons}; the files are listed in "
+                    f"{listed}: fix or remove them (onellm data check), or raise --model.max_bad_fraction")
         return "inputs" in batch
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
@@ -127,6 +135,7 @@ class OneLLMModule(L.LightningModule):
             self.log("throughput/samples_per_s", size / elapsed, batch_size=size)
             self.log("throughput/tokens_per_s", float(batch["attention_mask"].sum()) / elapsed, batch_size=size)
         self._step_start = now
+        self.log("train/lr", self.lr_schedulers().get_last_lr()[0], batch_size=size)
         if self.global_step % self.hparams.router_log_every == 0:
             for m, stats in self.model.router_statistics(reset=True).items():
                 for e, w in enumerate(stats["mean_weight"]):
@@ -174,9 +183,27 @@ class OneLLMModule(L.LightningModule):
         record = {"rank": self.global_rank, "steps": self.schedule, "trained_weights_sha256": digest.hexdigest()}
         (log_dir / f"rank{self.global_rank}.json").write_text(json.dumps(record))
 
+    def on_train_start(self) -> None:
+        if self.trainer.ckpt_path:  # resumed: the log continues from the restored step
+            for logger in self.loggers:
+                if isinstance(logger, ResumableCSVLogger):
+                    logger.resume_from(self.global_step)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         frozen = {f"model.{n}" for n, p in self.model.named_parameters() if not p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
+        # What a kill after this checkpoint must not lose: the bad-sample record and the log.
+        checkpoint["onellm"] = {"bad_samples": dict(self.bad_samples), "bad_reasons": dict(self.bad_reasons),
+                                "samples_seen": self.samples_seen, "schedule": list(self.schedule)}
+        for logger in self.loggers:
+            logger.save()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("onellm", {})
+        self.bad_samples = dict(saved.get("bad_samples", {}))
+        self.bad_reasons = Counter(saved.get("bad_reasons", {}))
+        self.samples_seen = int(saved.get("samples_seen", 0))
+        self.schedule = [tuple(s) for s in saved.get("schedule", [])]
 
     def _bad_summary(self) -> str:
         reasons = ", ".join(f"{n} x {r}" for r, n in self.bad_reasons.most_common())
@@ -187,14 +214,20 @@ class OneLLMModule(L.LightningModule):
         if self.bad_reasons and self.trainer.is_global_zero:
             print(f"epoch {self.current_epoch}: {self._bad_summary()}")
 
+    def _write_bad_samples(self) -> Path:
+        # Under DDP each rank reads (and so finds broken) its own share of the samples.
+        name = "bad_samples.jsonl" if self.global_rank == 0 else f"bad_samples.rank{self.global_rank}.jsonl"
+        path = self._log_dir() / name
+        write_jsonl(path, ({"id": i, "reason": r} for i, r in sorted(self.bad_samples.items())))
+        return path
+
     def on_fit_end(self) -> None:
         self._write_rank_record()
+        if self.bad_samples:
+            listed = self._write_bad_samples()
+            if self.trainer.is_global_zero:
+                print(f"{self._bad_summary()}; each with its file in {listed}")
         if not self.trainer.is_global_zero:
             return
-        if self.bad_samples:
-            log_dir = self._log_dir()
-            write_jsonl(log_dir / "bad_samples.jsonl",
-                                ({"id": i, "reason": r} for i, r in sorted(self.bad_samples.items())))
-            print(f"{self._bad_summary()}; each with its file in {log_dir / 'bad_samples.jsonl'}")
         if self.hparams.export_dir:
             self.model.save_pretrained(self.hparams.export_dir)

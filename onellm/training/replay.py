@@ -3,10 +3,11 @@ the same modality on every data-parallel rank at the same step."""
 from __future__ import annotations
 
 import hashlib
-from typing import Iterator
+import warnings
+from typing import Any, Callable, Iterator
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 def _seed(*parts: object) -> int:
@@ -20,7 +21,7 @@ class ReplayBatchSampler(Sampler[list[tuple[int, int]]]):
     `sizes[m]` is the number of samples of modality m; global indices run over the
     modalities in the order given (as in a ConcatDataset). The modality of step s is a
     function of (seed, s) alone, so every rank agrees and a resumed run (start_step = the
-    restored global step) continues exactly where the interrupted one stopped. Within a
+    batches already trained) continues exactly where the interrupted one stopped. Within a
     modality, samples follow a seeded permutation per pass; rank r takes every world-th
     sample of each step's slice. The per-sample seed drives training augmentation.
     """
@@ -56,7 +57,15 @@ class ReplayBatchSampler(Sampler[list[tuple[int, int]]]):
         self._orders: dict[str, tuple[int, torch.Tensor]] = {}
 
     def __len__(self) -> int:
-        return max(self.steps - self.start_step, 0)
+        # The whole run, wherever iteration starts: Lightning ends the epoch when its batch
+        # count (restored on resume) reaches this length, so the run stays one epoch.
+        return self.steps
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What fixes the stream of global batches (the rank split does not change it)."""
+        return {"seed": self.seed, "steps": self.steps, "global_batch": self.batch_size * self.world_size,
+                "sizes": dict(self.sizes), "modalities": list(self.modalities),
+                "probs": [round(float(p), 12) for p in self.probs]}
 
     def modality_at(self, step: int) -> str:
         g = torch.Generator().manual_seed(_seed(self.seed, "modality", step))
@@ -90,3 +99,27 @@ class ReplayBatchSampler(Sampler[list[tuple[int, int]]]):
             g = torch.Generator().manual_seed(_seed(self.seed, "order", modality, epoch))
             cached = self._orders[modality] = (epoch, torch.randperm(self.sizes[modality], generator=g))
         return cached[1]
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over a ReplayBatchSampler whose position travels in Lightning checkpoints
+    (Lightning saves `state_dict()` of loaders that have one and hands it back on resume),
+    so a run killed at any step continues with the very batches it would have drawn.
+
+    `position` returns the number of batches training has taken so far; the sampler's own
+    count would run ahead of it by whatever the workers and Lightning have prefetched."""
+
+    def __init__(self, *args: Any, position: Callable[[], int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.position = position
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": int(self.position()), **self.batch_sampler.fingerprint()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        now = self.batch_sampler.fingerprint()
+        changed = sorted(k for k in now if k in state and state[k] != now[k])
+        if changed:
+            warnings.warn(f"resuming with a different data stream ({', '.join(changed)} changed since the "
+                          "checkpoint): the remaining batches differ from the interrupted run's", stacklevel=2)
+        self.batch_sampler.start_step = int(state["step"])
