@@ -102,6 +102,10 @@ class OneLLMConfig:
     llm: LLMConfig = field(default_factory=lambda: LLMConfig(random_init={"model_type": "llama"}))
     modalities: dict[str, dict[str, Any]] = field(default_factory=dict)
     prompt_template: str = "onellm"
+    # How the model was last trained to be asked: "template" (a question in prompt_template,
+    # as instruction tuning and the published model) or "bare" (the caption follows the
+    # modality tokens directly, as after the alignment stages). Generation uses it by default.
+    prompting: str = "template"
     train_encoder: bool = False
     train_llm: bool = False
 
@@ -115,6 +119,8 @@ class OneLLMConfig:
             raise ValueError("a model needs at least one modality")
         if self.prompt_template not in ("onellm", "chat"):
             raise ValueError(f"prompt_template must be 'onellm' or 'chat', got {self.prompt_template!r}")
+        if self.prompting not in ("template", "bare"):
+            raise ValueError(f"prompting must be 'template' or 'bare', got {self.prompting!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -3,6 +3,7 @@ import collections
 
 import pytest
 
+from onellm.training.datamodule import _replay_shares
 from onellm.training.replay import ReplayBatchSampler
 
 SIZES = {"image": 50, "audio": 30, "imu": 20}
@@ -55,3 +56,13 @@ def test_bad_configuration_is_explained():
         ReplayBatchSampler(SIZES, {"video": 1}, 2, 10)
     with pytest.raises(ValueError, match="fewer samples than one global batch"):
         ReplayBatchSampler({"imu": 3}, {"imu": 1}, 2, 10, world_size=2)
+
+
+def test_replay_share_splits_steps_between_earlier_and_new_modalities():
+    weights = {"image": 1.0, "video": 1.0, "audio": 3.0}
+    shares = _replay_shares(weights, {"image"}, 0.25)
+    assert shares == pytest.approx({"image": 0.25, "video": 0.1875, "audio": 0.5625})
+    assert _replay_shares(weights, {"image"}, 0.0) == {"image": 0.0, "video": 1.0, "audio": 3.0}
+    assert _replay_shares(weights, set(), 0.25) == weights  # a first stage has nothing to replay
+    with pytest.raises(ValueError, match="nothing new"):
+        _replay_shares(weights, set(weights), 0.25)

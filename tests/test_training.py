@@ -77,6 +77,24 @@ def test_every_stage_runs_and_frozen_weights_stay(tmp_path):
     assert saved["trainer"]["plugins"] == [{"class_path": "onellm.training.checkpoint_io.AtomicCheckpointIO"}]
 
 
+def test_replay_share_and_no_replay_switch(tmp_path):
+    _write_world(tmp_path)
+    common = ["--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false", "--data.batch_size", "4"]
+    _onellm(["fit", "--config", str(STAGES[0]), "--trainer.max_steps", "2", *common], tmp_path)
+    shares = {}
+    for replay in ("0", "0.25"):
+        # No logger at all and one thread: both used to fail or be impossible.
+        _onellm(["fit", "--config", str(STAGES[1]), "--trainer.max_steps", "48", "--data.replay", replay,
+                 "--trainer.logger", "false", "--threads", "1", "--model.export_dir", "null",
+                 "--trainer.default_root_dir", f"runs/replay{replay}", *common], tmp_path)
+        record = json.loads((tmp_path / "runs" / f"replay{replay}" / "rank0.json").read_text())
+        steps = [m for _, m in record["steps"]]
+        assert len(steps) == 48
+        shares[replay] = steps.count("image") / len(steps)
+    assert shares["0"] == 0.0
+    assert 0.1 <= shares["0.25"] <= 0.45  # 48 draws of p = 0.25
+
+
 def _losses(log_dir: Path) -> list[tuple[int, float]]:
     with open(log_dir / "metrics.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r.get("train/loss")]

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import sys
 import warnings
+from typing import Optional
 from unittest import mock
 
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -20,6 +22,14 @@ class OneLLMCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 50})
+        parser.add_argument("--threads", type=Optional[int], default=None,
+                            help="torch intra-op threads of each training process (default: torch's own)")
+
+    def before_instantiate_classes(self) -> None:
+        # Several runs on one machine each take every core unless told otherwise.
+        threads = self.config[self.subcommand].get("threads")
+        if threads:
+            torch.set_num_threads(threads)
 
 
 def run(argv: list[str]) -> None:

@@ -107,6 +107,20 @@ class TextForSamples:
         return batch
 
 
+def _replay_shares(weights: dict[str, float], replayed: set[str], share: float) -> dict[str, float]:
+    """Weights rescaled so the replayed modalities take `share` of the steps together."""
+    old = {m: w for m, w in weights.items() if m in replayed}
+    new = {m: w for m, w in weights.items() if m not in replayed}
+    if not new:
+        raise ValueError(f"data.replay is set but every modality of the stage ({', '.join(weights)}) was "
+                         "trained before: there is nothing new to give the other steps to")
+    if not old or share == 0:
+        return {**{m: 0.0 for m in old}, **new}
+    total_old, total_new = sum(old.values()), sum(new.values())
+    return {**{m: share * w / total_old for m, w in old.items()},
+            **{m: (1 - share) * w / total_new for m, w in new.items()}}
+
+
 def _caption_question(modality: str) -> str:
     from ..registry import get_modality
 
@@ -115,7 +129,12 @@ def _caption_question(modality: str) -> str:
 
 class OneLLMDataModule(L.LightningDataModule):
     """`datasets` name the stage's manifests ("$DATA_ROOT" in a path is replaced by
-    `data_root`); validation uses each manifest's "val" split."""
+    `data_root`); validation uses each manifest's "val" split.
+
+    `replay`: the share of steps for the modalities an earlier stage trained (those of the
+    model's `init_from`), split among them by their weights; the new modalities share the
+    rest. 0 trains without replay (the earlier modalities are still validated, so forgetting
+    shows); None (default) uses the entries' weights as given."""
 
     def __init__(
         self,
@@ -126,13 +145,16 @@ class OneLLMDataModule(L.LightningDataModule):
         seed: int = 0,
         task: str = "caption",
         val_samples: int = 32,
+        replay: float | None = None,
     ) -> None:
         super().__init__()
         if not datasets:
             raise ValueError("a stage needs at least one entry in data.datasets")
         self.datasets = [d if isinstance(d, DatasetEntry) else DatasetEntry(**d) for d in datasets]
         self.data_root, self.batch_size, self.num_workers = data_root, batch_size, num_workers
-        self.seed, self.task, self.val_samples = seed, task, val_samples
+        if replay is not None and not 0.0 <= replay < 1.0:
+            raise ValueError(f"data.replay is a share of the steps, 0 <= replay < 1; got {replay}")
+        self.seed, self.task, self.val_samples, self.replay = seed, task, val_samples, replay
         self.train_parts: dict[str, ManifestDataset] = {}
         self.weights: dict[str, float] = {}
         self.val_parts: dict[str, ManifestDataset] = {}
@@ -159,8 +181,11 @@ class OneLLMDataModule(L.LightningDataModule):
             train.setdefault(entry.modality, []).extend(s for s in samples if s.split == entry.split)
             val.setdefault(entry.modality, []).extend(s for s in samples if s.split == "val")
             self.weights[entry.modality] = self.weights.get(entry.modality, 0.0) + entry.weight
+        if self.replay is not None:
+            self.weights = _replay_shares(self.weights, self.trainer.lightning_module.replayed_modalities, self.replay)
         tokenizers = dict(model.tokenizers)
-        self.train_parts = {m: ManifestDataset(s, tokenizers, train=True) for m, s in train.items() if s}
+        self.train_parts = {m: ManifestDataset(s, tokenizers, train=True) for m, s in train.items()
+                            if s and self.weights.get(m, 0) > 0}
         self.val_parts = {m: ManifestDataset(s[: self.val_samples], tokenizers) for m, s in val.items() if s}
         self.processor = model.processor
 

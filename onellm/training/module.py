@@ -74,6 +74,9 @@ class OneLLMModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = build_stage_model(model, modalities, init_from)
+        # What an earlier stage taught: the data module's `replay` share goes to these.
+        self.replayed_modalities = set(OneLLMConfig.from_file(Path(init_from) / "config.json").modalities) \
+            if init_from else set()
         if trainable is not None:
             self._apply_trainable(trainable)
         # Frozen weights come from `init_from`/the preset again on resume, so checkpoints skip them.
@@ -230,4 +233,8 @@ class OneLLMModule(L.LightningModule):
         if not self.trainer.is_global_zero:
             return
         if self.hparams.export_dir:
+            # Caption stages train "<modality tokens> caption", instruction tuning the template.
+            task = getattr(self.trainer.datamodule, "task", None)
+            if task is not None:
+                self.model.config.prompting = "bare" if task == "caption" else "template"
             self.model.save_pretrained(self.hparams.export_dir)
