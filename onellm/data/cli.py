@@ -1,8 +1,10 @@
-"""`onellm data ...`: `synth` (the synthetic world), `convert` (public datasets -> manifests)
-and `shards` (manifests -> tar shards)."""
+"""`onellm data ...`: `synth` (the synthetic world), `convert` (your files or public datasets
+-> manifests), `merge` (manifests -> one), `check` (does every file load?) and `shards`
+(manifests -> tar shards)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -34,6 +36,43 @@ def _shards(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge(args: argparse.Namespace) -> int:
+    from .merge import merge_manifests
+
+    counts = merge_manifests(args.manifests, args.out, prefix_ids=args.prefix_ids)
+    total: Counter = sum(counts.values(), Counter())
+    for name, count in [*counts.items(), (args.out, total)]:
+        by_split: Counter = Counter()
+        for (_, split), n in count.items():
+            by_split[split] += n
+        splits = " ".join(f"{split}={by_split[split]}" for split in sorted(by_split))
+        modalities = ",".join(sorted({m for m, _ in count}))
+        print(f"{sum(count.values()):>7}  {modalities:<16} {splits:<30} {name}")
+    if len({m for m, _ in total}) > 1:
+        print(f"note: {args.out} mixes modalities; a training dataset entry reads one modality", file=sys.stderr)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .check import SHOWN, check_manifests
+
+    report = check_manifests(args.manifests, model=args.model, limit=args.limit, workers=args.workers)
+    print(report.table())
+    for note in report.notes:
+        print(f"note: {note}")
+    if not report.bad:
+        unchecked = len(report.samples) - report.checked
+        print(f"all {report.checked} checked samples load" + (f" ({unchecked} left out by --limit)" if unchecked else ""))
+        return 0
+    print(f"{len(report.bad)} of {report.checked} checked samples do not load" +
+          (f" (first {SHOWN}):" if len(report.bad) > SHOWN else ":"))
+    for sample_id, reason in report.bad[:SHOWN]:
+        print(f"  {sample_id}: {reason}")
+    print(f"onellm data check: {len(report.bad)} of {report.checked} samples do not load "
+          f"(first: {report.bad[0][1]})", file=sys.stderr)
+    return 1
+
+
 def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `data` (with its own subcommands) to the top-level `onellm` parser."""
     data = subparsers.add_parser("data", help="make or inspect datasets")
@@ -52,4 +91,17 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     shards.add_argument("--samples-per-shard", type=int, default=1000)
     shards.set_defaults(func=_shards)
     add_convert_parser(sub)
+    merge = sub.add_parser("merge", help="join manifests into one, paths rewritten relative to it (`cat` breaks them)")
+    merge.add_argument("manifests", nargs="+", help=".jsonl manifests, from any folders")
+    merge.add_argument("--out", required=True, help="the manifest to write; every path in it is relative to its folder")
+    merge.add_argument("--prefix-ids", action="store_true",
+                       help="put '<manifest name>/' before every id (else an id in two inputs is an error)")
+    merge.set_defaults(func=_merge)
+    check = sub.add_parser("check", help="load every sample's files as training will; counts and problems")
+    check.add_argument("manifests", nargs="+", help=".jsonl manifests")
+    check.add_argument("--model", default="tiny",
+                       help="preset or save_pretrained folder whose input shapes to load to (default: tiny, all built-in modalities)")
+    check.add_argument("--limit", type=int, help="load only the first N samples of each manifest (all are counted)")
+    check.add_argument("--workers", type=int, default=0, help="loader processes (default: 0, load here)")
+    check.set_defaults(func=_check)
     return data

@@ -8,6 +8,10 @@
 `files` are relative to the manifest's folder (or absolute); files[0] is the modality's own
 file and the rest its companions (see `ModalitySpec.companions`). A file may also name a
 member of a WebDataset-style tar shard as "shard-000.tar#member".
+
+So `cat a/x.jsonl b/y.jsonl > all.jsonl` breaks every relative path of a manifest that sits
+in another folder than all.jsonl: `onellm data merge a/x.jsonl b/y.jsonl --out all.jsonl`
+rewrites them, as `write_manifest` does for any sample read from elsewhere.
 """
 from __future__ import annotations
 
@@ -93,8 +97,34 @@ def iter_manifest(path: Path) -> Iterator[Sample]:
 
 
 def write_manifest(path: Path | str, samples: Iterable[Sample | dict[str, Any]]) -> int:
-    """Write atomically (temporary file + rename); returns the number of samples."""
-    return write_jsonl(path, (s.to_json() if isinstance(s, Sample) else s for s in samples))
+    """Write atomically (temporary file + rename); returns the number of samples. A Sample
+    read from a manifest (its `root` set) gets its files rewritten to reach the same files
+    from `path`'s folder; other samples' and dicts' files are written as they are."""
+    folder = Path(path).resolve().parent
+
+    def row(s: Sample | dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(s, Sample):
+            return s
+        return {**s.to_json(), "files": relocated(s.files, s.root, folder)} if s.root else s.to_json()
+
+    return write_jsonl(path, map(row, samples))
+
+
+def relocated(files: list[str], root: Path, folder: Path) -> list[str]:
+    """`files` relative to `root`, rewritten relative to `folder`; absolute ones stay, and a
+    tar member ("shard.tar#member") keeps its member part."""
+    from .shards import SEPARATOR, split_shard_path  # here: shards builds on this module
+
+    if root == folder:
+        return list(files)
+    out = []
+    for file in files:
+        inside = split_shard_path(file)
+        path, suffix = (inside[0].as_posix(), SEPARATOR + inside[1]) if inside else (file, "")
+        if not Path(path).is_absolute():
+            path = Path(os.path.relpath(root / path, folder)).as_posix()
+        out.append(path + suffix)
+    return out
 
 
 def write_jsonl(path: Path | str, rows: Iterable[dict[str, Any]]) -> int:

@@ -1,7 +1,10 @@
-"""Converters from public datasets' published annotation files to onellm manifests.
+"""Converters to onellm manifests: from public datasets' published annotation files, and
+from your own files (`tsv`: a table of paths and captions; `folder`: a folder of files).
 
-A converter is a module with `HELP`, `MODALITY` (its default), `add_arguments(parser)` for
-its own options and `samples(path, media, split=, modality=, **options) -> Iterator[Sample]`.
+A converter is a module with `HELP` (and optionally a longer `DESCRIPTION`), `MODALITY` (its
+default), `add_arguments(parser)` for its own options and `samples(path, media, split=,
+modality=, **options) -> Iterator[Sample]`; `MEDIA_IS_INPUT = True` where the source is the
+media folder itself, so that `media_root` may be left out.
 `convert()` runs one by format name and writes the manifest atomically."""
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ CONVERTERS = {
     "ego4d-imu": "ego4d_imu",
     "nsd": "nsd",
     "llava": "llava",
+    "folder": "folder",
 }
 
 
@@ -33,15 +37,18 @@ def get_converter(name: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{CONVERTERS[name]}")
 
 
-def convert(fmt: str, source: Path | str, out: Path | str, media_root: Path | str, check_files: bool = False,
-            split: str | None = None, modality: str | None = None, **options: Any) -> Report:
+def convert(fmt: str, source: Path | str, out: Path | str, media_root: Path | str | None = None,
+            check_files: bool = False, split: str | None = None, modality: str | None = None, **options: Any) -> Report:
     """Write the manifest `out` from the annotation file `source`; media paths in it point
-    under `media_root`, relative to `out`'s folder. Returns what was written and skipped."""
+    under `media_root`, relative to `out`'s folder. Returns what was written and skipped.
+    `media_root` may be left out only where the source is the media folder (`folder`)."""
     converter = get_converter(fmt)
     source = Path(source)
     if not source.exists():
         raise BadInputError(source, "no such file")
-    media = Media(media_root, out, check_files)
+    if media_root is None and not getattr(converter, "MEDIA_IS_INPUT", False):
+        raise ValueError(f"{fmt}: give the folder its media names are relative to (--media-root)")
+    media = Media(source if media_root is None else media_root, out, check_files)
     rows = converter.samples(source, media, split=split_option(split), modality=modality, **options)
     try:
         media.report.written = write_manifest(out, rows)

@@ -67,9 +67,23 @@ class Media:
         self.report.skipped[reason] += 1
 
 
+# What tables and folders call the three splits (Hugging Face says "validation", Kaggle "valid").
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "validation": "val", "valid": "val",
+               "dev": "val", "test": "test", "testing": "test", "eval": "test"}
+
+
 def split_option(split: str | None) -> str | None:
     if split is not None and split not in SPLITS:
         raise ValueError(f"split {split!r} is not one of {SPLITS}")
+    return split
+
+
+def parse_split(value: str, where: str) -> str:
+    """train, val or test for a split name a dataset uses; anything else names `where`."""
+    split = SPLIT_NAMES.get(value.strip().lower())
+    if split is None:
+        raise BadInputError(where, f"split {value!r} is not train, val or test "
+                                   f"(nor one of {', '.join(n for n in SPLIT_NAMES if n not in SPLITS)})")
     return split
 
 
@@ -159,13 +173,19 @@ def count_lines(path: Path) -> int:
 
 def pick_column(names: list[str], wanted: str | None, candidates: tuple[str, ...], path: Path, role: str) -> int:
     """The index of the column named `wanted`, or else of the first of `candidates` present."""
+    index = find_column(names, wanted, candidates, path, role)
+    if index is None:
+        raise BadInputError(f"{path}:1", f"no {role} column: expected one of {', '.join(candidates)} "
+                                         f"(columns: {', '.join(names)}); name it with an option")
+    return index
+
+
+def find_column(names: list[str], wanted: str | None, candidates: tuple[str, ...], path: Path, role: str) -> int | None:
+    """As pick_column, for an optional column: None when no candidate is present (a column
+    named by an option must still exist)."""
     lower = [n.lower() for n in names]
     if wanted is not None:
         if wanted.lower() not in lower:
             raise BadInputError(f"{path}:1", f"no {role} column {wanted!r} (columns: {', '.join(names)})")
         return lower.index(wanted.lower())
-    for name in candidates:
-        if name in lower:
-            return lower.index(name)
-    raise BadInputError(f"{path}:1", f"no {role} column: expected one of {', '.join(candidates)} "
-                                     f"(columns: {', '.join(names)}); name it with an option")
+    return next((lower.index(name) for name in candidates if name in lower), None)

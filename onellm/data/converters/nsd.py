@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Iterator
 
 from ...errors import BadInputError
-from ..manifest import SPLITS, Sample
-from .common import Media, load_json, need, pick_column, progress, read_table
+from ..manifest import Sample
+from .common import Media, load_json, need, parse_split, pick_column, progress, read_table
 
 HELP = "NSD: stimulus-id -> caption CSV/JSON (or nsd_stim_info_merged.csv + COCO captions) over <nsd id>[_<trial>].npy"
 MODALITY = "fmri"
@@ -110,9 +110,7 @@ def _from_table(path: Path, coco_files: list[Path], shared1000_test: bool) -> tu
                 raise BadInputError(where, f"cocoId {row[coco_col]} is in none of the COCO captions files given")
             captions[stim] = found
         if split_col is not None:
-            if row[split_col] not in SPLITS:
-                raise BadInputError(where, f"split {row[split_col]!r} is not one of {SPLITS}")
-            splits[stim] = row[split_col]
+            splits[stim] = parse_split(row[split_col], where)
         if shared_col is not None and row[shared_col].strip().lower() in ("true", "1"):
             splits[stim] = "test"
     return captions, splits

@@ -1,0 +1,124 @@
+"""`onellm data check`: does every sample's file load through its modality's loader, as
+training will load it? Also counts per modality and split, and the problems training would
+meet later: samples with nothing to train on, duplicate ids, a missing val split, a manifest
+that mixes modalities (a training dataset entry reads one)."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..config import OneLLMConfig, list_presets
+from ..modality import ModalityTokenizer
+from ..registry import get_modality
+from .dataset import BadSample, ManifestDataset
+from .manifest import SPLITS, Sample, read_manifest
+
+SHOWN = 10  # bad files named in the report; the rest are counted
+
+
+@dataclass
+class CheckReport:
+    samples: list[Sample]
+    checked: int = 0  # samples whose files were loaded (fewer than all with a limit)
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (sample id, reason naming the file)
+    notes: list[str] = field(default_factory=list)
+
+    def table(self) -> str:
+        """Samples per modality and split, with how many have a caption, QA or conversation."""
+        header = f"{'modality':<10}" + "".join(f"{c:>8}" for c in (*SPLITS, "caption", "qa", "conv", "bad"))
+        bad_ids = {i for i, _ in self.bad}
+        groups: dict[str, list[Sample]] = {}
+        for s in self.samples:
+            groups.setdefault(s.modality, []).append(s)
+        rows = [header] + [_row(m, group, bad_ids) for m, group in sorted(groups.items())]
+        if len(groups) > 1:
+            rows.append(_row("all", self.samples, bad_ids))
+        return "\n".join(rows)
+
+
+def _row(name: str, samples: list[Sample], bad_ids: set[str]) -> str:
+    splits = Counter(s.split for s in samples)
+    counts = [splits[s] for s in SPLITS] + [sum(bool(s.caption) for s in samples), sum(bool(s.qa) for s in samples),
+                                            sum(bool(s.conversations) for s in samples),
+                                            sum(s.id in bad_ids for s in samples)]
+    return f"{name:<10}" + "".join(f"{n:>8}" for n in counts)
+
+
+class _Verdicts(Dataset):
+    """A sample's reason for not loading (None when it loads): the input itself stays in
+    the worker, only the verdict crosses back."""
+
+    def __init__(self, dataset: ManifestDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> str | None:
+        item = self.dataset[index]
+        return item.reason if isinstance(item, BadSample) else None
+
+
+def model_tokenizers(model: str, modalities: set[str]) -> dict[str, ModalityTokenizer]:
+    """The tokenizers (they carry the loaders' input shapes) of a preset or a saved model for
+    these modalities, without building the model; a modality the model lacks is left out."""
+    directory = Path(model).expanduser()
+    if directory.is_dir():
+        config = OneLLMConfig.from_file(directory / "config.json")
+    elif model in list_presets():
+        config = OneLLMConfig.from_preset(model)
+    else:
+        raise FileNotFoundError(f"{model}: neither a model folder nor a preset ({', '.join(list_presets())})")
+    return {m: get_modality(m).tokenizer.from_options(config.encoder, config.modalities[m])
+            for m in sorted(modalities & set(config.modalities))}
+
+
+def check_manifests(manifests: list[Path | str], model: str = "tiny", limit: int | None = None,
+                    workers: int = 0) -> CheckReport:
+    """Load the files of every sample (the first `limit` of each manifest, when given)."""
+    report = CheckReport([])
+    to_load: list[Sample] = []
+    for path in manifests:
+        samples = read_manifest(path)
+        modalities = sorted({s.modality for s in samples})
+        if len(modalities) > 1:
+            report.notes.append(f"{path} holds {len(modalities)} modalities ({', '.join(modalities)}): a training "
+                                "dataset entry reads one; keep a manifest per modality")
+        report.samples += samples
+        to_load += samples[:limit]
+    tokenizers = model_tokenizers(model, {s.modality for s in to_load})
+    for s in to_load:
+        if s.modality not in tokenizers:
+            report.bad.append((s.id, f"{s.paths()[0]}: the model {model} has no {s.modality} modality"))
+    loadable = [s for s in to_load if s.modality in tokenizers]
+    loader = DataLoader(_Verdicts(ManifestDataset(loadable, tokenizers)), batch_size=None, num_workers=workers)
+    for sample, reason in zip(loadable, tqdm(loader, total=len(loadable), desc="checking", unit="sample", leave=False)):
+        if reason is not None:
+            report.bad.append((sample.id, reason))
+    report.checked = len(to_load)
+    report.notes += _notes(report.samples)
+    return report
+
+
+def _notes(samples: list[Sample]) -> list[str]:
+    notes = []
+    # Training refuses a manifest with such a sample (conversations: a question and a reply).
+    mute = [s.id for s in samples if not (s.caption or s.qa or len(s.conversations) >= 2)]
+    if mute:
+        notes.append(f"{len(mute)} sample(s) have no caption, QA pair or conversation: nothing to train on "
+                     f"(first: {', '.join(mute[:3])})")
+    ids = Counter(s.id for s in samples)
+    duplicates = [i for i, n in ids.items() if n > 1]
+    if duplicates:
+        notes.append(f"{len(duplicates)} id(s) used more than once (first: {', '.join(duplicates[:3])})")
+    for modality in sorted({s.modality for s in samples}):
+        splits = {s.split for s in samples if s.modality == modality}
+        for split, effect in (("train", "nothing to train on"), ("val", "validation will be skipped"),
+                              ("test", "nothing held out to evaluate on")):
+            if split not in splits:
+                notes.append(f"{modality}: no {split} split: {effect}")
+    return notes
