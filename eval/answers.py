@@ -62,6 +62,12 @@ def normalize_answer(answer: str) -> str:
     return " ".join(words)
 
 
+def contains_words(text: str, phrase: str) -> bool:
+    """Whether a normalised phrase occurs in a normalised text as whole words ("no" is not
+    in "nothing"); both are space-separated words after `normalize_answer`."""
+    return bool(phrase) and f" {phrase} " in f" {text} "
+
+
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _LONE_LETTER = re.compile(r"^\(?([a-z])\)?[.:)]?$", re.I)          # "b", "(B)", "B."
 _LEADING_LETTER = re.compile(r"^\(?([A-Z])(?:\)|[.:])?\s")          # "B. a cat", "(B) cat"

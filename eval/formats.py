@@ -23,17 +23,22 @@ nsd-fmri-caption     the COCO-caption layout OneLLM's scripts read ({images: [{i
                      a missing file is <id>.npy; files resolve against the JSON's folder and
                      its imu/ or fmri/ sub-folder; other keys of an entry reach the loader
                      as meta (e.g. Ego4D's video_uid, window_start, window_end)
+synth-*, manifest-*  a JSON Lines manifest (onellm/data/manifest.py): <root>/<modality>.jsonl
+                     for the synthetic world, any file for `--manifest`; one split's samples
 """
 from __future__ import annotations
 
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from onellm.errors import BadInputError
 
 from .items import EvalItem
+
+if TYPE_CHECKING:
+    from onellm.data.manifest import Sample
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".webm", ".mkv", ".mov")
 
@@ -184,14 +189,30 @@ def _resolve(file: str, bases: list[Path]) -> Path:
 
 
 def read_synth(root: Path, modality: str, kind: str, split: str = "test") -> list[EvalItem]:
-    """`onellm data synth` manifests, <root>/<modality>.jsonl: one caption item per sample, or
-    one QA item per question (id "<sample id>#<n>"); a qa entry with `choices` is multiple choice."""
-    from onellm.data.manifest import read_manifest
-
+    """`onellm data synth` manifests, <root>/<modality>.jsonl."""
     path = root / f"{modality}.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such manifest (write one with `onellm data synth`)")
-    samples = [s for s in read_manifest(path) if s.split == split and s.modality == modality]
+    return read_manifest_items(path, modality, kind, split)
+
+
+def split_samples(path: Path, split: str) -> list[Sample]:
+    """A manifest's samples in one split; when there are none, the error lists its splits."""
+    from onellm.data.manifest import read_manifest
+
+    samples = read_manifest(path)
+    chosen = [s for s in samples if s.split == split]
+    if not chosen:
+        have = ", ".join(sorted({s.split for s in samples})) or "no samples at all"
+        raise BadInputError(path, f"no samples in the {split!r} split; it has {have}")
+    return chosen
+
+
+def read_manifest_items(path: Path, modality: str, kind: str, split: str = "test") -> list[EvalItem]:
+    """One caption item per sample with a caption, or one QA item per question (id
+    "<sample id>#<n>"), of the split's samples of one modality; a qa entry with `choices` is
+    multiple choice."""
+    samples = [s for s in split_samples(path, split) if s.modality == modality]
     if not samples:
         raise BadInputError(path, f"no {modality} samples in the {split} split")
     if kind == "caption":

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .answers import choice_index, normalize_answer
+from .answers import choice_index, contains_words, normalize_answer
 
 CORENLP_JARS = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar")
 
@@ -105,11 +105,14 @@ def qa_accuracy(predictions: dict[str, str], references: dict[str, list[str]]) -
     video QA) a prediction is right when it equals one of them; with VQA's ten human answers,
     the VQA score min(#humans who gave it / 3, 1) averaged over the leave-one-out subsets.
     `contains_accuracy` is the looser rule of OneLLM's MSVD-QA script (prediction inside the
-    answer or the answer inside the prediction), for comparison with its published numbers."""
+    answer or the answer inside the prediction, as substrings), for comparison with its
+    published numbers. `word_accuracy` counts a prediction right when a reference answer
+    appears in it as whole words ("yes, it is" for "yes", but not "nothing" for "no"): the
+    robust rule for short label answers and chatty models."""
     ids = _check_ids(predictions, references)
     if not ids:
         return {}
-    exact = contains = 0.0
+    exact = contains = words = 0.0
     for k in ids:
         said = normalize_answer(predictions[k])
         given = [normalize_answer(r) for r in references[k]]
@@ -119,7 +122,8 @@ def qa_accuracy(predictions: dict[str, str], references: dict[str, list[str]]) -
             matches = [sum(g == said for g in given[:i] + given[i + 1:]) for i in range(len(given))]
             exact += sum(min(m / 3, 1.0) for m in matches) / len(given)
         contains += float(bool(said) and any(said in g or g in said for g in given if g))
-    return {"accuracy": exact / len(ids), "contains_accuracy": contains / len(ids)}
+        words += float(any(contains_words(said, g) for g in given))
+    return {"accuracy": exact / len(ids), "contains_accuracy": contains / len(ids), "word_accuracy": words / len(ids)}
 
 
 def multiple_choice_accuracy(

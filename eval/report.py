@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+SUMMARY, TABLE = "results.json", "results.md"  # in <out>/, beside the task folders
 # Columns in this order; any other metric follows alphabetically.
 METRIC_ORDER = ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE",
-                "accuracy", "contains_accuracy", "mc_accuracy"]
+                "label_accuracy", "label_chance", "label_majority",
+                "accuracy", "contains_accuracy", "word_accuracy", "mc_accuracy"]
 
 
 def collect(out_dir: Path) -> list[dict[str, Any]]:
@@ -37,9 +39,9 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
 def write_summary(out_dir: Path) -> Path:
     """<out>/results.json (all tasks) and <out>/results.md; returns the markdown path."""
     results = collect(out_dir)
-    (out_dir / "results.json").write_text(json.dumps({"tasks": results}, indent=2))
+    (out_dir / SUMMARY).write_text(json.dumps({"tasks": results}, indent=2))
     models = sorted({r["model"] for r in results if r.get("model")})
     title = f"# Evaluation: {', '.join(models)}\n\n" if models else "# Evaluation\n\n"
-    path = out_dir / "results.md"
+    path = out_dir / TABLE
     path.write_text(title + markdown_table(results))
     return path

@@ -1,7 +1,8 @@
 """`onellm eval`: the one place that puts model, task data and metrics together.
 
 Per task, under <out>/<task>/: predictions.jsonl (appended batch by batch, so an interrupted
-run resumes where it stopped), skipped.jsonl (unreadable samples and why), results.json.
+run resumes where it stopped), skipped.jsonl (unreadable samples and why), results.json (the
+scores and the settings), run.json (the configuration hash resuming checks).
 Across tasks: <out>/results.json and the table <out>/results.md."""
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tqdm import tqdm
 from onellm.processor import PLACEHOLDER
 
 from .items import EvalItem
+from .labels import label_metrics
 from .metrics import CaptionScorer, multiple_choice_accuracy, qa_accuracy, skipped_metrics, spice_available
 from .report import write_summary
 from .tasks import CAPTION, EvalTask
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 BYTE_LEVEL_LENGTH_FACTOR = 3
 
 PREDICTIONS, SKIPPED, RESULTS, RUN = "predictions.jsonl", "skipped.jsonl", "results.json", "run.json"
+BARE, TEMPLATE = "bare", "template"  # the values of OneLLMConfig.prompting
 
 
 @dataclass
@@ -40,14 +43,25 @@ class GenerationSettings:
     max_new_tokens: int | None = None  # None: the task's own length
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
-    # Caption tasks only: generate right after the modality tokens, with no prompt - the
-    # format the alignment stages (1-3) train on, for models not yet instruction-tuned.
-    bare_prompt: bool = False
+    # Caption tasks only: BARE generates right after the modality tokens, with no prompt (the
+    # format the alignment stages train on), TEMPLATE asks the question in the model's
+    # template; None follows the model's config.prompting, which its last training stage set.
+    prompting: str | None = None
 
-    def prompt(self, processor: Any, task: EvalTask, item: EvalItem) -> str:
-        if self.bare_prompt and task.kind == CAPTION:
+    def __post_init__(self) -> None:
+        if self.prompting not in (None, BARE, TEMPLATE):
+            raise ValueError(f"prompting must be {BARE!r}, {TEMPLATE!r} or None, got {self.prompting!r}")
+
+    def prompting_for(self, model: "OneLLM", task: EvalTask) -> str:
+        """BARE or TEMPLATE; QA always uses the template, having no bare form."""
+        if task.kind != CAPTION:
+            return TEMPLATE
+        return self.prompting or model.config.prompting
+
+    def prompt(self, model: "OneLLM", task: EvalTask, item: EvalItem) -> str:
+        if self.prompting_for(model, task) == BARE:
             return PLACEHOLDER
-        return processor.prompt(task.question(item))
+        return model.processor.prompt(task.question(item))
 
     def kwargs(self, task: EvalTask) -> dict[str, Any]:
         out: dict[str, Any] = {"max_new_tokens": self.max_new_tokens or task.generation_length()}
@@ -73,7 +87,8 @@ def config_hash(model_name: str, model: "OneLLM", task: EvalTask, settings: Gene
     facts = {
         "model": model_name, "weights": _weight_files(model_name), "config": model.config.to_dict(),
         "task": task.name, "kind": task.kind, "prompt": task.prompt, "generation": settings.kwargs(task),
-        "bare_prompt": settings.bare_prompt, "dtype": dtype,
+        # A boolean, as before prompting followed the model: earlier runs' folders still resume.
+        "bare_prompt": settings.prompting_for(model, task) == BARE, "dtype": dtype,
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -147,7 +162,7 @@ def generate(model: "OneLLM", task: EvalTask, items: list[EvalItem], inputs: lis
     import torch
 
     processor = model.processor
-    batch = processor([settings.prompt(processor, task, item) for item in items])
+    batch = processor([settings.prompt(model, task, item) for item in items])
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     x = torch.stack(inputs).to(device)
@@ -156,16 +171,18 @@ def generate(model: "OneLLM", task: EvalTask, items: list[EvalItem], inputs: lis
 
 
 def score(task: EvalTask, items: list[EvalItem], predictions: dict[str, str],
-          scorer: CaptionScorer | None = None) -> dict[str, float]:
-    """The task's metrics over the items that have a prediction."""
+          scorer: CaptionScorer | None = None, split: list[EvalItem] | None = None) -> dict[str, float]:
+    """The task's metrics over the items that have a prediction. `split`: all the task's
+    items when `items` is the first part of them; it decides what the label classes are."""
     scored = [i for i in items if i.id in predictions]
     preds = {i.id: predictions[i.id] for i in scored}
     refs = {i.id: i.references for i in scored}
     if task.kind == CAPTION:
+        labels = label_metrics(preds, refs, [i.references for i in split or items])
         if scorer is not None:
-            return scorer(preds, refs)
+            return {**scorer(preds, refs), **labels}
         with CaptionScorer() as own:
-            return own(preds, refs)
+            return {**own(preds, refs), **labels}
     metrics = qa_accuracy(preds, refs)
     if scored and all(i.choices for i in scored):
         choices = {i.id: i.choices or [] for i in scored}
@@ -176,7 +193,7 @@ def score(task: EvalTask, items: list[EvalItem], predictions: dict[str, str],
 def evaluate_task(
     model: "OneLLM",
     task: EvalTask,
-    data_root: Path,
+    data_root: Path | None,
     out_dir: Path,
     settings: GenerationSettings | None = None,
     batch_size: int = 8,
@@ -192,7 +209,8 @@ def evaluate_task(
     if task.modality not in model.tokenizers:
         raise ValueError(f"task {task.name} needs a {task.modality} model; this one has {', '.join(model.modalities)}")
     started = time.perf_counter()
-    items = task.items(data_root)[:max_samples]
+    split = task.items(data_root)
+    items = split[:max_samples]
     folder = Path(out_dir) / task.name
     folder.mkdir(parents=True, exist_ok=True)
     digest = config_hash(model_name, model, task, settings, dtype)
@@ -217,14 +235,15 @@ def evaluate_task(
             bar.update(len(good) + len(bad))
     _write_jsonl(folder / SKIPPED, skipped)
 
-    metrics = score(task, items, done, scorer)
+    metrics = score(task, items, done, scorer, split)
     result = {
         "task": task.name, "modality": task.modality, "kind": task.kind, "model": model_name,
         "config_hash": digest, "metrics": metrics,
         "skipped_metrics": _skipped(task, scorer),
         "samples": sum(i.id in done for i in items), "skipped": len(skipped), "total": len(items),
         "generated_this_run": len(todo) - len(skipped), "wall_time_s": round(time.perf_counter() - started, 3),
-        "generation": settings.kwargs(task), "data_root": str(data_root),
+        "generation": settings.kwargs(task), "prompting": settings.prompting_for(model, task),
+        "data_root": str(task.source(data_root)),
     }
     (folder / RESULTS).write_text(json.dumps(result, indent=2))
     return result
@@ -255,7 +274,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 def run_eval(
     model: "OneLLM",
     tasks: list[EvalTask],
-    data_root: Path,
+    data_root: Path | None,
     out_dir: Path,
     settings: GenerationSettings | None = None,
     batch_size: int = 8,
@@ -275,7 +294,7 @@ def run_eval(
     return results
 
 
-def score_predictions(task: EvalTask, data_root: Path, predictions_file: Path,
+def score_predictions(task: EvalTask, data_root: Path | None, predictions_file: Path,
                       out_dir: Path | None = None) -> dict[str, Any]:
     """Score another system's predictions (JSON Lines rows {id, prediction}) on a task."""
     rows = read_jsonl(Path(predictions_file))
@@ -292,7 +311,8 @@ def score_predictions(task: EvalTask, data_root: Path, predictions_file: Path,
         "metrics": score(task, items, predictions),
         "skipped_metrics": _skipped(task, None),
         "samples": len(known & set(predictions)), "missing": len(known - set(predictions)),
-        "unknown_ids": len(set(predictions) - known), "total": len(items), "data_root": str(data_root),
+        "unknown_ids": len(set(predictions) - known), "total": len(items),
+        "data_root": str(task.source(data_root)),
     }
     if out_dir is not None:
         folder = Path(out_dir) / task.name

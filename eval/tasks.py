@@ -1,7 +1,8 @@
 """Evaluation tasks: a task is data (a reader of the benchmark's annotation file or of a
 manifest), a prompt, generation settings and a metric kind. Tasks are looked up by name;
 the synthetic-world tasks exist for every registered modality, plugins included, and more
-tasks can come from the `onellm.eval_tasks` entry point (an EvalTask or a list of them)."""
+tasks can come from the `onellm.eval_tasks` entry point (an EvalTask or a list of them).
+Any manifest becomes tasks of its own through `manifest_tasks` (`onellm eval --manifest`)."""
 from __future__ import annotations
 
 import os
@@ -17,8 +18,11 @@ from . import formats
 from .items import EvalItem
 
 CAPTION, QA = "caption", "qa"
-# OneLLM's video-QA prompt (its MSVD evaluation); the synthetic QA tasks use it too.
+# OneLLM's video-QA prompt (its MSVD evaluation), for the public QA tasks.
 QA_PROMPT = "{question}\nAnswer the question using a single word or phrase."
+# The question alone, as stage 4 trains on a manifest's qa pairs: the synthetic-world and
+# --manifest tasks read manifests, so they ask it that way.
+MANIFEST_QA_PROMPT = "{question}"
 DEFAULT_MAX_NEW_TOKENS = {CAPTION: 40, QA: 10}
 ENTRY_POINT_GROUP = "onellm.eval_tasks"
 SYNTH_ALL = "synth-all"
@@ -33,16 +37,25 @@ class EvalTask:
     prompt: str | None = None  # caption: the question (default: the modality's); QA: a {question} template
     max_new_tokens: int | None = None
     description: str = ""
+    data: Path | None = None  # a file the task always reads (a manifest task's); None: the run's data root
 
     def __post_init__(self) -> None:
         if self.kind not in (CAPTION, QA):
             raise ValueError(f"task {self.name}: kind must be {CAPTION!r} or {QA!r}, got {self.kind!r}")
 
-    def items(self, data_root: Path | str) -> list[EvalItem]:
-        items = self.read(Path(data_root).expanduser())
+    def source(self, data_root: Path | str | None) -> Path:
+        """What `read` is given: the task's own file, else the run's data root."""
+        root = self.data or data_root
+        if root is None:
+            raise ValueError(f"task {self.name} reads its files under --data-root; none was given")
+        return Path(root).expanduser()
+
+    def items(self, data_root: Path | str | None = None) -> list[EvalItem]:
+        source = self.source(data_root)
+        items = self.read(source)
         ids = [i.id for i in items]
         if len(set(ids)) != len(ids):
-            raise ValueError(f"task {self.name}: sample ids are not unique in {data_root}")
+            raise ValueError(f"task {self.name}: sample ids are not unique in {source}")
         return items
 
     def question(self, item: EvalItem) -> str:
@@ -78,11 +91,35 @@ _discovered = False
 def synth_tasks() -> list[EvalTask]:
     """synth-caption-<m> and synth-qa-<m> for every registered modality."""
     return [
-        # The question as stage 4 trains it; the public QA tasks keep OneLLM's suffix.
         EvalTask(f"synth-{kind}-{m}", m, kind, partial(formats.read_synth, modality=m, kind=kind),
-                 prompt="{question}" if kind == QA else None,
+                 prompt=MANIFEST_QA_PROMPT if kind == QA else None,
                  description=f"synthetic world, {m} {'captions' if kind == CAPTION else 'questions'} (test split)")
         for m in list_modalities() for kind in (CAPTION, QA)
+    ]
+
+
+def manifest_tasks(path: Path, modality: str | None = None, split: str = "test") -> list[EvalTask]:
+    """manifest-caption-<stem> when the split's samples have captions, manifest-qa-<stem> when
+    they have qa pairs; scored as the synthetic tasks are (the same readers and prompts)."""
+    path = Path(path).expanduser()
+    samples = formats.split_samples(path, split)
+    modalities = sorted({s.modality for s in samples})
+    if modality is None and len(modalities) > 1:
+        raise ValueError(f"{path}: the {split} split mixes modalities {', '.join(modalities)}; "
+                         "choose one with --modality")
+    modality = modality or modalities[0]
+    chosen = [s for s in samples if s.modality == modality]
+    if not chosen:
+        raise ValueError(f"{path}: no {modality} samples in the {split} split (it has {', '.join(modalities)})")
+    kinds = [k for k, found in ((CAPTION, any(s.caption for s in chosen)), (QA, any(s.qa for s in chosen))) if found]
+    if not kinds:
+        raise ValueError(f"{path}: the {split} split's {modality} samples have neither a caption nor qa pairs")
+    return [
+        EvalTask(f"manifest-{kind}-{path.stem}", modality, kind,
+                 partial(formats.read_manifest_items, modality=modality, kind=kind, split=split),
+                 prompt=MANIFEST_QA_PROMPT if kind == QA else None, data=path,
+                 description=f"{path}, {modality} {'captions' if kind == CAPTION else 'questions'} ({split} split)")
+        for kind in kinds
     ]
 
 

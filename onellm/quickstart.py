@@ -73,7 +73,8 @@ def _evaluate(model_dir: str, modalities: list[str], kind: str, out: Path, sampl
     model = OneLLM.from_pretrained(model_dir)
     tasks = [get_task(f"synth-{kind}-{m}") for m in modalities]
     # The tiny preset's tokens are bytes: a caption needs more new tokens than the task default.
-    settings = GenerationSettings(max_new_tokens=96 if kind == "caption" else 32, bare_prompt=bare_prompt)
+    settings = GenerationSettings(max_new_tokens=96 if kind == "caption" else 32,
+                                  prompting="bare" if bare_prompt else "template")
     results = run_eval(model, tasks, data_root, out, settings,
                        batch_size=32, max_samples=samples, model_name=model_dir)
     return {r["modality"]: r for r in results}

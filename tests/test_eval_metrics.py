@@ -100,6 +100,15 @@ def test_qa_accuracy_single_answer_after_normalisation():
     assert got["contains_accuracy"] == pytest.approx(4 / 5)
 
 
+def test_word_accuracy_finds_a_short_answer_as_whole_words():
+    preds = {"1": "Yes, it is.", "2": "nothing", "3": "No", "4": "a black cat", "5": "catalogue"}
+    refs = {"1": ["yes"], "2": ["no"], "3": ["no"], "4": ["cat"], "5": ["cat"]}
+    got = qa_accuracy(preds, refs)
+    assert got["accuracy"] == pytest.approx(1 / 5)
+    assert got["contains_accuracy"] == pytest.approx(1.0)  # substrings: "no" in "nothing", "cat" in "catalogue"
+    assert got["word_accuracy"] == pytest.approx(3 / 5)
+
+
 def test_qa_accuracy_vqa_score_with_ten_human_answers():
     humans = ["2"] * 2 + ["3"] * 8
     # Leaving out one of the 8 "3"s keeps both "2"s (8 subsets, 2/3 each); leaving out a "2"

@@ -325,3 +325,4 @@ def test_list_shows_public_and_synthetic_tasks(capsys):
     for name in ("coco-karpathy-test", "clotho-caption", "msvd-qa", "pointllm-caption", "ego4d-imu-caption",
                  "nsd-fmri-caption", *(f"synth-caption-{m}" for m in list_modalities())):
         assert name in out
+    assert "--manifest" in out  # the way to one's own data

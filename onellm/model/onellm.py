@@ -13,7 +13,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..config import OneLLMConfig, list_presets
-from ..processor import OneLLMProcessor
+from ..errors import BadInputError, describe
+from ..processor import PLACEHOLDER, OneLLMProcessor
 from ..registry import get_modality
 from .encoder import SharedEncoder
 from .llm import build_llm
@@ -77,7 +78,10 @@ class OneLLM(nn.Module):
                 raise FileNotFoundError(f"{directory}: missing {needed}; not a OneLLM save_pretrained directory")
         config = OneLLMConfig.from_file(directory / CONFIG_NAME)
         model = cls(config, base_dir=directory)
-        state = load_file(directory / WEIGHTS_NAME)
+        try:
+            state = load_file(directory / WEIGHTS_NAME)
+        except Exception as err:  # safetensors raises its own error types (a pickle, say, is no header)
+            raise BadInputError(directory / WEIGHTS_NAME, f"not a readable safetensors file ({describe(err)})") from err
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("llm.")]
         if missing or unexpected:
@@ -189,11 +193,20 @@ class OneLLM(nn.Module):
         return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
 
     def caption(
-        self, modality: str, inputs: torch.Tensor, question: str | None = None, **generate_kwargs: Any
+        self, modality: str, inputs: torch.Tensor, question: str | None = None, bare: bool | None = None,
+        **generate_kwargs: Any,
     ) -> list[str]:
-        """Answer `question` (default: the modality's caption prompt) for each input in the batch."""
-        question = question or get_modality(modality).caption_prompt()
-        batch = self.processor([self.processor.prompt(question)] * inputs.shape[0])
+        """Answer `question` (default: the modality's caption prompt) for each input in the batch.
+
+        `bare`: generate right after the modality tokens, as the alignment stages train
+        (default: when the model's config says it was last trained so and no question is asked)."""
+        if bare is None:
+            bare = question is None and self.config.prompting == "bare"
+        if bare:
+            prompt = PLACEHOLDER
+        else:
+            prompt = self.processor.prompt(question or get_modality(modality).caption_prompt())
+        batch = self.processor([prompt] * inputs.shape[0])
         device = self.encoder.image_pos_embed.device
         batch = {k: v.to(device) for k, v in batch.items()}
         generate_kwargs.setdefault("max_new_tokens", 32)
