@@ -66,6 +66,7 @@ class OneLLMModule(L.LightningModule):
         trainable: list[str] | None = None,
         lr: float = 1e-4,
         weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.95),
         warmup_steps: int = 0,
         export_dir: str | None = None,
         router_log_every: int = 10,
@@ -156,7 +157,11 @@ class OneLLMModule(L.LightningModule):
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("nothing to train: every parameter is frozen")
-        opt = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        # beta2 0.95 as in LLaMA-style training: with 0.999 the large gradients of the first
+        # steps (while the caption's fixed words are learned) keep Adam's step small for ~1000
+        # steps, and the words that depend on the input are learned about half as fast.
+        opt = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
+                                betas=tuple(self.hparams.betas))
         total = max(int(self.trainer.max_steps), 1)
         warmup = self.hparams.warmup_steps
 
