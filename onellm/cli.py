@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from pathlib import Path
 
+from .errors import describe
 from .meta_args import META_HELP, meta_item
 
 
 def _caption(args: argparse.Namespace) -> int:
     import torch
 
-    from .inputs import guess_modality, load_input
+    from .inputs import guess_modality, load_input, require_file
     from .model.onellm import OneLLM
+    from .registry import get_modality
 
     model = OneLLM.from_pretrained(args.model).eval()
     if args.dtype:
@@ -20,7 +24,11 @@ def _caption(args: argparse.Namespace) -> int:
     model.to(args.device)
     if args.companion and len(args.files) != 1:
         raise ValueError("--companion belongs to one input file; caption such files one at a time")
+    if args.modality and args.modality not in model.tokenizers:
+        get_modality(args.modality)  # a modality nobody installed: says which ones are
+        raise ValueError(f"the model {args.model} has no {args.modality} input; it takes {', '.join(model.modalities)}")
     for file in args.files:
+        require_file(Path(file))
         modality = args.modality or guess_modality(Path(file), dict(model.tokenizers))
         paths = [Path(file), *map(Path, args.companion or [])]
         x = load_input(paths, modality, model.tokenizers[modality], meta=dict(args.meta))
@@ -65,12 +73,20 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+DEBUG_ENV = "ONELLM_DEBUG"
+DEBUG_HINT = "(--debug for the traceback)"
+EPILOG = (
+    "Exit status: 0 on success; 2 on an error, told in one line on stderr (onellm --debug COMMAND "
+    f"or {DEBUG_ENV}=1 shows the traceback instead); 130 when interrupted."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="onellm", description="Any-modality multimodal LLMs in the style of OneLLM."
+        prog="onellm", description="Any-modality multimodal LLMs in the style of OneLLM.", epilog=EPILOG
     )
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of an error (before the command; or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in LIGHTNING_COMMANDS:
         sub.add_parser(name, help=f"LightningCLI {name} (onellm {name} --help for its options)", add_help=False)
@@ -122,18 +138,34 @@ def _component_parsers() -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = argv[:1] == ["--debug"]
+    argv = argv[1:] if debug else argv  # also before a Lightning command, whose parser knows no --debug
+    debug = debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    command = f"onellm {argv[0]}" if argv and not argv[0].startswith("-") else "onellm"
+    try:
+        return _dispatch(argv)
+    except (Exception, KeyboardInterrupt) as err:
+        if debug:
+            raise
+        if isinstance(err, KeyboardInterrupt):
+            print(f"{command}: interrupted", file=sys.stderr)
+            return 130
+        line = f"{command}: error: {describe(err)}"
+        if len(line) + len(DEBUG_HINT) < shutil.get_terminal_size().columns:
+            line += " " + DEBUG_HINT
+        print(line, file=sys.stderr)
+        return 2
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] in LIGHTNING_COMMANDS:
         from .training.cli import run
 
         run(argv)
         return 0
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"onellm {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from .errors import describe
+
 PRESET_DIR = Path(__file__).parent / "presets"
 
 
@@ -132,8 +134,12 @@ class OneLLMConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> "OneLLMConfig":
         path = Path(path)
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise ValueError(f"{path}: not a readable {kind} file ({describe(err)})") from err
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
         try:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
-from .errors import BadInputError
+from .errors import BadInputError, describe
 from .modality import ModalityTokenizer
+from .readers import npy_shape, read_npy
 from .registry import get_modality
 
 
@@ -52,14 +52,21 @@ def load_input(
     return x
 
 
+def require_file(path: Path) -> None:
+    """BadInputError unless `path` is an existing file (a directory says so)."""
+    if path.is_dir():
+        raise BadInputError(path, "is a directory; pass the files in it")
+    if not path.is_file():
+        raise BadInputError(path, "no such file")
+
+
 def _load(paths: Sequence[Path | str] | Path | str, modality: str, tokenizer: ModalityTokenizer, train: bool,
           meta: dict | None) -> torch.Tensor:
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     if not paths:
         raise ValueError(f"no files given for a {modality} input")
     for path in paths:
-        if not path.is_file():
-            raise BadInputError(path, "no such file")
+        require_file(path)
     path, spec = paths[0], get_modality(modality)
     if spec.load is None:
         if path.suffix.lower() == ".npy":
@@ -71,21 +78,20 @@ def _load(paths: Sequence[Path | str] | Path | str, modality: str, tokenizer: Mo
     # exactly 8192 points still needs centring and scaling.
     try:
         x = spec.load(paths, tokenizer, train=train, meta=meta)
-    except BadInputError:
-        if not _is_raw_tensor(path, tokenizer):
+    except Exception as err:
+        if _is_raw_tensor(path, tokenizer):
+            return _load_raw(path, modality, tokenizer)
+        if isinstance(err, BadInputError):
             raise
-        return _load_raw(path, modality, tokenizer)
+        # A loader (a plugin's, say) that let a decoder's error through: still one bad file.
+        raise BadInputError(path, f"the loader raised {describe(err)}") from err
     if tuple(x.shape) != tuple(tokenizer.input_shape):
         raise BadInputError(path, f"{modality} loader gave {list(x.shape)}, expected {list(tokenizer.input_shape)}")
     return x
 
 
 def _load_raw(path: Path, modality: str, tokenizer: ModalityTokenizer) -> torch.Tensor:
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise BadInputError(path, f"not a readable .npy array ({err})") from err
-    x = torch.from_numpy(np.ascontiguousarray(array)).float()
+    x = torch.from_numpy(read_npy(path))
     if tuple(x.shape) != tuple(tokenizer.input_shape):
         raise BadInputError(
             path, f"array of shape {list(x.shape)}, but {modality} input is {list(tokenizer.input_shape)}"
@@ -96,10 +102,4 @@ def _load_raw(path: Path, modality: str, tokenizer: ModalityTokenizer) -> torch.
 def _is_raw_tensor(path: Path, tokenizer: ModalityTokenizer) -> bool:
     """A .npy that already holds the tokenizer's input shape (used as is when the loader
     cannot read it as a file of its own format)."""
-    if path.suffix.lower() != ".npy":
-        return False
-    try:
-        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
-    except (OSError, ValueError):
-        return False  # the loader reports an unreadable file
-    return tuple(shape) == tuple(tokenizer.input_shape)
+    return path.suffix.lower() == ".npy" and npy_shape(path) == tuple(tokenizer.input_shape)

@@ -61,7 +61,8 @@ def get_modality(name: str) -> ModalitySpec:
         return _specs[name]
     if name in _failures:
         raise RuntimeError(f"modality {name!r} is installed but failed to load: {_failures[name]}")
-    raise KeyError(f"unknown modality {name!r}; installed: {', '.join(list_modalities()) or 'none'}")
+    raise KeyError(f"unknown modality {name!r}; installed: {', '.join(list_modalities()) or 'none'}; "
+                   "a modality from elsewhere needs the plugin package that provides it installed")
 
 
 def list_modalities() -> list[str]:

@@ -1,8 +1,10 @@
 """The `onellm` command on real files."""
 import subprocess
 import sys
+import types
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from onellm.cli import main
@@ -50,3 +52,76 @@ def test_caption_passes_meta_to_the_loader(tmp_path, capsys):
     args = ["caption", "--modality", "imu", "--meta", "sample_rate=50", "--max-new-tokens", "2", str(tmp_path / "walk.npy")]
     assert main(args) == 0
     assert capsys.readouterr().out.split("\t")[1] == "imu"
+
+
+def test_a_failure_is_one_line_with_the_hint_when_it_fits(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["caption", str(tmp_path)]) == 2
+    said = f"onellm caption: error: {tmp_path}: is a directory; pass the files in it"
+    assert capsys.readouterr().err == said + " (--debug for the traceback)\n"
+    monkeypatch.setenv("COLUMNS", str(len(said) + 5))
+    assert main(["caption", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == said + "\n"
+
+
+def test_unknown_modality_names_the_installed_ones(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((4, 4), np.float32))
+    assert main(["caption", "--modality", "sonar", str(tmp_path / "x.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("onellm caption: error: unknown modality 'sonar'; installed: audio, ")
+    assert "plugin" in err and err.count("\n") == 1 and '"' not in err
+
+
+def test_debug_flag_and_variable_show_the_traceback(tmp_path, monkeypatch):
+    from onellm.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="is a directory"):
+        main(["--debug", "caption", str(tmp_path)])
+    monkeypatch.setenv("ONELLM_DEBUG", "1")
+    with pytest.raises(BadInputError, match="is a directory"):
+        main(["caption", str(tmp_path)])
+
+
+def test_lightning_commands_and_interrupts_end_in_one_line(monkeypatch, capsys):
+    """A checkpoint that torch refuses to unpickle, as fit --ckpt_path would meet it."""
+    import pickle
+
+    seen = []
+
+    def run(argv):
+        seen.append(argv)
+        raise pickle.UnpicklingError("Weights only load failed.\nPlease file an issue.")
+
+    monkeypatch.setitem(sys.modules, "onellm.training.cli", types.SimpleNamespace(run=run))
+    assert main(["fit", "--ckpt_path", "evil.ckpt"]) == 2
+    assert capsys.readouterr().err.startswith("onellm fit: error: UnpicklingError: Weights only load failed. Please")
+    with pytest.raises(pickle.UnpicklingError):
+        main(["--debug", "fit", "--ckpt_path", "evil.ckpt"])
+    assert seen[-1] == ["fit", "--ckpt_path", "evil.ckpt"]  # --debug is not Lightning's
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "onellm.training.cli", types.SimpleNamespace(run=interrupted))
+    assert main(["fit"]) == 130
+    assert capsys.readouterr().err == "onellm fit: interrupted\n"
+
+
+def test_pickle_in_place_of_the_weights_is_one_line_and_never_runs(tmp_path, capsys):
+    import os
+    import pickle
+
+    from onellm.model.onellm import OneLLM
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'pwned'}",)
+
+    OneLLM.from_pretrained("tiny").save_pretrained(tmp_path / "model")
+    (tmp_path / "model" / "onellm.safetensors").write_bytes(pickle.dumps(Payload()))
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    assert main(["caption", "--model", str(tmp_path / "model"), str(tmp_path / "a.png")]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # after the LLM's own loading bar
+    weights = tmp_path / "model" / "onellm.safetensors"
+    assert err.startswith(f"onellm caption: error: {weights}: not a readable safetensors file")
+    assert not (tmp_path / "pwned").exists()

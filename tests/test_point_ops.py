@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import open3d as o3d
 import pytest
@@ -165,3 +170,35 @@ def test_gather_points() -> None:
     grouped = gather_points(points, neighbours)
     assert grouped.shape == (2, 10, 4, 6)
     assert torch.equal(grouped[1, 3, 2], points[1, neighbours[1, 3, 2]])
+
+
+SETTINGS_PROBE = """
+import open3d  # brings its own, older libtbb, which numba's TBB probe warns about
+import torch
+
+torch.set_num_threads(1)
+import numba
+from onellm import OneLLM, OneLLMConfig
+
+model = OneLLM(OneLLMConfig.from_preset("tiny")).eval()
+model.caption("point", model.tokenizers["point"].example_input(2), max_new_tokens=1)
+print(torch.get_num_threads(), numba.threading_layer())
+"""
+
+
+def test_fps_leaves_the_thread_count_alone_and_prints_nothing() -> None:
+    """numba's default layer would set torch's thread count from 1 to 2 (OpenMP) and warn
+    about open3d's libtbb; a fresh process, since the layer is chosen once per process."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", SETTINGS_PROBE], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "workqueue"] and out.stderr == ""
+
+
+def test_fps_launches_from_several_threads_take_turns() -> None:
+    """The workqueue layer aborts the process on concurrent launches."""
+    cloud = _random_cloud(4000, 0).unsqueeze(0)
+    expected = farthest_point_sample(cloud, 64)
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: farthest_point_sample(cloud, 64), range(6)))
+    assert all(torch.equal(r, expected) for r in results)

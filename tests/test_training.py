@@ -106,13 +106,14 @@ import os, signal
 from lightning.pytorch.callbacks import Callback
 
 class KillAt(Callback):
-    """kill -9 of every rank just before the optimizer step `step` (no cleanup runs)."""
+    """kill -9 of the whole job (every rank at once, as a scheduler's preemption) just before
+    the optimizer step `step`; no cleanup runs."""
     def __init__(self, step: int) -> None:
         self.step = step
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.killpg(0, signal.SIGKILL)
 '''
 
 
@@ -146,8 +147,9 @@ def _fit_run(tmp: Path, config: Path, name: str, kill_at: int | None = None, res
     if resume:
         args += ["--ckpt_path", str(tmp / "runs" / name / "csv" / "checkpoints" / "last.ckpt")]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(tmp)}
+    # A session of its own: the kill takes down the job's process group, not pytest.
     out = subprocess.run([sys.executable, "-m", "onellm.cli", *args], cwd=tmp, capture_output=True, text=True,
-                         timeout=600, env=env)
+                         timeout=600, env=env, start_new_session=True)
     expected = -9 if kill_at is not None else 0
     assert out.returncode == expected, out.stderr[-4000:]
     return out

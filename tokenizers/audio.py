@@ -14,7 +14,7 @@ import torchaudio.transforms as T
 from torch import nn
 
 from onellm.config import EncoderConfig
-from onellm.errors import BadInputError
+from onellm.errors import BadInputError, describe
 from onellm.modality import ModalitySpec, ModalityTokenizer, TokenGrid, learned_pos_embed
 
 
@@ -59,8 +59,8 @@ def read_first_channel(path: Path) -> tuple[np.ndarray, int]:
     try:
         data, rate = soundfile.read(path, dtype="float32", always_2d=True)
         return data[:, 0], rate
-    except (soundfile.LibsndfileError, RuntimeError, TypeError):
-        pass
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, MemoryError):
+        pass  # MemoryError: a damaged header declares more samples than there are; PyAV streams
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
@@ -73,8 +73,8 @@ def read_first_channel(path: Path) -> tuple[np.ndarray, int]:
             rate = stream.rate
     except BadInputError:
         raise
-    except (av.error.FFmpegError, OSError, ValueError) as err:
-        raise BadInputError(path, f"not a readable audio file ({err})") from err
+    except Exception as err:  # FFmpeg's errors and whatever a damaged container makes PyAV raise
+        raise BadInputError(path, f"not a readable audio file ({describe(err)})") from err
     return np.concatenate(chunks or [np.zeros(0, np.float32)]).astype(np.float32), rate
 
 
@@ -104,7 +104,7 @@ def load_audio(
     o = tokenizer.options
     samples, rate = read_first_channel(paths[0])
     # kaldi needs at least one 25 ms window.
-    if len(samples) < rate * 0.025:
+    if rate <= 0 or len(samples) < rate * 0.025:
         raise BadInputError(paths[0], f"audio too short or empty ({len(samples)} samples at {rate} Hz)")
     bank = fbank(torch.from_numpy(samples), rate, o.mel_bins)[: o.frames]
     x = torch.nn.functional.pad(bank, (0, 0, 0, o.frames - bank.shape[0])).T.unsqueeze(0)

@@ -14,6 +14,7 @@ from PIL import Image
 from onellm.config import EncoderConfig
 from onellm.errors import BadInputError
 from onellm.modality import ModalitySpec
+from onellm.readers import open_image, read_npy
 
 from .image import FrameTokenizer, crop_views, open_rgb
 
@@ -67,21 +68,13 @@ def read_depth(path: Path) -> Image.Image:
     """A 16-bit PNG (millimetres) or .npy (metres) is metric and gets rendered; an 8-bit
     image is taken as already rendered and converted to RGB, as the original does."""
     if path.suffix.lower() == ".npy":
-        try:
-            depth = np.load(path, allow_pickle=False).astype(np.float32)
-        except (OSError, ValueError) as err:
-            raise BadInputError(path, f"not a readable .npy array ({err})") from err
-        depth = depth.squeeze()
+        depth = read_npy(path).squeeze()
         if depth.ndim != 2:
             raise BadInputError(path, f"expected a depth map [H, W], got {list(depth.shape)}")
         return render_depth(depth)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in METRIC_MODES:
-                return render_depth(np.asarray(img, dtype=np.float32) / 1000.0)
-    except (OSError, ValueError, SyntaxError) as err:
-        raise BadInputError(path, f"not a readable depth image ({err})") from err
+    with open_image(path) as img:
+        if img.mode in METRIC_MODES:
+            return render_depth(np.asarray(img, dtype=np.float32) / 1000.0)
     return open_rgb(path)
 
 

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from onellm.config import EncoderConfig
-from onellm.errors import BadInputError
+from onellm.errors import BadInputError, describe
 from onellm.modality import ModalitySpec, ModalityTokenizer, TokenGrid, learned_pos_embed
+from onellm.readers import MAX_ARRAY_VALUES, read_npy
 
 
 @dataclass
@@ -40,9 +41,16 @@ def _read_nifti(path: Path) -> np.ndarray:
     import nibabel  # only volumes need it
 
     try:
-        return np.asarray(nibabel.load(str(path)).get_fdata(dtype=np.float32))
-    except (OSError, ValueError, EOFError, nibabel.filebasedimages.ImageFileError) as err:
-        raise BadInputError(path, f"not a readable NIfTI file ({err})") from err
+        image = nibabel.load(str(path))
+        values = int(np.prod(image.shape, dtype=np.int64))
+        if values > MAX_ARRAY_VALUES:  # before get_fdata allocates them
+            limit = f"over the {MAX_ARRAY_VALUES:,}-value limit"
+            raise BadInputError(path, f"declares a volume of {list(image.shape)}, {limit}")
+        return np.asarray(image.get_fdata(dtype=np.float32))
+    except BadInputError:
+        raise
+    except Exception as err:  # nibabel and its gzip reader raise many types
+        raise BadInputError(path, f"not a readable NIfTI file ({describe(err)})") from err
 
 
 def read_voxels(paths: list[Path]) -> np.ndarray:
@@ -50,10 +58,7 @@ def read_voxels(paths: list[Path]) -> np.ndarray:
     voxels in C order), or an .npy voxel vector [V] / [repetitions, V] (averaged)."""
     path = paths[0]
     if path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False).astype(np.float32)
-        except (OSError, ValueError) as err:
-            raise BadInputError(path, f"not a readable .npy array ({err})") from err
+        array = read_npy(path)
         if array.ndim not in (1, 2):
             raise BadInputError(path, f"expected voxels [V] or [repetitions, V], got {list(array.shape)}")
         return array.reshape(-1, array.shape[-1]).mean(axis=0)

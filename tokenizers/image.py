@@ -10,8 +10,8 @@ import torch
 from PIL import Image, ImageSequence
 
 from onellm.config import EncoderConfig
-from onellm.errors import BadInputError
 from onellm.modality import ModalitySpec, ModalityTokenizer, TokenGrid
+from onellm.readers import open_image
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -59,21 +59,17 @@ class ImageTokenizer(FrameTokenizer):
 def open_rgb(path: Path) -> Image.Image:
     """Any PIL mode (L, LA, P, RGBA, CMYK, 16-bit, float) and the first frame of animations -> RGB.
     Transparent areas become white; 16-bit and float images are scaled by their maximum."""
-    try:
-        with Image.open(path) as img:
-            frame = next(iter(ImageSequence.Iterator(img)))
-            frame.load()
-            if frame.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                arr = np.asarray(frame, dtype=np.float32)
-                frame = Image.fromarray((arr / max(float(arr.max()), 1.0) * 255).astype(np.uint8))
-            if frame.mode in ("RGBA", "LA", "P", "PA"):
-                frame = frame.convert("RGBA")
-                canvas = Image.new("RGBA", frame.size, (255, 255, 255, 255))
-                frame = Image.alpha_composite(canvas, frame)
-            return frame.convert("RGB")
-    except (OSError, ValueError, SyntaxError, StopIteration, Image.DecompressionBombError) as err:
-        # PIL reports a corrupt PNG chunk as SyntaxError and a truncated one as OSError.
-        raise BadInputError(path, f"not a readable image ({err})") from err
+    with open_image(path) as img:
+        frame = next(iter(ImageSequence.Iterator(img)))
+        frame.load()
+        if frame.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            arr = np.asarray(frame, dtype=np.float32)
+            frame = Image.fromarray((arr / max(float(arr.max()), 1.0) * 255).astype(np.uint8))
+        if frame.mode in ("RGBA", "LA", "P", "PA"):
+            frame = frame.convert("RGBA")
+            canvas = Image.new("RGBA", frame.size, (255, 255, 255, 255))
+            frame = Image.alpha_composite(canvas, frame)
+        return frame.convert("RGB")
 
 
 def clip_normalize(images: list[Image.Image]) -> torch.Tensor:

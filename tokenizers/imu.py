@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import torchaudio.functional as AF
 from torch import nn
 
 from onellm.config import EncoderConfig
-from onellm.errors import BadInputError
+from onellm.errors import BadInputError, describe
 from onellm.modality import ModalitySpec, ModalityTokenizer, TokenGrid, learned_pos_embed
+from onellm.readers import read_npy
 
 
 @dataclass
@@ -52,20 +54,20 @@ class IMUTokenizer(ModalityTokenizer):
 
 def read_imu(path: Path, channels: int) -> tuple[np.ndarray, np.ndarray | None]:
     """[N, channels] float32 samples and the timestamps in seconds when the file has them."""
-    try:
-        if path.suffix.lower() == ".npy":
-            array, times = np.load(path, allow_pickle=False).astype(np.float32), None
-        else:
+    if path.suffix.lower() == ".npy":
+        array, times = read_npy(path), None
+    else:
+        try:
             array, times = _read_csv(path)
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        raise BadInputError(path, f"not a readable IMU file ({err})") from err
+        except Exception as err:  # numpy's text parser raises ValueError, UnicodeDecodeError and more
+            raise BadInputError(path, f"not a readable IMU CSV file ({describe(err)})") from err
+    if array.size == 0:
+        raise BadInputError(path, "no IMU samples")
     if array.ndim == 2 and array.shape[1] != channels and array.shape[0] == channels:
         array = array.T
     if array.ndim != 2 or array.shape[1] != channels:
         layouts = f"[N, {channels}] or [{channels}, N]"
         raise BadInputError(path, f"expected {channels} IMU channels ({layouts}), got {list(array.shape)}")
-    if len(array) == 0:
-        raise BadInputError(path, "no IMU samples")
     if not np.isfinite(array).all():
         raise BadInputError(path, "IMU samples hold NaN or infinite values")
     return array, times
@@ -82,7 +84,9 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         header = False
     except ValueError:
         header = True
-    table = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, skiprows=int(header))
+    with warnings.catch_warnings():  # an empty table is reported as no samples, not warned about
+        warnings.filterwarnings("ignore", "loadtxt: input contained no data")
+        table = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, skiprows=int(header))
     time_cols = [i for i, n in enumerate(names) if header and n in ("timestamp", "time")]
     if not time_cols:
         return table.astype(np.float32), None

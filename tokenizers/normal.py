@@ -9,6 +9,7 @@ from PIL import Image
 
 from onellm.errors import BadInputError
 from onellm.modality import ModalitySpec
+from onellm.readers import read_npy
 
 from .depth import ImageMapPairTokenizer, load_pair
 from .image import open_rgb
@@ -19,10 +20,7 @@ def read_normal(path: Path) -> Image.Image:
     normals in [-1, 1] is mapped the same way."""
     if path.suffix.lower() != ".npy":
         return open_rgb(path)
-    try:
-        normals = np.load(path, allow_pickle=False).astype(np.float32)
-    except (OSError, ValueError) as err:
-        raise BadInputError(path, f"not a readable .npy array ({err})") from err
+    normals = read_npy(path)
     if normals.ndim == 3 and normals.shape[0] == 3 and normals.shape[-1] != 3:
         normals = normals.transpose(1, 2, 0)
     if normals.ndim != 3 or normals.shape[-1] != 3:

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from onellm.config import EncoderConfig
-from onellm.errors import BadInputError
+from onellm.errors import BadInputError, describe
 from onellm.modality import ModalitySpec, ModalityTokenizer, TokenGrid, learned_pos_embed
+from onellm.readers import read_npy
 
 from .point_ops import farthest_point_sample, gather_points, knn_indices
 
@@ -64,10 +65,7 @@ class PointTokenizer(ModalityTokenizer):
 def read_cloud(path: Path) -> np.ndarray:
     """[N, 6] float32: xyz then rgb in [0, 1] (zeros when the file has no colours)."""
     if path.suffix.lower() == ".npy":
-        try:
-            cloud = np.load(path, allow_pickle=False).astype(np.float32)
-        except (OSError, ValueError) as err:
-            raise BadInputError(path, f"not a readable .npy array ({err})") from err
+        cloud = read_npy(path)
         if cloud.ndim != 2 or cloud.shape[1] not in (3, 6):
             raise BadInputError(path, f"expected a point array [N, 3] or [N, 6], got {list(cloud.shape)}")
         if cloud.shape[1] == 6 and cloud[:, 3:].max(initial=0.0) > 1.0:
@@ -75,7 +73,11 @@ def read_cloud(path: Path) -> np.ndarray:
     else:
         import open3d  # heavy; only mesh-style formats need it
 
-        pcd = open3d.io.read_point_cloud(str(path))  # an unreadable file gives an empty cloud
+        if path.suffix.lower() == ".ply":
+            check_ply(path)
+        # Quiet: a file it cannot read is reported below, as an empty cloud.
+        with open3d.utility.VerbosityContextManager(open3d.utility.VerbosityLevel.Error):
+            pcd = open3d.io.read_point_cloud(str(path))
         cloud = np.asarray(pcd.points, dtype=np.float32)
         colours = np.asarray(pcd.colors, dtype=np.float32) if pcd.has_colors() else np.zeros_like(cloud)
         cloud = np.concatenate([cloud, colours], axis=1)
@@ -86,6 +88,41 @@ def read_cloud(path: Path) -> np.ndarray:
     if not np.isfinite(cloud).all():
         raise BadInputError(path, "point cloud holds NaN or infinite values")
     return cloud
+
+
+_PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
+              "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8}
+
+
+def check_ply(path: Path) -> None:
+    """Refuse a PLY file that open3d would trip on, before it reads it: its reader prints to
+    stderr on a damaged file, reads a truncated one in part, and allocates whatever vertex
+    count the header declares. The header must parse and the data must have room for every
+    declared row (binary: the exact row size; ASCII: two characters a value; a list counts
+    only its length field)."""
+    with path.open("rb") as f:
+        head = f.read(1 << 16)
+    end = head.find(b"end_header")
+    if not head.startswith(b"ply") or end < 0 or b"\n" not in head[end:]:
+        raise BadInputError(path, "not a PLY file (no ply ... end_header header)")
+    rows: list[list[int]] = []  # per element: [count, bytes a row]
+    text = None
+    try:
+        for words in (line.split() for line in head[:end].decode("ascii").splitlines()[1:] if line.strip()):
+            if words[0] == "format":
+                text = {"ascii": True, "binary_little_endian": False, "binary_big_endian": False}[words[1]]
+            elif words[0] == "element" and int(words[2]) >= 0:
+                rows.append([int(words[2]), 0])
+            elif words[0] == "property" and text is not None:
+                rows[-1][1] += 2 if text else _PLY_SIZES[words[2] if words[1] == "list" else words[1]]
+            elif words[0] not in ("comment", "obj_info"):
+                raise ValueError(f"unexpected header line {' '.join(words)!r}")
+    except (UnicodeDecodeError, KeyError, IndexError, ValueError) as err:
+        raise BadInputError(path, f"not a readable PLY header ({describe(err)})") from err
+    needed = sum(count * size for count, size in rows)
+    held = path.stat().st_size - (head.index(b"\n", end) + 1)
+    if needed > held:
+        raise BadInputError(path, f"truncated: the header declares {needed:,} bytes of data, the file holds {held:,}")
 
 
 def resample_points(cloud: torch.Tensor, count: int, train: bool) -> torch.Tensor:

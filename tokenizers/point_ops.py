@@ -6,9 +6,22 @@ CPU (and as a batched torch loop on GPU), so the point tokenizer needs no custom
 
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import config, njit, prange
+
+# numba's default threading layer is a library changing the process's settings: its OpenMP
+# layer raises torch's intra-op thread count (1 -> 2), and with open3d's older libtbb loaded,
+# its TBB probe prints a two-line warning on every point cloud. The workqueue layer does
+# neither; a user's own NUMBA_THREADING_LAYER still wins.
+if "NUMBA_THREADING_LAYER" not in os.environ and config.THREADING_LAYER == "default":
+    config.THREADING_LAYER = "workqueue"
+# The workqueue layer aborts the process when two threads launch kernels at once (a web
+# server's request threads, say), so launches take turns.
+_KERNEL_LOCK = threading.Lock()
 
 # The original sampler fills its running-min buffer with 1e10 rather than +inf.
 _INIT_DIST = 1e10
@@ -134,7 +147,9 @@ def farthest_point_sample(
     # The CUDA tie-break is emulated on CPU for every device: exactness matters more than speed there.
     arr = points.detach().to(device="cpu", dtype=dtype).contiguous().numpy()
     kernel = _fps_first_kernel if tie_break == "first" else _fps_cuda_kernel
-    return torch.from_numpy(kernel(arr, num_samples, start)).to(points.device)
+    with _KERNEL_LOCK:
+        picked = kernel(arr, num_samples, start)
+    return torch.from_numpy(picked).to(points.device)
 
 
 @torch.no_grad()

@@ -15,8 +15,9 @@ import torch
 from PIL import Image
 
 from onellm.config import EncoderConfig
-from onellm.errors import BadInputError
+from onellm.errors import BadInputError, describe
 from onellm.modality import ModalitySpec
+from onellm.readers import check_pixels
 
 from .image import FrameTokenizer, clip_normalize, crop_views, short_side
 
@@ -54,12 +55,14 @@ def decode_clip_frames(path: Path, clips: int) -> list[Image.Image]:
             duration = _duration(path, container)
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
+            if stream.codec_context.width and stream.codec_context.height:  # 0 when only decoding tells
+                check_pixels(path, stream.codec_context.width, stream.codec_context.height)
             stream.thread_type = "AUTO"
             frames = _first_frames_from(container.decode(stream), clip_start_times(duration, clips), stream)
     except BadInputError:
         raise
-    except (av.error.FFmpegError, OSError, ValueError) as err:
-        raise BadInputError(path, f"not a decodable video ({err})") from err
+    except Exception as err:  # FFmpeg's errors and whatever a damaged container makes PyAV raise
+        raise BadInputError(path, f"not a decodable video ({describe(err)})") from err
     if not frames:
         raise BadInputError(path, "no decodable video frames")
     return [frame.to_image() for frame in frames]

@@ -45,6 +45,7 @@ class ManifestDataset(Dataset):
             return sample, self.load(sample)
         except BadInputError as err:
             return BadSample(sample.id, str(err), err.problem)
-        except (OSError, ValueError) as err:  # from a plugin's loader that does not name the file
-            return BadSample(sample.id, str(BadInputError(sample.paths()[0], str(err), sample.modality)), str(err))
+        except Exception as err:  # whatever else a file made fail (a shard member, say): one bad sample
+            problem = f"{type(err).__name__} ({err})"  # counted by type
+            return BadSample(sample.id, str(BadInputError(sample.paths()[0], problem, sample.modality)), problem)
 

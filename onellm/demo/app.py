@@ -14,6 +14,7 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
+from ..errors import describe
 from ..inputs import guess_modality, load_input
 from ..registry import get_modality
 from .chat import GenerationSettings, conversation_prompt, modality_choices, stream_answer
@@ -124,10 +125,11 @@ def _respond(
     if not file:
         raise gr.Error("Upload a file first.")
     history = list(history or [])
+    paths = _paths(modality, file, companion)
     try:
-        x = load_input(_paths(modality, file, companion), modality, model.tokenizers[modality], meta=meta)
-    except INPUT_ERRORS as err:
-        raise gr.Error(str(err), duration=None, print_exception=False) from err
+        x = load_input(paths, modality, model.tokenizers[modality], meta=meta)
+    except Exception as err:  # load_input names the file; anything else still ends this request only
+        raise gr.Error(_for_user(err, paths), duration=None, print_exception=False) from err
     prompt = conversation_prompt(model.processor, _turns(history), question)
     asked = history + [{"role": "user", "content": question}]
     model.router_statistics(reset=True)
@@ -136,9 +138,18 @@ def _respond(
         for text in stream_answer(model, modality, x, prompt, settings):
             yield [asked + [{"role": "assistant", "content": text}], gr.skip()]
     except INPUT_ERRORS as err:  # the tokenizer's own shape check, say
-        raise gr.Error(str(err), duration=None, print_exception=False) from err
+        raise gr.Error(_for_user(err, paths), duration=None, print_exception=False) from err
     weights = model.router_statistics(reset=True).get(modality, {}).get("mean_weight", [])
     yield [asked + [{"role": "assistant", "content": text}], _router_frame(weights)]
+
+
+def _for_user(err: Exception, paths: list[Path]) -> str:
+    """The error with each upload named by its own file name: gradio keeps it as the last part
+    of the server's temporary copy, whose folder the user neither knows nor should see."""
+    text = describe(err)
+    for path in paths:
+        text = text.replace(str(path), path.name)
+    return text
 
 
 def _paths(modality: str, file: str, companion: str | None) -> list[Path]:
@@ -188,10 +199,11 @@ def _previews(modality: str, file: str | None, companion: str | None) -> list[di
     shown: dict[str, Any] = dict.fromkeys(PREVIEW_KINDS)
     previewer = get_modality(modality).previewer()
     if file and previewer is not None:
+        paths = _paths(modality, file, companion)
         try:
-            result = previewer(_paths(modality, file, companion))
-        except INPUT_ERRORS as err:
-            gr.Warning(f"no preview: {err}")
+            result = previewer(paths)
+        except Exception as err:  # a plugin's previewer too: no preview, and the upload goes on
+            gr.Warning(f"no preview: {_for_user(err, paths)}")
             result = None
         for item in result if isinstance(result, (list, tuple)) else [result]:
             kind = _preview_kind(item)

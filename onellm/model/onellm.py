@@ -78,14 +78,15 @@ class OneLLM(nn.Module):
                 raise FileNotFoundError(f"{directory}: missing {needed}; not a OneLLM save_pretrained directory")
         config = OneLLMConfig.from_file(directory / CONFIG_NAME)
         model = cls(config, base_dir=directory)
+        weights = directory / WEIGHTS_NAME
         try:
-            state = load_file(directory / WEIGHTS_NAME)
+            state = load_file(weights)
         except Exception as err:  # safetensors raises its own error types (a pickle, say, is no header)
-            raise BadInputError(directory / WEIGHTS_NAME, f"not a readable safetensors file ({describe(err)})") from err
+            raise BadInputError(weights, f"not a readable safetensors file ({describe(err)})") from err
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("llm.")]
         if missing or unexpected:
-            raise ValueError(f"{directory / WEIGHTS_NAME}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
+            raise ValueError(f"{weights}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
         return model
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
