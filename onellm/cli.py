@@ -24,6 +24,10 @@ def _caption(args: argparse.Namespace) -> int:
     model.to(args.device)
     if args.companion and len(args.files) != 1:
         raise ValueError("--companion belongs to one input file; caption such files one at a time")
+    if args.bare_prompt and args.question:
+        raise ValueError("--bare-prompt asks nothing: drop --question, or ask it with --template")
+    # None: as the model was last trained (its config's "prompting"); an empty question asks nothing.
+    bare = True if args.bare_prompt or args.question == "" else False if args.template else None
     if args.modality and args.modality not in model.tokenizers:
         get_modality(args.modality)  # a modality nobody installed: says which ones are
         raise ValueError(f"the model {args.model} has no {args.modality} input; it takes {', '.join(model.modalities)}")
@@ -32,7 +36,8 @@ def _caption(args: argparse.Namespace) -> int:
         modality = args.modality or guess_modality(Path(file), dict(model.tokenizers))
         paths = [Path(file), *map(Path, args.companion or [])]
         x = load_input(paths, modality, model.tokenizers[modality], meta=dict(args.meta))
-        text = model.caption(modality, x.unsqueeze(0), args.question, max_new_tokens=args.max_new_tokens)[0]
+        text = model.caption(modality, x.unsqueeze(0), args.question or None, bare=bare,
+                             max_new_tokens=args.max_new_tokens)[0]
         # one tab-separated line per file, whatever the model generates
         print(f"{file}\t{modality}\t{' '.join(text.split())}")
     return 0
@@ -99,7 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a file the input needs beside it (the RGB image of a depth or normal map, "
                           "the ROI mask of an fMRI volume); repeat for several")
     cap.add_argument("--meta", action="append", type=meta_item, default=[], metavar="KEY=VALUE", help=META_HELP)
-    cap.add_argument("--question", help="ask this instead of the modality's caption prompt")
+    cap.add_argument("--question", help="ask this instead of the modality's caption prompt (in the prompt "
+                                        "template; an empty question is --bare-prompt)")
+    asking = cap.add_mutually_exclusive_group()
+    asking.add_argument("--bare-prompt", action="store_true",
+                        help="generate right after the modality tokens, as the alignment stages train "
+                             "(the default for a model exported after them)")
+    asking.add_argument("--template", action="store_true",
+                        help="ask in the prompt template (the default for instruction-tuned models and presets)")
     cap.add_argument("--max-new-tokens", type=int, default=32)
     cap.add_argument("--device", default="cpu")
     cap.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])

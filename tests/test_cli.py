@@ -125,3 +125,31 @@ def test_pickle_in_place_of_the_weights_is_one_line_and_never_runs(tmp_path, cap
     weights = tmp_path / "model" / "onellm.safetensors"
     assert err.startswith(f"onellm caption: error: {weights}: not a readable safetensors file")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_caption_asks_as_the_model_was_trained_unless_told(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from onellm.config import OneLLMConfig
+    from onellm.model.onellm import OneLLM
+
+    config = OneLLMConfig.from_preset("tiny")
+    config.modalities, config.prompting = {"image": {}}, "bare"  # as exported after a caption stage
+    OneLLM(config).save_pretrained(tmp_path / "aligned")
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    prompts = []
+
+    def generate(self, input_ids, attention_mask, modality_mask, modality, inputs, **kwargs):
+        prompts.append(self.processor.tokenizer.decode(input_ids[0][~modality_mask[0]].tolist(), skip_special_tokens=True))
+        return torch.tensor([[ord("x")]])
+
+    monkeypatch.setattr(OneLLM, "generate", generate)
+    run = ["caption", "--model", str(tmp_path / "aligned"), str(tmp_path / "a.png")]
+    for extra in ([], ["--question", ""], ["--bare-prompt"], ["--template"], ["--question", "What colour?"]):
+        assert main(run + extra) == 0
+    assert prompts[:3] == ["", "", ""]  # only the modality tokens: nothing asked
+    assert "Provide a one-sentence caption" in prompts[3] and "### Assistant:" in prompts[3]
+    assert "What colour?" in prompts[4]
+    capsys.readouterr()
+    assert main(run + ["--bare-prompt", "--question", "What colour?"]) == 2
+    assert "--bare-prompt asks nothing" in capsys.readouterr().err

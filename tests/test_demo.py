@@ -294,3 +294,16 @@ def test_meta_reaches_the_loader_of_every_upload(tiny_model, tmp_path, monkeypat
     args = parser.parse_args(["demo", "--model", "tiny", "--meta", "sample_rate=100", "--meta", "start=0.5"])
     assert args.func(args) == 0
     assert built["meta"] == {"sample_rate": 100, "start": 0.5}
+
+
+def test_caption_button_asks_a_caption_stage_model_nothing(tiny_model, tmp_path, monkeypatch):
+    from onellm.demo import app
+
+    prompts = []
+    monkeypatch.setattr(app, "stream_answer", lambda model, modality, x, prompt, settings: prompts.append(prompt) or iter(["ok"]))
+    path = _rgb(tmp_path / "a.png", np.random.default_rng(0))
+    for prompting, bare in (("bare", True), ("template", False)):
+        tiny_model.config.prompting = prompting
+        list(app._respond(tiny_model, str(path), None, "image", "Caption it.", [], GenerationSettings(), bare=bare))
+    assert prompts[0] == "<modality>"
+    assert "Caption it." in prompts[1]

@@ -16,6 +16,7 @@ from PIL import Image
 
 from ..errors import describe
 from ..inputs import guess_modality, load_input
+from ..processor import PLACEHOLDER
 from ..registry import get_modality
 from .chat import GenerationSettings, conversation_prompt, modality_choices, stream_answer
 
@@ -54,7 +55,9 @@ def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | Non
     def caption(file, companion, modality, history, max_new_tokens, temperature, top_p) -> Iterator[list[Any]]:
         question = get_modality(modality).caption_prompt()
         settings = GenerationSettings(int(max_new_tokens), float(temperature), float(top_p))
-        yield from _respond(model, file, companion, modality, question, history, settings, meta)
+        # A model last trained on captions alone captions from the modality tokens, unasked.
+        bare = model.config.prompting == "bare" and not history
+        yield from _respond(model, file, companion, modality, question, history, settings, meta, bare)
 
     def chat(file, companion, modality, question, history, max_new_tokens, temperature, top_p) -> Iterator[list[Any]]:
         if not (question or "").strip():
@@ -119,9 +122,11 @@ def _respond(
     history: list[Message] | None,
     settings: GenerationSettings,
     meta: dict[str, Any] | None = None,
+    bare: bool = False,
 ) -> Iterator[list[Any]]:
     """Streams [conversation, router chart] updates; a file the loader rejects becomes an
-    error message on the page and the server carries on."""
+    error message on the page and the server carries on. `bare`: generate right after the
+    modality tokens (the question is only shown)."""
     if not file:
         raise gr.Error("Upload a file first.")
     history = list(history or [])
@@ -130,7 +135,7 @@ def _respond(
         x = load_input(paths, modality, model.tokenizers[modality], meta=meta)
     except Exception as err:  # load_input names the file; anything else still ends this request only
         raise gr.Error(_for_user(err, paths), duration=None, print_exception=False) from err
-    prompt = conversation_prompt(model.processor, _turns(history), question)
+    prompt = PLACEHOLDER if bare else conversation_prompt(model.processor, _turns(history), question)
     asked = history + [{"role": "user", "content": question}]
     model.router_statistics(reset=True)
     text = ""
