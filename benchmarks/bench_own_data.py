@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("own-data-run"))
     parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--stage1-steps", type=int, default=1000)
+    parser.add_argument("--stage1-steps", type=int, default=1500)
     parser.add_argument("--stage2-steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)

@@ -83,6 +83,7 @@ class OneLLMModule(L.LightningModule):
         # Frozen weights come from `init_from`/the preset again on resume, so checkpoints skip them.
         self.strict_loading = False
         self._step_start: float | None = None
+        self._log_path: Path | None = None
         self.bad_samples: dict[str, str] = {}
         self.bad_reasons: Counter[str] = Counter()
         self.samples_seen = 0
@@ -175,9 +176,10 @@ class OneLLMModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def _log_dir(self) -> Path:
-        log_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        return log_dir
+        if self._log_path is None:
+            self._log_path = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        self._log_path.mkdir(parents=True, exist_ok=True)
+        return self._log_path
 
     def _write_rank_record(self) -> None:
         """Per rank: the modality of every step and a digest of the trained weights, so a
@@ -192,6 +194,10 @@ class OneLLMModule(L.LightningModule):
         (log_dir / f"rank{self.global_rank}.json").write_text(json.dumps(record))
 
     def on_train_start(self) -> None:
+        # trainer.log_dir is a broadcast under DDP: ask it here, where every rank does, and
+        # not later from a rank alone (one that met a bad file), which would wait forever.
+        self._log_path = None
+        self._log_dir()
         if self.trainer.ckpt_path:  # resumed: the log continues from the restored step
             for logger in self.loggers:
                 if isinstance(logger, ResumableCSVLogger):
