@@ -176,8 +176,7 @@ class OneLLMModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def _log_dir(self) -> Path:
-        if self._log_path is None:
-            self._log_path = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        """The run's log folder, as every rank resolved it at train start."""
         self._log_path.mkdir(parents=True, exist_ok=True)
         return self._log_path
 
@@ -196,8 +195,7 @@ class OneLLMModule(L.LightningModule):
     def on_train_start(self) -> None:
         # trainer.log_dir is a broadcast under DDP: ask it here, where every rank does, and
         # not later from a rank alone (one that met a bad file), which would wait forever.
-        self._log_path = None
-        self._log_dir()
+        self._log_path = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         if self.trainer.ckpt_path:  # resumed: the log continues from the restored step
             for logger in self.loggers:
                 if isinstance(logger, ResumableCSVLogger):
