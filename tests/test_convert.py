@@ -141,6 +141,11 @@ def test_layout_sizes_and_files(converted):
     assert opts["audio"]["frames"] == AUDIO_FRAMES and opts["imu"]["samples"] == IMU_SAMPLES
     assert (opts["fmri"]["voxels"], opts["fmri"]["tokens"]) == (VOXELS, FMRI_TOKENS)
     assert opts["point"]["centers"] == CENTERS and tuple(opts["point"]["sample_columns"]) == (3, 6)
+    # The published preprocessing travels with the weights, in both files.
+    processor = json.loads((out / "processor_config.json").read_text())["preprocessing"]
+    for saved in (opts, processor):
+        assert (saved["video"]["frames"], saved["video"]["crops"], saved["video"]["resize"]) == (15, 3, "bilinear")
+        assert (saved["imu"]["normalize"], saved["imu"]["resample_padding"]) == (False, "zeros")
     llm = json.loads((out / "llm" / "config.json").read_text())
     assert (llm["hidden_size"], llm["num_hidden_layers"], llm["num_attention_heads"], llm["vocab_size"]) == (D, 2, 4, 320)
 
@@ -197,6 +202,14 @@ def test_missing_tensors_refused_unless_partial(official, sentencepiece_model, t
     assert report.filled == ["upm.out_proj.audio.0.bias"]
     model = OneLLM.from_pretrained(tmp_path / "partial")
     assert torch.equal(model.upm.out_proj["audio"][0].bias, torch.zeros(D))
+
+
+@pytest.mark.parametrize("given", [{}, {"llm_heads": 4}, {"llm_heads": 4, "clip_heads": 4}])
+def test_head_counts_required_at_widths_other_than_the_release(official, sentencepiece_model, tmp_path, given):
+    missing = next(k for k in ("llm_heads", "clip_heads", "upm_heads") if k not in given)
+    with pytest.raises(BadInputError, match="--" + missing.replace("_", "-")):
+        convert_official(official[0], tmp_path / "x", sentencepiece_model, progress=False, **given)
+    assert not (tmp_path / "x").exists()
 
 
 def test_bad_files_are_named(sentencepiece_model, tmp_path):

@@ -121,12 +121,64 @@ def write_video(path: Path, colours: list[tuple[int, int, int]], fps: int = 10, 
         container.mux(stream.encode())
 
 
-def test_video_clips_spread_over_the_video(tmp_path):
-    path = tmp_path / "rgb.mp4"
-    write_video(path, [(255, 0, 0), (0, 255, 0), (0, 0, 255)])
-    x = load("video", [path])  # tiny: 3 frames, 1 crop -> clips start at 0 s, 1 s, 2 s
-    dominant = x.mean(dim=(2, 3)).argmax(dim=1)
-    assert dominant.tolist() == [0, 1, 2]
+def index_colour(k: int) -> tuple[int, int, int]:
+    """Frame k as a flat colour that survives lossy coding: three base-8 digits of k."""
+    return (k % 8 * 32 + 16, k // 8 % 8 * 32 + 16, k // 64 % 8 * 32 + 16)
+
+
+def colour_index(img: Image.Image) -> int:
+    r, g, b = (int(v) // 32 for v in np.asarray(img, dtype=np.float32).mean(axis=(0, 1)))
+    return r + 8 * g + 64 * b
+
+
+def write_indexed_video(path: Path, frames: int, fps: int, size=(32, 32)) -> None:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for k in range(frames):
+            pixels = np.full((size[1], size[0], 3), index_colour(k), np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+
+
+@pytest.mark.parametrize("fps", [10, 25, 30])
+@pytest.mark.parametrize("seconds", [0.8, 2.2, 3.5, 6.0, 7.3])
+def test_video_clip_times_follow_the_published_sampler(tmp_path, fps, seconds):
+    """pytorchvideo 0.1.5's ConstantClipsPerVideoSampler: clip i of 5 starts at
+    i * (duration - 1 s) / 5, and its first frame is taken (the last clip ends early)."""
+    from onellm.tokenizers.video import decode_clip_frames
+
+    frames = round(seconds * fps)
+    path = tmp_path / f"v{fps}.mp4"
+    write_indexed_video(path, frames, fps)
+    duration = frames / fps
+    starts = [i * max(duration - 1.0, 0.0) / 5 for i in range(5)]
+    want = [min(math.ceil(start * fps - 1e-6), frames - 1) for start in starts]
+    assert [colour_index(img) for img in decode_clip_frames(path, 5)] == want
+
+
+def test_video_published_resize_is_torch_bilinear_without_antialiasing(tmp_path):
+    """Halving the short side with bilinear interpolation (align_corners False, no
+    antialiasing) averages each 2x2 block exactly, so the published views are 2x2 means of
+    the decoded frame; PIL's bicubic resize of our presets is not."""
+    from onellm.tokenizers.video import decode_clip_frames
+
+    path = tmp_path / "noise.mp4"
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (2 * SIZE, 4 * SIZE, 3), dtype=np.uint8)  # wide: crops along x
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 4 * SIZE, 2 * SIZE, "yuv420p"
+        for _ in range(10):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+    decoded = torch.from_numpy(np.array(decode_clip_frames(path, 1)[0])).permute(2, 0, 1).float() / 255
+    halved = torch.nn.functional.avg_pool2d(decoded, 2)  # [3, SIZE, 2 * SIZE]
+    mean, std = torch.tensor(CLIP_MEAN).view(3, 1, 1), torch.tensor(CLIP_STD).view(3, 1, 1)
+    want = torch.stack([(halved[:, :, o : o + SIZE] - mean) / std for o in (0, SIZE // 2, SIZE)])
+    x = load("video", [path], frames=3, crops=3, resize="bilinear")
+    torch.testing.assert_close(x, want, atol=1e-5, rtol=0)
+    assert (load("video", [path], frames=3, crops=3, resize="bicubic") - x).abs().max() > 0.1
 
 
 def test_video_three_crops_along_the_long_side(tmp_path):
@@ -379,6 +431,26 @@ def test_imu_npy_with_meta_rate_and_window(tmp_path):
     z = load("imu", [path], meta={"sample_rate": rate})
     torch.testing.assert_close(z.mean(dim=1), torch.zeros(6), atol=1e-5, rtol=0)
     torch.testing.assert_close(z.std(dim=1, correction=0), torch.ones(6), atol=1e-3, rtol=0)
+
+
+def test_imu_resample_padding_zeros_as_published_or_edge(tmp_path):
+    """100 Hz -> 200 Hz. "zeros" (the published path, torchaudio's own padding) rings over
+    the first and last few output samples of a constant signal; "edge" does not; between
+    those edges both agree."""
+    path = tmp_path / "imu100.npy"
+    t = np.arange(200) / 100
+    signal = np.stack([3.0 + np.sin(2 * np.pi * 0.7 * t + k) for k in range(6)]).astype(np.float32)
+    np.save(path, signal)
+    zeros = load("imu", [path], meta={"sample_rate": 100}, normalize=False, resample_padding="zeros")
+    edge = load("imu", [path], meta={"sample_rate": 100}, normalize=False, resample_padding="edge")
+    # Output samples between input samples see the padded zeros: sample 1 is off by over 0.2.
+    assert (zeros[:, 1] - edge[:, 1]).abs().min() > 0.2
+    torch.testing.assert_close(zeros[:, 16:384], edge[:, 16:384], atol=2e-3, rtol=0)
+    for index in (0, 199, 399):
+        want = 3.0 + np.sin(2 * np.pi * 0.7 * index / 200 + np.arange(6))
+        torch.testing.assert_close(edge[:, index], torch.tensor(want, dtype=torch.float32), atol=0.03, rtol=0)
+    with pytest.raises(ValueError, match="resample_padding"):
+        tokenizer("imu", resample_padding="reflect")
 
 
 # fmri ------------------------------------------------------------------------------------

@@ -72,10 +72,21 @@ def open_rgb(path: Path) -> Image.Image:
         return frame.convert("RGB")
 
 
-def clip_normalize(images: list[Image.Image]) -> torch.Tensor:
-    """Same-size RGB images -> [len(images), 3, H, W] in CLIP's normalisation."""
-    x = torch.from_numpy(np.stack([np.array(im) for im in images])).permute(0, 3, 1, 2).float() / 255.0
+def unit_tensor(images: list[Image.Image]) -> torch.Tensor:
+    """Same-size RGB images -> [len(images), 3, H, W] floats in [0, 1]."""
+    return torch.from_numpy(np.stack([np.asarray(im) for im in images])).permute(0, 3, 1, 2).float() / 255.0
+
+
+def normalize_unit(x: torch.Tensor) -> torch.Tensor:
+    """[..., 3, H, W] in [0, 1] -> CLIP's normalisation."""
     return (x - torch.tensor(CLIP_MEAN).view(3, 1, 1)) / torch.tensor(CLIP_STD).view(3, 1, 1)
+
+
+def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """[..., H, W] -> [..., size, size], offsets rounded as torchvision's CenterCrop."""
+    h, w = x.shape[-2:]
+    top, left = round((h - size) / 2), round((w - size) / 2)
+    return x[..., top : top + size, left : left + size]
 
 
 def short_side(img: Image.Image, size: int) -> Image.Image:
@@ -112,13 +123,8 @@ def crop_views(images: list[Image.Image], size: int, train: bool = False) -> tor
         left, top, w, h = random_crop_box(*images[0].size)
         box = (left, top, left + w, top + h)
         images = [im.crop(box).resize((size, size), Image.BICUBIC) for im in images]
-    else:
-        images = [short_side(im, size) for im in images]
-        w, h = images[0].size
-        # Rounded offsets, as torchvision's CenterCrop.
-        left, top = round((w - size) / 2), round((h - size) / 2)
-        images = [im.crop((left, top, left + size, top + size)) for im in images]
-    return clip_normalize(images)
+        return normalize_unit(unit_tensor(images))
+    return normalize_unit(centre_crop(unit_tensor([short_side(im, size) for im in images]), size))
 
 
 def load_image(

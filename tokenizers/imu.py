@@ -26,6 +26,10 @@ class IMUOptions:
     # Per-channel standardisation of the window. The published weights saw raw values
     # (Ego4D's units), so the onellm-7b preset turns it off.
     normalize: bool = True
+    # Padding before resampling to 200 Hz: "zeros" is torchaudio's own, as published (a
+    # constant signal rings over the first and last few output samples); "edge" repeats the
+    # end samples first, so nothing rings.
+    resample_padding: str = "zeros"
 
 
 SAMPLE_RATE = 200
@@ -40,6 +44,8 @@ class IMUTokenizer(ModalityTokenizer):
     def __init__(self, encoder: EncoderConfig, options: IMUOptions) -> None:
         super().__init__(encoder, options)
         o = options
+        if o.resample_padding not in ("zeros", "edge"):
+            raise ValueError(f"IMU resample_padding must be 'zeros' or 'edge', got {o.resample_padding!r}")
         self.input_shape = (o.channels, o.samples)
         self.num_patches = (o.samples - o.kernel) // o.stride + 1
         if self.num_patches < 1:
@@ -107,11 +113,13 @@ def sample_rate(path: Path, times: np.ndarray | None, meta: dict) -> float:
     return rate
 
 
-def resample(x: torch.Tensor, rate: int, target: int) -> torch.Tensor:
-    """torchaudio's sinc resampling of [C, N], as published, but with the ends padded by
-    repetition first: its zero padding would make even a constant signal ring at the edges."""
+def resample(x: torch.Tensor, rate: int, target: int, padding: str = "zeros") -> torch.Tensor:
+    """torchaudio's sinc resampling of [C, N]; with padding "edge" the ends are padded by
+    repetition first, so its zero padding cannot make even a constant signal ring."""
     if rate == target:
         return x
+    if padding == "zeros":
+        return AF.resample(x, rate, target)
     step = rate // math.gcd(rate, target)  # source samples that map to a whole output sample
     pad = step * math.ceil(_EDGE_PAD * max(1.0, rate / target) / step)
     out = AF.resample(torch.nn.functional.pad(x[None], (pad, pad), mode="replicate")[0], rate, target)
@@ -132,7 +140,8 @@ def load_imu(
     array = array[(offsets >= start - 1e-9) & (offsets < end)]
     if len(array) == 0:
         raise BadInputError(paths[0], f"no IMU samples between {start} s and {end} s")
-    x = resample(torch.from_numpy(np.ascontiguousarray(array.T)), round(rate), SAMPLE_RATE)[:, : o.samples]
+    x = torch.from_numpy(np.ascontiguousarray(array.T))
+    x = resample(x, round(rate), SAMPLE_RATE, o.resample_padding)[:, : o.samples]
     if o.normalize:
         x = (x - x.mean(dim=1, keepdim=True)) / (x.std(dim=1, keepdim=True, correction=0) + 1e-6)
     return torch.nn.functional.pad(x, (0, o.samples - x.shape[1]))

@@ -1,7 +1,8 @@
 """video: T frames through the encoder's patch conv, encoded separately and averaged.
 
-The published model takes 15 frames: 5 one-second clips spread uniformly over the video,
-the first frame of each, in 3 spatial crops (frames=15, crops=3)."""
+The published model takes 15 frames: 5 one-second clips spread over the video, the first
+frame of each, short side resized with torch's bilinear interpolation, in 3 spatial crops
+(frames=15, crops=3, resize="bilinear")."""
 from __future__ import annotations
 
 import math
@@ -12,6 +13,7 @@ from typing import Iterable
 import av
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from onellm.config import EncoderConfig
@@ -19,7 +21,7 @@ from onellm.errors import BadInputError, describe
 from onellm.modality import ModalitySpec
 from onellm.readers import check_pixels
 
-from .image import FrameTokenizer, clip_normalize, crop_views, short_side
+from .image import FrameTokenizer, centre_crop, crop_views, normalize_unit, short_side, unit_tensor
 
 CLIP_SECONDS = 1.0
 
@@ -30,6 +32,11 @@ class VideoOptions:
     # 1: one view per clip (centre crop, or a random resized crop when training);
     # 3: left/top, centre and right/bottom crops along the long side, as published.
     crops: int = 1
+    # Short-side resize of evaluation views: "bilinear" is torch's interpolation without
+    # antialiasing on [0, 1] floats, as the published video path (pytorchvideo's
+    # ShortSideScale); "bicubic" is PIL's antialiased resize of the image path, kinder to
+    # large frames. Training's random resized crop (crops=1) is always bicubic.
+    resize: str = "bilinear"
 
 
 class VideoTokenizer(FrameTokenizer):
@@ -38,13 +45,16 @@ class VideoTokenizer(FrameTokenizer):
     def __init__(self, encoder: EncoderConfig, options: VideoOptions) -> None:
         if options.crops not in (1, 3) or options.frames % options.crops:
             raise ValueError(f"video crops must be 1 or 3 and divide frames ({options.frames}), got {options.crops}")
+        if options.resize not in RESIZERS:
+            raise ValueError(f"video resize must be one of {sorted(RESIZERS)}, got {options.resize!r}")
         super().__init__(encoder, options)
 
 
 def clip_start_times(duration: float, clips: int) -> np.ndarray:
-    """Starts of `clips` one-second clips spread evenly over the video (pytorchvideo's
-    constant-clips-per-video rule): the last clip ends at the end of the video."""
-    return np.linspace(0.0, max(duration - CLIP_SECONDS, 0.0), clips)
+    """Clip i of `clips` one-second clips starts at i * (duration - 1 s) / clips, the rule of
+    pytorchvideo 0.1.5's ConstantClipsPerVideoSampler that the published model was trained
+    with: it divides by the clip count, so the last clip ends before the video does."""
+    return np.arange(clips) * max(duration - CLIP_SECONDS, 0.0) / clips
 
 
 def decode_clip_frames(path: Path, clips: int) -> list[Image.Image]:
@@ -105,28 +115,49 @@ def _first_frames_from(
     return picks + [frame] * (len(starts) - len(picks))
 
 
-def three_crops(img: Image.Image, size: int) -> list[Image.Image]:
-    """Short side to `size`, then crops at the start, centre and end of the long side."""
-    img = short_side(img, size)
-    w, h = img.size
+def bilinear_short_side(frames: list[Image.Image], size: int) -> torch.Tensor:
+    """[T, 3, h, w] in [0, 1], short side `size` (the long side floored), torch bilinear
+    without antialiasing: pytorchvideo's ShortSideScale."""
+    x = unit_tensor(frames)
+    h, w = x.shape[-2:]
+    shape = (math.floor(h / w * size), size) if w < h else (size, math.floor(w / h * size))
+    return F.interpolate(x, size=shape, mode="bilinear", align_corners=False, antialias=False)
+
+
+def bicubic_short_side(frames: list[Image.Image], size: int) -> torch.Tensor:
+    return unit_tensor([short_side(frame, size) for frame in frames])
+
+
+RESIZERS = {"bilinear": bilinear_short_side, "bicubic": bicubic_short_side}
+
+
+def three_crops(x: torch.Tensor, size: int) -> torch.Tensor:
+    """[T, C, h, w] with short side `size` -> [T * 3, C, size, size], each frame's crops at the
+    start, centre (offset rounded up) and end of its long side."""
+    h, w = x.shape[-2:]
     extra = max(w, h) - size
     offsets = (0, math.ceil(extra / 2), extra)
     if w >= h:
-        return [img.crop((o, 0, o + size, size)) for o in offsets]
-    return [img.crop((0, o, size, o + size)) for o in offsets]
+        crops = [x[..., :size, o : o + size] for o in offsets]
+    else:
+        crops = [x[..., o : o + size, :size] for o in offsets]
+    return torch.stack(crops, dim=1).flatten(0, 1)
 
 
 def load_video(
     paths: list[Path], tokenizer: VideoTokenizer, train: bool = False, meta: dict | None = None
 ) -> torch.Tensor:
     """[frames, 3, S, S]: clips x crops, clip-major. With crops=3 (the published setting) the
-    crops are fixed in training too; with crops=1 training draws one random resized crop per video."""
+    crops are fixed in training too; with crops=1 training draws one random resized crop per
+    video and evaluation takes the centre crop."""
     o, size = tokenizer.options, tokenizer.encoder_config.image_size
     clips = o.frames // o.crops
     frames = decode_clip_frames(paths[0], clips)
-    if o.crops == 1:
+    if o.crops == 1 and train:
         return crop_views(frames, size, train)
-    return clip_normalize([crop for frame in frames for crop in three_crops(frame, size)])
+    x = RESIZERS[o.resize](frames, size)
+    views = three_crops(x, size) if o.crops == 3 else centre_crop(x, size)
+    return normalize_unit(views)
 
 
 VIDEO = ModalitySpec(

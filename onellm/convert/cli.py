@@ -20,10 +20,11 @@ def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     parser.add_argument("--dtype", choices=DTYPES, help="cast every tensor (default: keep the stored dtypes)")
     parser.add_argument("--allow-partial", action="store_true",
                         help="write a model even when tensors are missing or unmapped (missing ones freshly initialised)")
-    heads = parser.add_argument_group("head counts (not visible in shapes; defaults are the 7B release's)")
-    heads.add_argument("--llm-heads", type=int, help="LLaMA attention heads (default: width / 128)")
-    heads.add_argument("--clip-heads", type=int, help="CLIP attention heads (default: width / 64)")
-    heads.add_argument("--upm-heads", type=int, help="UPM expert attention heads (default: 16)")
+    heads = parser.add_argument_group(
+        "head counts (not visible in shapes; the 7B release's by default, required at any other width)")
+    heads.add_argument("--llm-heads", type=int, help="LLaMA attention heads (default: 32 at width 4096)")
+    heads.add_argument("--clip-heads", type=int, help="CLIP attention heads (default: 16 at width 1024)")
+    heads.add_argument("--upm-heads", type=int, help="UPM expert attention heads (default: 16 at width 1024)")
     parser.set_defaults(func=run_convert)
     return parser
 

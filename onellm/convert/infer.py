@@ -1,8 +1,8 @@
 """Model sizes and tokenizer options read from the tensors' shapes of an official checkpoint.
 
-Head counts are not visible in shapes. The defaults are those of the 7B release: LLaMA head
-dim 128 (32 heads at width 4096), CLIP head dim 64 (16 heads at width 1024) and 16 UPM heads;
-scaled-down checkpoints pass their own. Options that shapes cannot tell (mel bins, strides,
+Head counts are not visible in shapes. The defaults are those of the 7B release: 32 LLaMA
+heads at width 4096, 16 CLIP and 16 UPM heads at width 1024; a checkpoint of any other width
+must pass its own (a wrong count converts without error into wrong logits). Options that shapes cannot tell (mel bins, strides,
 video frames, points per cloud, sampling columns) come from the onellm-7b preset, which holds
 the published preprocessing.
 """
@@ -18,9 +18,9 @@ from ..errors import BadInputError
 from .official import Layout, official_names
 
 PRESET = "onellm-7b"
-LLM_HEAD_DIM = 128
-CLIP_HEAD_DIM = 64
-UPM_HEADS = 16
+LLM_WIDTH, LLM_HEAD_DIM = 4096, 128
+CLIP_WIDTH, CLIP_HEAD_DIM = 1024, 64
+UPM_HEAD_DIM = 64
 # Context length of the published LLaMA-2 base model.
 MAX_POSITIONS = 4096
 
@@ -38,10 +38,16 @@ def _need(shapes: Shapes, key: str, source: str) -> tuple[int, ...]:
     return shapes[key]
 
 
-def _heads(width: int, given: int | None, head_dim: int, what: str, source: str) -> int:
-    heads = given or max(width // head_dim, 1)
+def _heads(width: int, given: int | None, release: int, head_dim: int, what: str, source: str) -> int:
+    """The given head count, or the release's head dim at the release's width. At any other
+    width a guess would convert without error into wrong logits, so it is refused."""
+    flag = f"--{what.lower()}-heads"
+    if given is None and width != release:
+        raise BadInputError(source, f"{what} width {width} is not the 7B release's {release}, and head counts "
+                                    f"cannot be read from the weights: pass {flag}")
+    heads = given or width // head_dim
     if width % heads:
-        raise BadInputError(source, f"{what} width {width} is not divisible by {heads} heads; pass the head count")
+        raise BadInputError(source, f"{what} width {width} is not divisible by {heads} heads; pass {flag}")
     return heads
 
 
@@ -68,19 +74,19 @@ def infer_layout(
 
     layout = Layout(
         llm_layers=_count(shapes, r"layers\.(\d+)\..*"),
-        llm_heads=_heads(d, llm_heads, LLM_HEAD_DIM, "LLM", source),
+        llm_heads=_heads(d, llm_heads, LLM_WIDTH, LLM_HEAD_DIM, "LLM", source),
         clip_layers=_count(shapes, r"clip\.visual\.transformer\.resblocks\.(\d+)\..*"),
         num_experts=_count(shapes, r"resample_layers\.(\d+)\..*"),
         upm_layers=_count(shapes, r"resample_layers\.\d+\.(\d+)\..*"),
         modalities=modalities,
     )
     encoder = EncoderConfig(
-        width=w, layers=layout.clip_layers, heads=_heads(w, clip_heads, CLIP_HEAD_DIM, "CLIP", source),
+        width=w, layers=layout.clip_layers, heads=_heads(w, clip_heads, CLIP_WIDTH, CLIP_HEAD_DIM, "CLIP", source),
         mlp_ratio=mlp / w, image_size=grid * patch, patch_size=patch,
     )
     upm = UPMConfig(
         num_experts=layout.num_experts, layers_per_expert=layout.upm_layers, num_queries=queries,
-        heads=upm_heads or UPM_HEADS, ffn_multiple_of=_multiple_of(w, upm_hidden, source),
+        heads=_heads(w, upm_heads, CLIP_WIDTH, UPM_HEAD_DIM, "UPM", source), ffn_multiple_of=_multiple_of(w, upm_hidden, source),
     )
     llm = LLMConfig(text_tokenizer="bytes", random_init={
         "model_type": "llama", "vocab_size": vocab, "hidden_size": d, "intermediate_size": ffn,

@@ -1,0 +1,42 @@
+"""No library call changes the process's thread settings: a process set to one torch thread
+loads a file of every modality (the point cloud's FPS runs on numba), trains a step on it and
+generates, and is still at one thread. DataLoader workers and multi-process jobs rely on it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent('''
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    torch.set_num_threads(1)
+    from onellm import OneLLM
+    from onellm.data.manifest import read_manifest
+    from onellm.data.synth.world import synthesize_world
+    from onellm.inputs import load_input
+    from onellm.processor import PLACEHOLDER
+
+    manifests = synthesize_world(Path(sys.argv[1]), per_modality=1, progress=False)
+    model = OneLLM.from_pretrained("tiny")
+    text = model.processor([PLACEHOLDER], answers=["a caption"])
+    changed = []
+    for modality, manifest in manifests.items():
+        sample = read_manifest(manifest)[0]
+        for train in (True, False):
+            x = load_input(sample.paths(), modality, model.tokenizers[modality], train=train, meta=sample.meta)
+            model(**text, modality=modality, inputs=x[None]).loss.backward()
+        model.caption(modality, x[None], max_new_tokens=2)
+        if torch.get_num_threads() != 1:
+            changed.append(f"{modality}: {torch.get_num_threads()}")
+    print("modalities", len(manifests), "changed", changed)
+''')
+
+
+def test_no_modality_changes_torch_threads(tmp_path):
+    run = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "modalities 8 changed []" in run.stdout, run.stdout
