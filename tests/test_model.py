@@ -100,3 +100,16 @@ def test_add_modality_starts_from_image(tiny_model):
     assert model.upm.queries["fmri"].data_ptr() != model.upm.queries["image"].data_ptr()
     tokens, _ = model.encode("fmri", torch.randn(2, 64))
     assert tokens.shape[1] == model.config.upm.num_queries + 2
+
+
+def test_loss_only_matches_the_full_forward(tiny_model):
+    model = tiny_model.eval()
+    x = example_batch(model, "image")
+    batch = model.processor(["<modality>", "<modality> a longer prompt"], answers=["a cat", "a dog on grass"])
+    full = model(**batch, modality="image", inputs=x)
+    lean = model(**batch, modality="image", inputs=x, loss_only=True)
+    labelled = int((batch["labels"][:, 1:] != -100).sum())
+    assert lean.logits.shape == (labelled, full.logits.shape[-1])
+    torch.testing.assert_close(lean.loss, full.loss, atol=1e-6, rtol=1e-5)
+    shifted = full.logits[:, :-1][batch["labels"][:, 1:] != -100]
+    torch.testing.assert_close(lean.logits, shifted, atol=1e-5, rtol=1e-5)

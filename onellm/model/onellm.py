@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -173,10 +174,21 @@ class OneLLM(nn.Module):
         modality: str,
         inputs: torch.Tensor,
         labels: torch.Tensor | None = None,
+        loss_only: bool = False,
     ) -> OneLLMOutput:
+        """With `labels`, the mean next-token cross-entropy over the labelled positions.
+        `loss_only` (the training path) projects only the positions that predict a label onto
+        the vocabulary, so `logits` holds just those rows [K, V]; otherwise [B, S, V]."""
         embeds, routing = self.embed(input_ids, modality_mask, modality, inputs)
-        out = self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, use_cache=False)
-        return OneLLMOutput(out.loss, out.logits, routing)
+        if labels is None or not loss_only:
+            out = self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, use_cache=False)
+            return OneLLMOutput(out.loss, out.logits, routing)
+        hidden = self.llm.base_model(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False)[0]
+        targets = labels[:, 1:]
+        keep = targets != -100
+        logits = self.llm.get_output_embeddings()(hidden[:, :-1][keep])
+        loss = F.cross_entropy(logits.float(), targets[keep])
+        return OneLLMOutput(loss, logits, routing)
 
     @torch.no_grad()
     def generate(
@@ -217,7 +229,9 @@ class OneLLM(nn.Module):
 
     # router statistics -------------------------------------------------------------------
     def _record_routing(self, modality: str, routing: torch.Tensor) -> None:
-        summed = routing.detach().float().sum(dim=(0, 1)).cpu()
+        # Summed where the weights are: a copy to the host here would wait for the
+        # accelerator on every forward; router_statistics copies once when read.
+        summed = routing.detach().float().sum(dim=(0, 1))
         self._router_sums[modality] = self._router_sums.get(modality, 0) + summed
         self._router_counts[modality] = self._router_counts.get(modality, 0) + routing.shape[0] * routing.shape[1]
 
@@ -225,7 +239,7 @@ class OneLLM(nn.Module):
         """Per modality: mean router weight per expert and the number of routed query tokens
         since the last reset."""
         stats = {
-            m: {"mean_weight": (self._router_sums[m] / n).tolist(), "tokens": n}
+            m: {"mean_weight": (self._router_sums[m] / n).cpu().tolist(), "tokens": n}
             for m, n in self._router_counts.items()
         }
         if reset:

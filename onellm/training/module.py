@@ -130,7 +130,7 @@ class OneLLMModule(L.LightningModule):
         modality = batch["modality"]
         self.schedule.append((self.global_step, modality))
         out = self.model(**{k: batch[k] for k in ("input_ids", "attention_mask", "modality_mask", "labels")},
-                         modality=modality, inputs=batch["inputs"])
+                         modality=modality, inputs=batch["inputs"], loss_only=True)
         size = batch["inputs"].shape[0]
         self.log(f"train/loss_{modality}", out.loss, batch_size=size)
         self.log("train/loss", out.loss, prog_bar=True, batch_size=size)
@@ -151,7 +151,7 @@ class OneLLMModule(L.LightningModule):
         if not self._count_bad(batch):
             return
         out = self.model(**{k: batch[k] for k in ("input_ids", "attention_mask", "modality_mask", "labels")},
-                         modality=batch["modality"], inputs=batch["inputs"])
+                         modality=batch["modality"], inputs=batch["inputs"], loss_only=True)
         self.log(f"val/loss_{batch['modality']}", out.loss, batch_size=batch["inputs"].shape[0])
 
     def configure_optimizers(self) -> dict[str, Any]:
