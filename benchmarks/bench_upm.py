@@ -1,7 +1,8 @@
-"""The UPM's experts computed together vs. E sequential passes (one expert at a time).
+"""The UPM's experts stacked (weights stacked per layer on the fly, one bmm per product)
+vs. plain modules run one expert at a time, as the original implementation does.
 
-Both paths run the same module with the same weights; the sequential one passes the
-sequence through one expert at a time, as the original implementation does.
+Both paths run the same module with the same weights; timed forward only (inference) and
+forward + backward (training), alternating, medians.
 """
 from __future__ import annotations
 
@@ -17,26 +18,21 @@ from onellm.model.upm import UniversalProjection
 SHAPES = {  # name: (width, heads, experts, layers, queries, features, batch)
     "smollm2": (256, 4, 3, 2, 16, 65, 8),
     "tiny": (64, 4, 3, 2, 8, 17, 8),
+    "tiny-official": (64, 4, 3, 8, 30, 257, 2),
     "onellm-7b-1layer": (1024, 16, 3, 1, 30, 257, 1),
 }
 
 
-def together(upm: UniversalProjection, seq: torch.Tensor) -> torch.Tensor:
-    return upm.run_experts(seq)
-
-
-def one_by_one(upm: UniversalProjection, seq: torch.Tensor) -> torch.Tensor:
-    return torch.cat([upm.run_experts(seq, slice(e, e + 1)) for e in range(upm.config.num_experts)])
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+def medians_ms(fns, repeats: int) -> list[float]:
+    """Each function's median over `repeats` rounds that run them in turn, after a warm-up."""
+    times = [[] for _ in fns]
+    for round_ in range(repeats + 1):
+        for fn, kept in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            if round_:
+                kept.append((time.perf_counter() - start) * 1e3)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -46,17 +42,26 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"| shape | batched ms | sequential ms | speed-up |\n|---|---:|---:|---:|")
+    print("| shape | pass | stacked ms | plain ms | stacked speed-up |\n|---|---|---:|---:|---:|")
     for name, (w, heads, e, layers, q, n, b) in SHAPES.items():
         cfg = UPMConfig(num_experts=e, layers_per_expert=layers, num_queries=q, heads=heads)
-        upm = UniversalProjection(cfg, w, w, []).to(args.device).eval()
+        upm = UniversalProjection(cfg, w, w, []).to(args.device)
         seq = torch.randn(b, q + n, w, device=args.device)
         sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
         with torch.no_grad():
-            assert torch.allclose(together(upm, seq), one_by_one(upm, seq), atol=1e-4)
-            batched = median_ms(lambda: (together(upm, seq), sync()), args.repeats)
-            apart = median_ms(lambda: (one_by_one(upm, seq), sync()), args.repeats)
-        print(f"| {name} E={e} L={layers} W={w} B={b} S={q + n} | {batched:.2f} | {apart:.2f} | {apart / batched:.2f}x |")
+            assert torch.allclose(upm.run_experts(seq, stacked=True), upm.run_experts(seq), atol=1e-4)
+            infer = medians_ms([lambda: (upm.run_experts(seq, stacked=True), sync()),
+                                lambda: (upm.run_experts(seq), sync())], args.repeats)
+
+        def train(stacked: bool) -> None:
+            upm.zero_grad(set_to_none=True)
+            upm.run_experts(seq, stacked=stacked).sum().backward()
+            sync()
+
+        trained = medians_ms([lambda: train(True), lambda: train(False)], args.repeats)
+        shape = f"{name} E={e} L={layers} W={w} B={b} S={q + n}"
+        for label, (stacked, plain) in (("forward", infer), ("forward+backward", trained)):
+            print(f"| {shape} | {label} | {stacked:.2f} | {plain:.2f} | {plain / stacked:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

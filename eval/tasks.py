@@ -5,14 +5,12 @@ tasks can come from the `onellm.eval_tasks` entry point (an EvalTask or a list o
 Any manifest becomes tasks of its own through `manifest_tasks` (`onellm eval --manifest`)."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import partial
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from onellm.registry import get_modality, list_modalities
+from onellm.registry import Registry, get_modality, list_modalities
 
 from . import formats
 from .items import EvalItem
@@ -24,7 +22,6 @@ QA_PROMPT = "{question}\nAnswer the question using a single word or phrase."
 # --manifest tasks read manifests, so they ask it that way.
 MANIFEST_QA_PROMPT = "{question}"
 DEFAULT_MAX_NEW_TOKENS = {CAPTION: 40, QA: 10}
-ENTRY_POINT_GROUP = "onellm.eval_tasks"
 SYNTH_ALL = "synth-all"
 
 
@@ -84,8 +81,19 @@ _BENCHMARKS = [
                      modality="fmri", folder="fmri"),
              description="NSD subject-1 fMRI with COCO captions of the seen images"),
 ]
-_registered: dict[str, EvalTask] = {}
-_discovered = False
+
+
+def _plugin_tasks(name: str, found: Any) -> list[tuple[str, EvalTask]]:
+    """An `onellm.eval_tasks` entry point gives an EvalTask or a list of them."""
+    tasks = found if isinstance(found, (list, tuple)) else [found]
+    for task in tasks:
+        if not isinstance(task, EvalTask):
+            raise TypeError(f"entry point {name!r} gives a {type(task).__name__}, not an EvalTask")
+    return [(task.name, task) for task in tasks]
+
+
+# Tasks from plugins and register_task; the benchmarks and synthetic tasks are built in.
+TASKS: Registry[EvalTask] = Registry("onellm.eval_tasks", "eval task", _plugin_tasks)
 
 
 def synth_tasks() -> list[EvalTask]:
@@ -124,30 +132,13 @@ def manifest_tasks(path: Path, modality: str | None = None, split: str = "test")
 
 
 def register_task(task: EvalTask, replace: bool = False) -> None:
-    _discover()
     if task.name in _all() and not replace:
         raise ValueError(f"eval task {task.name!r} already exists")
-    _registered[task.name] = task
-
-
-def _discover() -> None:
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    if os.environ.get("ONELLM_DISABLE_PLUGIN_AUTOLOAD"):
-        return
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found = ep.load()
-        for task in found if isinstance(found, (list, tuple)) else [found]:
-            if not isinstance(task, EvalTask):
-                raise TypeError(f"entry point {ep.value} gives a {type(task).__name__}, not an EvalTask")
-            _registered[task.name] = task
+    TASKS.register(task.name, task, replace=True)
 
 
 def _all() -> dict[str, EvalTask]:
-    _discover()
-    return {t.name: t for t in [*_BENCHMARKS, *synth_tasks(), *_registered.values()]}
+    return {t.name: t for t in [*_BENCHMARKS, *synth_tasks(), *TASKS.items().values()]}
 
 
 def list_tasks() -> list[EvalTask]:
@@ -157,6 +148,9 @@ def list_tasks() -> list[EvalTask]:
 def get_task(name: str) -> EvalTask:
     tasks = _all()
     if name not in tasks:
+        failed = TASKS.failures().get(name)  # by entry-point name
+        if failed:
+            raise RuntimeError(f"eval task plugin {name!r} is installed but failed to load: {failed}")
         raise KeyError(f"unknown eval task {name!r}; `onellm eval --list` shows them")
     return tasks[name]
 

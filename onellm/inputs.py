@@ -8,12 +8,12 @@ from typing import Sequence
 import torch
 
 from .errors import BadInputError, describe
-from .modality import ModalityTokenizer
+from .modality import LoadContext, ModalityTokenizer
 from .readers import npy_shape, read_npy
 from .registry import get_modality
 
 
-def guess_modality(path: Path, tokenizers: dict[str, ModalityTokenizer]) -> str:
+def guess_modality(path: Path, tokenizers: dict[str, ModalityTokenizer | LoadContext]) -> str:
     """By the longest matching extension (so `x.depth.png` is depth, not image); a .npy that
     holds exactly one modality's input shape is that modality."""
     name = path.name.lower()
@@ -34,14 +34,15 @@ def guess_modality(path: Path, tokenizers: dict[str, ModalityTokenizer]) -> str:
 def load_input(
     paths: Sequence[Path] | Path,
     modality: str,
-    tokenizer: ModalityTokenizer,
+    tokenizer: ModalityTokenizer | LoadContext,
     train: bool = False,
     meta: dict | None = None,
 ) -> torch.Tensor:
     """One sample of `tokenizer.input_shape` from the modality's own file (paths[0]) and its
-    companions (paths[1:]); errors are BadInputError naming the file, the modality and the problem."""
+    companions (paths[1:]); errors are BadInputError naming the file, the modality and the problem.
+    `tokenizer` is the model's tokenizer module or its LoadContext: the loader sees only the latter."""
     try:
-        x = _load(paths, modality, tokenizer, train, meta)
+        x = _load(paths, modality, LoadContext.of(tokenizer), train, meta)
     except BadInputError as err:
         if err.modality is None:
             raise BadInputError(err.path, err.problem, modality) from err
@@ -60,7 +61,7 @@ def require_file(path: Path) -> None:
         raise BadInputError(path, "no such file")
 
 
-def _load(paths: Sequence[Path | str] | Path | str, modality: str, tokenizer: ModalityTokenizer, train: bool,
+def _load(paths: Sequence[Path | str] | Path | str, modality: str, ctx: LoadContext, train: bool,
           meta: dict | None) -> torch.Tensor:
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     if not paths:
@@ -70,36 +71,32 @@ def _load(paths: Sequence[Path | str] | Path | str, modality: str, tokenizer: Mo
     path, spec = paths[0], get_modality(modality)
     if spec.load is None:
         if path.suffix.lower() == ".npy":
-            return _load_raw(path, modality, tokenizer)
-        raise BadInputError(
-            path, f"no file loader for {modality}; pass a .npy array of shape {list(tokenizer.input_shape)}"
-        )
+            return _load_raw(path, modality, ctx)
+        raise BadInputError(path, f"no file loader for {modality}; pass a .npy array of shape {list(ctx.input_shape)}")
     # The loader comes first even for an array of the input's shape: a PointLLM cloud of
     # exactly 8192 points still needs centring and scaling.
     try:
-        x = spec.load(paths, tokenizer, train=train, meta=meta)
+        x = spec.load(paths, ctx, train=train, meta=meta)
     except Exception as err:
-        if _is_raw_tensor(path, tokenizer):
-            return _load_raw(path, modality, tokenizer)
+        if _is_raw_tensor(path, ctx):
+            return _load_raw(path, modality, ctx)
         if isinstance(err, BadInputError):
             raise
         # A loader (a plugin's, say) that let a decoder's error through: still one bad file.
         raise BadInputError(path, f"the loader raised {describe(err)}") from err
-    if tuple(x.shape) != tuple(tokenizer.input_shape):
-        raise BadInputError(path, f"{modality} loader gave {list(x.shape)}, expected {list(tokenizer.input_shape)}")
+    if tuple(x.shape) != tuple(ctx.input_shape):
+        raise BadInputError(path, f"{modality} loader gave {list(x.shape)}, expected {list(ctx.input_shape)}")
     return x
 
 
-def _load_raw(path: Path, modality: str, tokenizer: ModalityTokenizer) -> torch.Tensor:
+def _load_raw(path: Path, modality: str, ctx: LoadContext) -> torch.Tensor:
     x = torch.from_numpy(read_npy(path))
-    if tuple(x.shape) != tuple(tokenizer.input_shape):
-        raise BadInputError(
-            path, f"array of shape {list(x.shape)}, but {modality} input is {list(tokenizer.input_shape)}"
-        )
+    if tuple(x.shape) != tuple(ctx.input_shape):
+        raise BadInputError(path, f"array of shape {list(x.shape)}, but {modality} input is {list(ctx.input_shape)}")
     return x
 
 
-def _is_raw_tensor(path: Path, tokenizer: ModalityTokenizer) -> bool:
+def _is_raw_tensor(path: Path, tokenizer: ModalityTokenizer | LoadContext) -> bool:
     """A .npy that already holds the tokenizer's input shape (used as is when the loader
     cannot read it as a file of its own format)."""
     return path.suffix.lower() == ".npy" and npy_shape(path) == tuple(tokenizer.input_shape)

@@ -1,9 +1,9 @@
 """What a modality is: a tokenizer module that turns its input into patch tokens for the
-shared encoder, plus a spec that names it and brings its loader and default prompt."""
+shared encoder, plus a spec that names it and brings its loader, default prompt, synthetic
+sample generator and demo preview. What a loader sees of the tokenizer is a LoadContext."""
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple
@@ -69,16 +69,42 @@ def learned_pos_embed(rows: int, width: int) -> nn.Parameter:
 
 
 @dataclass(frozen=True)
+class LoadContext:
+    """What a loader may know of its modality's tokenizer: the tokenizer's options, the shared
+    encoder's config and the shape of one input. Small and picklable: DataLoader workers get
+    this, never the tokenizer module and its weights."""
+
+    options: Any
+    encoder: EncoderConfig
+    input_shape: tuple[int, ...]
+
+    @classmethod
+    def of(cls, tokenizer: "ModalityTokenizer | LoadContext") -> "LoadContext":
+        if isinstance(tokenizer, LoadContext):
+            return tokenizer
+        return cls(tokenizer.options, tokenizer.encoder_config, tuple(tokenizer.input_shape))
+
+    @classmethod
+    def build(cls, tokenizer: type[ModalityTokenizer], encoder: EncoderConfig,
+              options: dict[str, Any] | None) -> "LoadContext":
+        """From a tokenizer class and its options, without weights: the tokenizer is built on
+        the meta device only to read its input shape."""
+        with torch.device("meta"):
+            return cls.of(tokenizer.from_options(encoder, options))
+
+
+@dataclass(frozen=True)
 class ModalitySpec:
     """Everything the core needs to know about a modality; registered by name.
 
-    `load(paths, tokenizer, train=False, meta=None)` turns a sample's files into one input
-    of `tokenizer.input_shape`: paths[0] is the modality's own file, paths[1:] the
-    `companions` it names (an RGB image beside a depth map, an ROI mask beside a volume);
-    `train` switches on random augmentation; `meta` carries per-sample facts from the
-    manifest (a sample rate, a time window). It raises `onellm.errors.BadInputError`.
+    `load(paths, ctx, train=False, meta=None)` turns a sample's files into one input of
+    `ctx.input_shape` (ctx a `LoadContext`: the tokenizer's `options`, the `encoder` config,
+    the `input_shape`): paths[0] is the modality's own file, paths[1:] the `companions` it
+    names (an RGB image beside a depth map, an ROI mask beside a volume); `train` switches on
+    random augmentation; `meta` carries per-sample facts from the manifest (a sample rate, a
+    time window). It raises `onellm.errors.BadInputError`.
     `official_name` is the key used by the published OneLLM checkpoint when it differs
-    from `name`. `synthesize` and `preview` are callables or lazy "module:function" references.
+    from `name`.
     """
 
     name: str
@@ -91,25 +117,11 @@ class ModalitySpec:
     description: str = ""
     # synthesize(out_dir, sample_id, rng) writes one sample's files and returns its manifest
     # fields (files relative to out_dir, caption, qa, meta); used by `onellm data synth`.
-    synthesize: Callable[[Path, str, np.random.Generator], dict[str, Any]] | str | None = None
-
+    synthesize: Callable[[Path, str, np.random.Generator], dict[str, Any]] | None = None
     # preview(paths) -> a matplotlib Figure, a PIL image, a path a browser can show (image,
-    # video, audio) or a list of these; the demo shows it beside the answer. A callable or a lazy "module:function".
-    preview: Callable[[list[Path]], Any] | str | None = None
-
-    def previewer(self) -> Callable[[list[Path]], Any] | None:
-        return _resolve(self.preview)
-
-    def synthesizer(self) -> Callable[[Path, str, np.random.Generator], dict[str, Any]] | None:
-        return _resolve(self.synthesize)
+    # video, audio) or a list of these; the demo shows it beside the answer. Import heavy
+    # libraries (matplotlib) inside it, not at the top of the modality's module.
+    preview: Callable[[list[Path]], Any] | None = None
 
     def caption_prompt(self) -> str:
         return self.prompt.format(name=self.name)
-
-
-def _resolve(hook: Callable[..., Any] | str | None) -> Callable[..., Any] | None:
-    """Hooks may be given as "module:function" so that the registry imports nothing heavy."""
-    if not isinstance(hook, str):
-        return hook
-    module, _, attr = hook.partition(":")
-    return getattr(importlib.import_module(module), attr)

@@ -7,29 +7,18 @@ replay to show what replay buys, and prints the tables."""
 from __future__ import annotations
 
 import copy
-import os
 import shutil
+import subprocess
+import sys
 import time
-from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
 STAGES = ("stage1-image", "stage2-video-audio-point", "stage3-depth-normal-imu-fmri", "stage4-instruct")
 METRIC = "CIDEr"
-
-
-@contextmanager
-def _inside(folder: Path) -> Iterator[None]:
-    """The stage configs use paths relative to the run folder, as a user's would."""
-    previous = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
 
 
 def _stage_config(name: str) -> dict[str, Any]:
@@ -51,9 +40,10 @@ def _without_replay(config: dict[str, Any], number: int, earlier: list[str]) -> 
     return config
 
 
-def _fit(config: dict[str, Any], path: Path, preset: str, seed: int, steps_scale: float, batch_size: int) -> None:
-    from .training.cli import run
-
+def _fit(work: Path, config: dict[str, Any], path: Path, preset: str, seed: int, steps_scale: float,
+         batch_size: int) -> None:
+    """`onellm fit --config PATH` in the run folder, whose relative paths the configs use,
+    as a user would run it (and as multi-process strategies relaunch it)."""
     config = {**config, "trainer": {**config["trainer"]}}
     config["trainer"]["max_steps"] = max(2, round(config["trainer"]["max_steps"] * steps_scale))
     config["trainer"]["val_check_interval"] = min(config["trainer"]["val_check_interval"], config["trainer"]["max_steps"])
@@ -61,11 +51,13 @@ def _fit(config: dict[str, Any], path: Path, preset: str, seed: int, steps_scale
     config["data"] = {**config["data"], "seed": seed, "batch_size": batch_size}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    run(["fit", "--config", str(path), "--seed_everything", str(seed)])
+    command = [sys.executable, "-m", "onellm", "fit", "--config", str(path), "--seed_everything", str(seed)]
+    if subprocess.run(command, cwd=work).returncode:
+        raise RuntimeError(f"training with {path} failed (its error is above)")
 
 
-def _evaluate(model_dir: str, modalities: list[str], kind: str, out: Path, samples: int | None,
-              bare_prompt: bool = False, data_root: Path = Path("data/synth")) -> dict[str, dict[str, Any]]:
+def _evaluate(model_dir: Path, modalities: list[str], kind: str, out: Path, samples: int | None,
+              data_root: Path, bare_prompt: bool = False) -> dict[str, dict[str, Any]]:
     from .eval.runner import GenerationSettings, run_eval
     from .eval.tasks import get_task
     from .model.onellm import OneLLM
@@ -76,7 +68,7 @@ def _evaluate(model_dir: str, modalities: list[str], kind: str, out: Path, sampl
     settings = GenerationSettings(max_new_tokens=96 if kind == "caption" else 32,
                                   prompting="bare" if bare_prompt else "template")
     results = run_eval(model, tasks, data_root, out, settings,
-                       batch_size=32, max_samples=samples, model_name=model_dir)
+                       batch_size=32, max_samples=samples, model_name=str(model_dir))
     return {r["modality"]: r for r in results}
 
 
@@ -96,44 +88,42 @@ def run(preset: str = "tiny", seed: int = 0, out: str = "quickstart-run", per_mo
     start = time.perf_counter()
     work = Path(out).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    with _inside(work):
-        print(f"[1/5] synthesizing {per_modality} samples per modality into {work / 'data' / 'synth'}")
-        synthesize_world(Path("data/synth"), per_modality=per_modality, seed=seed, workers=2)
-        configs = {name: _stage_config(name) for name in STAGES}
-        modalities = configs[STAGES[2]]["model"]["modalities"]
-        first = configs[STAGES[0]]["model"]["modalities"][0]
-        # Forgetting is a difference of two scores, so it is measured on a larger held-out
-        # set than the per-modality table: a test-only world of the first stage's modality.
-        probe = Path("data/replay-probe")
-        synthesize_world(probe, per_modality=replay_samples, seed=seed + 1, modalities=[first],
-                         split_fractions=(0, 0, 1), progress=False)
-        print(f"[2/5] training stages 1-4 on the {preset} preset")
-        for name in STAGES:
-            _fit(configs[name], Path("configs") / f"{name}.yaml", preset, seed, steps_scale, batch_size)
-        print("[3/5] the same stages 2-3 without replay")
-        for number, name in ((2, STAGES[1]), (3, STAGES[2])):
-            earlier = configs[STAGES[number - 2]]["model"]["modalities"]
-            _fit(_without_replay(configs[name], number, earlier), Path("configs") / f"{name}-noreplay.yaml",
-                 preset, seed, steps_scale, batch_size)
-        print("[4/5] evaluating captions on held-out samples")
-        evals = Path("eval")
-        shutil.rmtree(evals, ignore_errors=True)  # predictions of an earlier run's models are stale
-        untrained_dir = Path("runs/untrained")
-        _untrained(preset, modalities, untrained_dir)
-        # Stages 1-3 align without a prompt template, so they caption right after the tokens.
-        table = {
-            "untrained": _evaluate(str(untrained_dir), modalities, "caption", evals / "untrained", eval_samples),
-            "stage3": _evaluate("runs/stage3/export", modalities, "caption", evals / "stage3", eval_samples, True),
-            "stage4": _evaluate("runs/stage4/export", modalities, "caption", evals / "stage4", eval_samples),
-        }
-        replay = {
-            run_name: _evaluate(f"runs/{run_name}/export", [first], "caption", evals / "replay" / run_name,
-                                None, True, probe)
-            for run_name in ("stage1", "stage3", "stage3-noreplay")
-        }
-        qa = _evaluate("runs/stage4/export", modalities, "qa", evals / "stage4-qa", eval_samples)
-        print("[5/5] results")
-        summary = _report(table, qa, modalities, evals, first, replay)
+    synth, runs, evals = work / "data" / "synth", work / "runs", work / "eval"
+    print(f"[1/5] synthesizing {per_modality} samples per modality into {synth}")
+    synthesize_world(synth, per_modality=per_modality, seed=seed, workers=2)
+    configs = {name: _stage_config(name) for name in STAGES}
+    modalities = configs[STAGES[2]]["model"]["modalities"]
+    first = configs[STAGES[0]]["model"]["modalities"][0]
+    # Forgetting is a difference of two scores, so it is measured on a larger held-out
+    # set than the per-modality table: a test-only world of the first stage's modality.
+    probe = work / "data" / "replay-probe"
+    synthesize_world(probe, per_modality=replay_samples, seed=seed + 1, modalities=[first],
+                     split_fractions=(0, 0, 1), progress=False)
+    print(f"[2/5] training stages 1-4 on the {preset} preset")
+    for name in STAGES:
+        _fit(work, configs[name], work / "configs" / f"{name}.yaml", preset, seed, steps_scale, batch_size)
+    print("[3/5] the same stages 2-3 without replay")
+    for number, name in ((2, STAGES[1]), (3, STAGES[2])):
+        earlier = configs[STAGES[number - 2]]["model"]["modalities"]
+        _fit(work, _without_replay(configs[name], number, earlier), work / "configs" / f"{name}-noreplay.yaml",
+             preset, seed, steps_scale, batch_size)
+    print("[4/5] evaluating captions on held-out samples")
+    shutil.rmtree(evals, ignore_errors=True)  # predictions of an earlier run's models are stale
+    _untrained(preset, modalities, runs / "untrained")
+    # Stages 1-3 align without a prompt template, so they caption right after the tokens.
+    table = {
+        "untrained": _evaluate(runs / "untrained", modalities, "caption", evals / "untrained", eval_samples, synth),
+        "stage3": _evaluate(runs / "stage3/export", modalities, "caption", evals / "stage3", eval_samples, synth, True),
+        "stage4": _evaluate(runs / "stage4/export", modalities, "caption", evals / "stage4", eval_samples, synth),
+    }
+    replay = {
+        run_name: _evaluate(runs / run_name / "export", [first], "caption", evals / "replay" / run_name, None,
+                            probe, True)
+        for run_name in ("stage1", "stage3", "stage3-noreplay")
+    }
+    qa = _evaluate(runs / "stage4/export", modalities, "qa", evals / "stage4-qa", eval_samples, synth)
+    print("[5/5] results")
+    summary = _report(table, qa, modalities, evals, first, replay)
     summary["wall_time_s"] = round(time.perf_counter() - start, 1)
     print(f"done in {summary['wall_time_s']:.0f} s; everything is under {work}")
     return summary

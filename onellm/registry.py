@@ -1,80 +1,135 @@
-"""The modality registry: built-ins and plugins alike arrive through the `onellm.modalities`
-entry-point group, discovered on first use; `register_modality` covers notebooks and tests."""
+"""Registries of named things that plugins extend: modalities (`onellm.modalities`), eval
+tasks (`onellm.eval_tasks`) and data converters (`onellm.converters`). onellm's own arrive
+through the same entry-point groups as a plugin's, discovered on first use; `register`
+covers notebooks and tests. ONELLM_DISABLE_PLUGIN_AUTOLOAD switches discovery off."""
 from __future__ import annotations
 
 import os
 import warnings
 from importlib.metadata import entry_points
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from .modality import ModalitySpec
 
-ENTRY_POINT_GROUP = "onellm.modalities"
-
-_specs: dict[str, ModalitySpec] = {}
-_sources: dict[str, str] = {}
-_failures: dict[str, str] = {}
-_discovered = False
+T = TypeVar("T")
 
 
-def _discover() -> None:
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    if os.environ.get("ONELLM_DISABLE_PLUGIN_AUTOLOAD"):
-        return
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        dist = ep.dist.name if ep.dist is not None else "?"
-        if ep.name in _specs:
-            if _sources[ep.name] == dist:
-                continue  # the same distribution seen twice on sys.path
-            raise RuntimeError(
-                f"modality {ep.name!r} is registered by both {_sources[ep.name]} and {dist}; uninstall one"
-            )
-        try:
-            spec = ep.load()
-            if not isinstance(spec, ModalitySpec):
-                raise TypeError(f"{ep.value} is a {type(spec).__name__}, not a ModalitySpec")
-            if spec.name != ep.name:
-                raise ValueError(f"entry point {ep.name!r} points at a spec named {spec.name!r}")
-        except Exception as err:  # a broken plugin must not take the others down
-            _failures[ep.name] = f"{dist}: {type(err).__name__}: {err}"
-            warnings.warn(f"modality plugin {ep.name!r} could not be loaded ({_failures[ep.name]})", stacklevel=3)
-            continue
-        _specs[ep.name] = spec
-        _sources[ep.name] = dist
+class UnknownName(KeyError, ValueError):
+    """A name no registry entry has: a KeyError to lookups, a ValueError to argument checks."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """Entries of one `kind` by name. `entries(entry_point_name, loaded_object)` checks what
+    an entry point gave and returns its (name, entry) pairs; whatever it raises marks that
+    entry point as failed (reported by `failures()`, warned once) without taking the others
+    down. The same name from two distributions is an error naming both."""
+
+    def __init__(self, group: str, kind: str, entries: Callable[[str, Any], Iterable[tuple[str, T]]],
+                 hint: str = "") -> None:
+        self.group, self.kind, self.hint = group, kind, hint
+        self._entries = entries
+        self._items: dict[str, T] = {}
+        self._sources: dict[str, str] = {}
+        self._failures: dict[str, str] = {}
+        self._discovered = False
+
+    def _discover(self) -> None:
+        if self._discovered:
+            return
+        self._discovered = True
+        if os.environ.get("ONELLM_DISABLE_PLUGIN_AUTOLOAD"):
+            return
+        for ep in entry_points(group=self.group):
+            dist = ep.dist.name if ep.dist is not None else "?"
+            try:
+                found = list(self._entries(ep.name, ep.load()))
+            except Exception as err:  # a broken plugin must not take the others down
+                self._failures[ep.name] = f"{dist}: {type(err).__name__}: {err}"
+                warnings.warn(f"{self.kind} plugin {ep.name!r} could not be loaded ({self._failures[ep.name]})",
+                              stacklevel=4)
+                continue
+            for name, item in found:
+                if name in self._items and self._sources[name] != dist:
+                    raise RuntimeError(f"{self.kind} {name!r} is registered by both {self._sources[name]} "
+                                       f"and {dist}; uninstall one")
+                self._items[name], self._sources[name] = item, dist  # the same distribution twice: the same entry
+
+    def register(self, name: str, item: T, source: str = "runtime", replace: bool = False) -> None:
+        self._discover()
+        if name in self._items and not replace:
+            raise ValueError(f"{self.kind} {name!r} is already registered by {self._sources[name]}")
+        self._items[name], self._sources[name] = item, source
+        self._failures.pop(name, None)
+
+    def unregister(self, name: str) -> None:
+        """Forget a runtime registration (tests, notebooks); unknown names are ignored."""
+        self._items.pop(name, None)
+        self._sources.pop(name, None)
+
+    def get(self, name: str) -> T:
+        self._discover()
+        if name in self._items:
+            return self._items[name]
+        if name in self._failures:
+            raise RuntimeError(f"{self.kind} {name!r} is installed but failed to load: {self._failures[name]}")
+        raise UnknownName(f"unknown {self.kind} {name!r}; installed: {', '.join(self.names()) or 'none'}{self.hint}")
+
+    def names(self) -> list[str]:
+        self._discover()
+        return list(self._items)
+
+    def items(self) -> dict[str, T]:
+        self._discover()
+        return dict(self._items)
+
+    def source(self, name: str) -> str:
+        self._discover()
+        return self._sources[name]
+
+    def failures(self) -> dict[str, str]:
+        self._discover()
+        return dict(self._failures)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names()
+
+
+def _modality(name: str, spec: Any) -> list[tuple[str, ModalitySpec]]:
+    if not isinstance(spec, ModalitySpec):
+        raise TypeError(f"entry point {name!r} gives a {type(spec).__name__}, not a ModalitySpec")
+    if spec.name != name:
+        raise ValueError(f"entry point {name!r} points at a spec named {spec.name!r}")
+    return [(name, spec)]
+
+
+MODALITIES: Registry[ModalitySpec] = Registry(
+    "onellm.modalities", "modality", _modality,
+    hint="; a modality from elsewhere needs the plugin package that provides it installed",
+)
 
 
 def register_modality(spec: ModalitySpec, source: str = "runtime", replace: bool = False) -> None:
     """Register a modality by hand (notebooks, tests); plugins use the entry point instead."""
-    _discover()
-    if spec.name in _specs and not replace:
-        raise ValueError(f"modality {spec.name!r} is already registered by {_sources[spec.name]}")
-    _specs[spec.name] = spec
-    _sources[spec.name] = source
-    _failures.pop(spec.name, None)
+    MODALITIES.register(spec.name, spec, source, replace)
 
 
 def get_modality(name: str) -> ModalitySpec:
-    _discover()
-    if name in _specs:
-        return _specs[name]
-    if name in _failures:
-        raise RuntimeError(f"modality {name!r} is installed but failed to load: {_failures[name]}")
-    raise KeyError(f"unknown modality {name!r}; installed: {', '.join(list_modalities()) or 'none'}; "
-                   "a modality from elsewhere needs the plugin package that provides it installed")
+    return MODALITIES.get(name)
 
 
 def list_modalities() -> list[str]:
-    _discover()
-    return list(_specs)
+    return MODALITIES.names()
 
 
 def modality_source(name: str) -> str:
-    _discover()
-    return _sources[name]
+    return MODALITIES.source(name)
 
 
 def failed_modalities() -> dict[str, str]:
-    _discover()
-    return dict(_failures)
+    return MODALITIES.failures()

@@ -236,7 +236,7 @@ def test_cli_converts_safetensors_to_bfloat16(official, sentencepiece_model, tmp
     assert "depth" in capsys.readouterr().out
     model = OneLLM.from_pretrained(tmp_path / "bf16")
     wq = official[1]["llma.resample_layers.1.0.attention.wq.weight"]
-    assert torch.equal(model.upm.layers[0].wq[1], wq.to(torch.bfloat16).float())
+    assert torch.equal(model.upm.experts[1][0].attention["wq"].weight, wq.to(torch.bfloat16).float())
     assert json.loads((tmp_path / "bf16" / "llm" / "config.json").read_text())["dtype"] == "bfloat16"
 
 

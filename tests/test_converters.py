@@ -315,3 +315,50 @@ def test_recipe_trainable_globs_match_and_freeze_encoder(config: Path) -> None:
     trained = {n.split(".")[0] for n, p in module.model.named_parameters() if p.requires_grad}
     assert "encoder" not in trained
     assert ("llm" in trained) == config.name.startswith("stage4")
+
+
+LINES_CONVERTER = '''
+from onellm.data.manifest import Sample
+
+HELP = "one 'file|caption' per line"
+MODALITY = "image"
+
+
+def add_arguments(parser):
+    parser.add_argument("--prefix", default="", help="id prefix")
+
+
+def samples(path, media, split=None, modality=None, prefix=""):
+    for n, line in enumerate(path.read_text().splitlines()):
+        name, caption = line.split("|")
+        yield Sample(id=f"{prefix}{n}", modality=modality or MODALITY, files=media.files([name]), caption=caption,
+                     split=split or "train")
+'''
+
+
+def test_a_plugin_converter_registers_like_the_built_ins(tmp_path: Path, monkeypatch) -> None:
+    from onellm.data.converters import register_converter
+
+    assert CONVERTERS.group == "onellm.converters" and CONVERTERS.source("coco") == "onellm-any"
+    (tmp_path / "onellm_lines.py").write_text(LINES_CONVERTER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import onellm_lines
+
+    register_converter("lines", onellm_lines)
+    try:
+        _png(tmp_path / "media" / "a.png")
+        (tmp_path / "list.txt").write_text("a.png|a black square\n")
+        parser = argparse.ArgumentParser(prog="onellm")
+        add_convert_parser(parser.add_subparsers(dest="data_command"))
+        out = tmp_path / "lines.jsonl"
+        args = parser.parse_args(["convert", "lines", str(tmp_path / "list.txt"), "--out", str(out),
+                                  "--media-root", str(tmp_path / "media"), "--prefix", "p"])
+        assert args.func(args) == 0
+        [row] = read_manifest(out)
+        assert row.id == "p0" and row.caption == "a black square" and row.paths()[0].is_file()
+        with pytest.raises(ValueError, match="already registered"):
+            register_converter("lines", onellm_lines)
+    finally:
+        CONVERTERS.unregister("lines")
+    with pytest.raises(ValueError, match="unknown dataset format 'lines'; installed: .*coco"):
+        convert("lines", tmp_path / "list.txt", out, tmp_path / "media")

@@ -173,7 +173,7 @@ def test_upload_detects_modality_and_caption_matches_the_model(served, tmp_path,
     assert guessed == modality
     assert companion_slot["visible"] == bool(spec.companions)
     assert chat == [] and router is None
-    made = spec.previewer()(paths)
+    made = spec.preview(paths)
     shown = [p for p in previews if p["visible"]]
     assert len(shown) == (len(made) if isinstance(made, list) else 1)  # each item in its own viewer
     assert all(p["value"] is not None for p in shown)

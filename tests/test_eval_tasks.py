@@ -251,6 +251,39 @@ def test_a_registered_task_runs_from_its_own_reader(tmp_path, tiny_model):
     assert row["id"] == "red-1" and row["question"] == "What colour is it?"
 
 
+PLUGIN_TASKS = """
+from onellm.eval.tasks import EvalTask
+
+def _items(root):
+    return []
+
+TASKS = [EvalTask("plugin-caption", "image", "caption", _items), EvalTask("plugin-qa", "image", "qa", _items)]
+"""
+
+
+def test_plugin_tasks_come_from_the_eval_tasks_entry_point(tmp_path, monkeypatch):
+    """An `onellm.eval_tasks` entry point may give a list of tasks; a broken one is reported
+    by name instead of hiding every other task."""
+    from importlib.metadata import EntryPoint
+
+    from onellm.eval import tasks
+    from onellm.registry import Registry
+
+    (tmp_path / "onellm_plugin_tasks.py").write_text(PLUGIN_TASKS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    group = "onellm.eval_tasks"
+    found = [EntryPoint("plugin", "onellm_plugin_tasks:TASKS", group), EntryPoint("gone", "no_such_plugin:TASKS", group)]
+    monkeypatch.setattr("onellm.registry.entry_points", lambda group: found if group == tasks.TASKS.group else [])
+    monkeypatch.setattr(tasks, "TASKS", Registry(group, "eval task", tasks._plugin_tasks))
+    with pytest.warns(UserWarning, match="eval task plugin 'gone' could not be loaded"):
+        assert get_task("plugin-qa").kind == "qa"
+    assert {"plugin-caption", "plugin-qa", "coco-karpathy-test"} <= {t.name for t in tasks.list_tasks()}
+    with pytest.raises(RuntimeError, match="'gone' is installed but failed to load: .*no_such_plugin"):
+        get_task("gone")
+    with pytest.raises(KeyError, match="unknown eval task 'nope'"):
+        get_task("nope")
+
+
 def test_a_model_retrained_into_the_same_folder_does_not_resume(tmp_path, tiny_model):
     write_synth_images(tmp_path / "data", 1)
     model_dir = tmp_path / "export"

@@ -16,7 +16,10 @@ from PIL import Image
 
 from onellm import OneLLMConfig
 from onellm.errors import BadInputError
+from onellm.data.dataset import ManifestDataset
+from onellm.data.manifest import Sample
 from onellm.inputs import guess_modality, load_input
+from onellm.modality import LoadContext
 from onellm.registry import get_modality
 from onellm.tokenizers.image import CLIP_MEAN, CLIP_STD
 
@@ -29,10 +32,16 @@ def tokenizer(modality: str, **overrides):
     return get_modality(modality).tokenizer.from_options(CONFIG.encoder, options)
 
 
+def context(modality: str, **overrides) -> LoadContext:
+    """What a loader gets: the tokenizer's options, the encoder config, the input shape."""
+    return LoadContext.build(get_modality(modality).tokenizer, CONFIG.encoder,
+                             {**CONFIG.modalities[modality], **overrides})
+
+
 def load(modality: str, paths: list[Path], train: bool = False, meta: dict | None = None, **overrides):
-    tok = tokenizer(modality, **overrides)
-    x = get_modality(modality).load(paths, tok, train=train, meta=meta)
-    assert tuple(x.shape) == tuple(tok.input_shape)
+    ctx = context(modality, **overrides)
+    x = get_modality(modality).load(paths, ctx, train=train, meta=meta)
+    assert tuple(x.shape) == ctx.input_shape
     assert x.dtype == torch.float32 and torch.isfinite(x).all()
     return x
 
@@ -547,7 +556,7 @@ def _empty_ply(tmp_path: Path) -> list[Path]:
 def test_bad_inputs_raise_bad_input_error_naming_the_file(tmp_path, modality, make, words):
     paths = make(tmp_path)
     with pytest.raises(BadInputError) as info:
-        get_modality(modality).load(paths, tokenizer(modality))
+        get_modality(modality).load(paths, context(modality))
     assert paths[0].name in str(info.value) and words in str(info.value)
 
 
@@ -590,3 +599,23 @@ def test_load_input_uses_companions_and_raw_arrays(tmp_path):
     assert torch.equal(load_input([raw], "depth", tok), torch.ones(tok.input_shape))
     with pytest.raises(BadInputError, match="missing.png: depth: no such file"):
         load_input([depth, tmp_path / "missing.png"], "depth", tok)
+
+
+def test_load_input_takes_the_tokenizer_or_its_context(tmp_path):
+    path = tmp_path / "x.png"
+    Image.new("RGB", (70, 50), (10, 200, 30)).save(path)
+    tok = tokenizer("image")
+    assert torch.equal(load_input([path], "image", tok), load_input([path], "image", LoadContext.of(tok)))
+    assert LoadContext.of(tok) == context("image") and LoadContext.of(tok).input_shape == tok.input_shape
+
+
+def test_dataset_workers_get_options_not_weights(tmp_path):
+    """The published 7B fMRI projection alone is 15724 x 32768 floats; what a DataLoader worker
+    is sent of it must be its options and input shape."""
+    import pickle
+
+    big = get_modality("fmri").tokenizer.from_options(CONFIG.encoder, {"voxels": 15724, "tokens": 8})
+    samples = [Sample("f-0", "fmri", [str(tmp_path / "f.npy")], caption="x")]
+    dataset = ManifestDataset(samples, {"fmri": big})
+    assert dataset.contexts == {"fmri": LoadContext.of(big)}
+    assert len(pickle.dumps(dataset)) < 10_000 < sum(p.numel() for p in big.parameters())

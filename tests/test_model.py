@@ -25,7 +25,7 @@ def test_modality_tokens_and_gradients(tiny_model, captions, modality):
     batch = model.processor(["<modality>"] * 2, answers=captions[:2])
     model(**batch, modality=modality, inputs=x).loss.backward()
     trained = [model.tokenizers[modality], model.upm.in_proj[modality], model.upm.routers[modality],
-               model.upm.out_proj[modality], model.upm.layers]
+               model.upm.out_proj[modality], model.upm.experts]
     for module in trained:
         for name, p in module.named_parameters():
             assert p.grad is not None and p.grad.abs().sum() > 0, f"{modality}: no gradient at {name}"

@@ -18,7 +18,8 @@ from PIL import Image
 from onellm.config import OneLLMConfig
 from onellm.data.cli import add_data_parser
 from onellm.data.manifest import SPLITS, read_manifest
-from onellm.data.synth import audio, depth, fmri, image, imu, normal, point, video
+from onellm.modality import LoadContext
+from onellm.tokenizers import audio, depth, fmri, image, imu, normal, point, video
 from onellm.data.synth.common import BACKGROUNDS, COLOURS
 from onellm.data.synth.world import assign_split, sample_rng, synthesizable_modalities, synthesize_world
 from onellm.registry import get_modality
@@ -56,17 +57,17 @@ def _check_png(path: Path) -> None:
 def _check_mp4(path: Path) -> None:
     with av.open(str(path)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    assert len(frames) == video.FRAMES and frames[0].shape == (video.SIZE, video.SIZE, 3)
+    assert len(frames) == video.SYNTH_FRAMES and frames[0].shape == (video.SYNTH_SIZE, video.SYNTH_SIZE, 3)
 
 
 def _check_sound(path: Path) -> None:
     data, rate = sf.read(path)
-    assert rate in audio.RATES and 2.0 <= len(data) / rate <= 3.0 and np.abs(data).max() > 0.01
+    assert rate in audio.SYNTH_RATES and 2.0 <= len(data) / rate <= 3.0 and np.abs(data).max() > 0.01
 
 
 def _check_ply(path: Path) -> None:
     cloud = o3d.io.read_point_cloud(str(path))
-    assert cloud.has_colors() and len(cloud.points) == point.POINTS
+    assert cloud.has_colors() and len(cloud.points) == point.SYNTH_POINTS
 
 
 def _check_npy(path: Path) -> None:
@@ -106,7 +107,7 @@ def test_world_has_a_manifest_per_builtin_modality_of_real_files(world):
                 assert path.is_file(), path
                 CHECKS[path.suffix](path)
         if name == "imu":
-            assert all(s.meta["sample_rate"] in imu.RATES for s in samples)
+            assert all(s.meta["sample_rate"] in imu.SYNTH_RATES for s in samples)
         if name == "fmri":  # one mask shared by the whole world
             assert {s.files[1] for s in samples} == {f"fmri/{fmri.MASK_NAME}"}
 
@@ -234,7 +235,7 @@ def test_depth_is_ordered_near_middle_far(tmp_path):
         # Depth and RGB show the same view: the object is where the depth is measured.
         assert ((millimetres > 0) == ~background).mean() > 0.99
         medians.setdefault(fields["meta"]["distance"], []).append(np.median(millimetres[millimetres > 0]))
-        assert depth.SIZE == millimetres.shape[0] and fields["meta"]["solid"] in fields["caption"]
+        assert depth.SYNTH_SIZE == millimetres.shape[0] and fields["meta"]["solid"] in fields["caption"]
     assert max(medians["near"]) < min(medians["middle"]) and max(medians["middle"]) < min(medians["far"])
 
 
@@ -292,10 +293,10 @@ def test_loader_turns_every_sample_into_the_preset_input(world, name, preset):
     """The quickstart trains both presets on this world, so every file must fit both."""
     spec = get_modality(name)
     config = OneLLMConfig.from_preset(preset)
-    tokenizer = spec.tokenizer.from_options(config.encoder, config.modalities[name])
+    ctx = LoadContext.build(spec.tokenizer, config.encoder, config.modalities[name])
     for sample in read_manifest(world[name]):
-        x = spec.load(sample.paths(), tokenizer, train=False, meta=sample.meta)
-        assert tuple(x.shape) == tuple(tokenizer.input_shape) and x.isfinite().all(), sample.id
+        x = spec.load(sample.paths(), ctx, train=False, meta=sample.meta)
+        assert tuple(x.shape) == ctx.input_shape and x.isfinite().all(), sample.id
 
 
 # ---- plugins and the command line -------------------------------------------------------
@@ -308,10 +309,11 @@ def test_a_plugin_modality_gets_a_world_too(tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, "onellm_ecg", raising=False)
     from onellm_ecg import ECG
 
-    registry.list_modalities()  # discover first, so the monkeypatched entry is the only change
-    monkeypatch.setitem(registry._specs, "ecg", ECG)
-    monkeypatch.setitem(registry._sources, "ecg", "test")
-    manifests = synthesize_world(tmp_path, per_modality=2, seed=0, modalities=["ecg"], progress=False)
+    registry.register_modality(ECG, source="test")
+    try:
+        manifests = synthesize_world(tmp_path, per_modality=2, seed=0, modalities=["ecg"], progress=False)
+    finally:
+        registry.MODALITIES.unregister("ecg")
     samples = read_manifest(manifests["ecg"])
     assert [s.id for s in samples] == ["ecg-000000", "ecg-000001"]
     assert np.load(samples[0].paths()[0]).shape == (5000, 12)

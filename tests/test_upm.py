@@ -1,4 +1,5 @@
-"""Universal Projection Module: routing, batched experts, the query-only last layer."""
+"""Universal Projection Module: routing, stacked and plain experts, the query-only last
+layer, checkpoints of the stacked layout."""
 import torch
 
 from onellm.config import UPMConfig
@@ -12,10 +13,14 @@ def _upm(experts=3, layers=2):
 
 
 def _run_layers(upm, seq, keep=None):
-    h = seq.unsqueeze(0).expand(upm.config.num_experts, -1, -1, -1)
-    for i, layer in enumerate(upm.layers):
-        h = layer(h, keep=keep if i == len(upm.layers) - 1 else None)
-    return h
+    """Every expert's blocks applied one by one: [E, B, S', W]."""
+    outputs = []
+    for expert in upm.experts:
+        h = seq
+        for i, block in enumerate(expert):
+            h = block(h, keep=keep if i == len(expert) - 1 else None)
+        outputs.append(h)
+    return torch.stack(outputs)
 
 
 def test_routing_weights_sum_to_one_per_token():
@@ -26,14 +31,39 @@ def test_routing_weights_sum_to_one_per_token():
     assert (routing > 0).all()
 
 
-def test_batched_experts_equal_sequential_experts():
+def test_stacked_experts_equal_plain_experts():
     upm = _upm()
-    seq = torch.randn(2, 9, 32)
-    together = upm.run_experts(seq)
+    seq = torch.randn(2, 9, 32, requires_grad=True)
+    together = upm.run_experts(seq, stacked=True)
     assert together.shape == (3, 2, 5, 32)
+    torch.testing.assert_close(together, upm.run_experts(seq), atol=1e-5, rtol=1e-5)
     for e in range(3):
         torch.testing.assert_close(together[e : e + 1], upm.run_experts(seq, slice(e, e + 1)), atol=1e-5, rtol=1e-5)
     assert not torch.allclose(together[0], together[1])
+    # Gradients reach each expert's own weights through the stacking.
+    together[1].sum().backward()
+    wq = [expert[0].attention["wq"].weight.grad for expert in upm.experts]
+    assert wq[0] is None or not wq[0].any()
+    assert wq[1].abs().sum() > 0
+
+
+def test_checkpoint_with_stacked_expert_weights_loads():
+    """Models saved before the experts were plain modules hold `layers.{l}.wq` [E, out, in]."""
+    upm, feats = _upm(), torch.randn(2, 7, 32)
+    want = upm("a", feats)[0]
+    state = upm.state_dict()
+    plain = {"attention_norm": "attention_norm.weight", "ffn_norm": "ffn_norm.weight",
+             **{n: f"attention.{n}.weight" for n in ("wq", "wk", "wv", "wo")},
+             **{n: f"feed_forward.{n}.weight" for n in ("w1", "w2", "w3")}}
+    for layer in range(2):
+        for old, new in plain.items():
+            state[f"layers.{layer}.{old}"] = torch.stack([state.pop(f"experts.{e}.{layer}.{new}") for e in range(3)])
+    fresh = _upm()
+    torch.manual_seed(1)
+    for p in fresh.parameters():
+        p.data.normal_()
+    fresh.load_state_dict(state)
+    torch.testing.assert_close(fresh("a", feats)[0], want)
 
 
 def test_batched_and_sequential_settings_give_the_same_tokens():

@@ -1,22 +1,28 @@
-"""depth: the RGB image and its depth map (rendered as 3 channels) as two frames.
+"""depth: the RGB image and its depth map (rendered as 3 channels) as two frames; synthetic
+solids as 16-bit depth PNGs beside their RGB view; the demo's preview.
 
-Also hosts what depth and normal share: the pair tokenizer and the pairing loader."""
+Also hosts what depth and normal share: the pair tokenizer, the pairing loader and the
+preview beside the RGB image."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
 from onellm.config import EncoderConfig
+from onellm.data.synth.common import describe_solid, render_solid
 from onellm.errors import BadInputError
-from onellm.modality import ModalitySpec
+from onellm.modality import LoadContext, ModalitySpec
 from onellm.readers import open_image, read_npy
 
 from .image import FrameTokenizer, crop_views, open_rgb
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 METRIC_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 
@@ -34,9 +40,7 @@ class ImageMapPairTokenizer(FrameTokenizer):
         self.options = options
 
 
-def load_pair(
-    paths: list[Path], tokenizer: ImageMapPairTokenizer, train: bool, read_map: Callable[[Path], Image.Image]
-) -> torch.Tensor:
+def load_pair(paths: list[Path], ctx: LoadContext, train: bool, read_map: Callable[[Path], Image.Image]) -> torch.Tensor:
     """[2, 3, S, S]: frame 0 the RGB image (paths[1]), frame 1 the map (paths[0]) resized to
     the RGB image's size; ONE crop for both (centre, or the same random resized crop when
     training), so the two frames stay pixel-aligned, as the published loader does."""
@@ -48,7 +52,7 @@ def load_pair(
     view = read_map(paths[0])
     if view.size != rgb.size:
         view = view.resize(rgb.size, Image.BICUBIC)
-    return crop_views([rgb, view], tokenizer.encoder_config.image_size, train)
+    return crop_views([rgb, view], ctx.encoder.image_size, train)
 
 
 def render_depth(depth: np.ndarray) -> Image.Image:
@@ -78,10 +82,54 @@ def read_depth(path: Path) -> Image.Image:
     return open_rgb(path)
 
 
-def load_depth(
-    paths: list[Path], tokenizer: ImageMapPairTokenizer, train: bool = False, meta: dict | None = None
-) -> torch.Tensor:
-    return load_pair(paths, tokenizer, train, read_depth)
+def load_depth(paths: list[Path], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+    return load_pair(paths, ctx, train, read_depth)
+
+
+# ---- synthetic samples: one coloured solid near, at a middle distance or far --------------
+
+SYNTH_SIZE = 96
+
+
+def synthesize(out_dir: Path, sample_id: str, rng: np.random.Generator) -> dict:
+    """Write `<id>.depth.png` (uint16 millimetres, 0 = no surface) and `<id>.png` (RGB) of
+    one solid seen by a pinhole camera; returns manifest fields with files = [depth, rgb]."""
+    scene = render_solid(SYNTH_SIZE, rng)
+    # Millimetre depth with a few millimetres of sensor noise, as a structured-light camera gives.
+    millimetres = scene["depth"] * 1000 + rng.normal(0, 2.0, size=scene["depth"].shape)
+    depth = np.where(scene["depth"] > 0, np.clip(millimetres.round(), 1, 65535), 0).astype(np.uint16)
+    depth_path, rgb_path = out_dir / f"{sample_id}.depth.png", out_dir / f"{sample_id}.png"
+    Image.fromarray(depth).save(depth_path)
+    Image.fromarray(scene["rgb"]).save(rgb_path)
+    return {"files": [depth_path.name, rgb_path.name], **describe_solid(scene, "distance", rng)}
+
+
+# ---- demo preview -------------------------------------------------------------------------
+
+
+def preview(paths: list[Path]) -> Figure:
+    """The depth map in a colour map (near dark, far bright), beside its RGB image."""
+    depth = np.asarray(read_depth(Path(paths[0])), dtype=np.float32)[..., 0]
+    return beside_rgb(paths, depth, "depth", cmap="turbo")
+
+
+def beside_rgb(paths: list[Path], shown: np.ndarray, label: str, cmap: str | None = None) -> Figure:
+    """A matplotlib Figure of the map `shown`, beside the RGB image (paths[1]) when there is one."""
+    from matplotlib.figure import Figure  # the demo's dependency, not the loader's
+
+    panels = 2 if len(paths) > 1 else 1
+    fig = Figure(figsize=(4 * panels, 3.6), layout="constrained")
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    if panels == 2:
+        axes[0].imshow(np.asarray(open_rgb(Path(paths[1]))))
+        axes[0].set_title(f"rgb: {Path(paths[1]).name}")
+    image = axes[-1].imshow(shown, cmap=cmap)
+    axes[-1].set_title(f"{label}: {Path(paths[0]).name}")
+    if cmap is not None:
+        fig.colorbar(image, ax=axes[-1], shrink=0.8)
+    for ax in axes:
+        ax.set_axis_off()
+    return fig
 
 
 DEPTH = ModalitySpec(
@@ -94,6 +142,6 @@ DEPTH = ModalitySpec(
     official_name="rgbd",
     description="RGB image + depth map as two frames through the encoder's patch conv",
     companions=("rgb image",),
-    synthesize="onellm.data.synth.depth:synthesize",
-    preview="onellm.demo.previews:depth_preview",
+    synthesize=synthesize,
+    preview=preview,
 )

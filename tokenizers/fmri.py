@@ -1,17 +1,25 @@
-"""fmri: one Linear over the voxel vector, its output read as a few tokens."""
+"""fmri: one Linear over the voxel vector, its output read as a few tokens; synthetic volumes
+whose region of interest carries the pattern of the stimulus seen; the demo's voxel plot."""
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from onellm.config import EncoderConfig
+from onellm.data.synth.common import pick, save_atomic
 from onellm.errors import BadInputError, describe
-from onellm.modality import ModalitySpec, ModalityTokenizer, TokenGrid, learned_pos_embed
+from onellm.modality import LoadContext, ModalitySpec, ModalityTokenizer, TokenGrid, learned_pos_embed
 from onellm.readers import MAX_ARRAY_VALUES, read_npy
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -79,17 +87,121 @@ def read_voxels(paths: list[Path]) -> np.ndarray:
     return volume[mask != 0]  # boolean indexing walks the volume in C order
 
 
-def load_fmri(
-    paths: list[Path], tokenizer: FMRITokenizer, train: bool = False, meta: dict | None = None
-) -> torch.Tensor:
+def load_fmri(paths: list[Path], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
     """[voxels]: the ROI's voxel vector, which must have exactly the configured length."""
     voxels = read_voxels(paths)
-    want = tokenizer.options.voxels
+    want = ctx.options.voxels
     if voxels.shape[0] != want:
         raise BadInputError(paths[0], f"{voxels.shape[0]} voxels, but the fmri tokenizer takes {want}")
     if not np.isfinite(voxels).all():
         raise BadInputError(paths[0], "voxel values hold NaN or infinite values")
     return torch.from_numpy(np.ascontiguousarray(voxels))
+
+
+# ---- synthetic samples (`onellm data synth`) ------------------------------------------------
+# 16x16x16 volumes, 3 repetitions, whose region-of-interest voxels carry the activation
+# pattern of the stimulus class the subject was viewing. The brain is the same in every
+# sample, as for one scanned subject: the ROI mask (exactly 1024 voxels, the tiny and smollm2
+# presets' voxel count) and the class patterns come from a fixed generator, not from the
+# sample's. The mask is written once per world and named as every sample's companion file.
+
+GRID, REPETITIONS, ROI_VOXELS = 16, 3, 1024
+MASK_NAME = "roi_mask.nii.gz"
+# class: (what the caption says was seen, whether it is alive)
+STIMULI = {
+    "face": ("a face", True),
+    "house": ("a house", False),
+    "animal": ("an animal", True),
+    "food": ("some food", False),
+    "vehicle": ("a vehicle", False),
+    "text": ("written text", False),
+}
+AFFINE = np.diag([3.0, 3.0, 3.0, 1.0])  # 3 mm isotropic voxels
+
+
+@lru_cache(maxsize=1)
+def brain() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(brain [16, 16, 16] bool, ROI mask [16, 16, 16] bool inside it, class patterns
+    {class: [1024]} with zero mean and unit variance)."""
+    rng = np.random.default_rng(zlib.crc32(b"onellm synthetic brain"))
+    axes = (np.arange(GRID) - (GRID - 1) / 2) / (GRID / 2)
+    x, y, z = np.meshgrid(axes, axes, axes, indexing="ij")
+    inside = x**2 + y**2 / 1.3 + z**2 < 1.0
+    # The ROI: the 1024 brain voxels nearest a posterior point, like a visual cortex; the
+    # fixed jitter makes the boundary irregular and the ranking free of ties.
+    score = (x**2 + ((y + 0.55) / 0.8) ** 2 + ((z + 0.1) / 1.2) ** 2) + rng.uniform(0, 0.05, size=x.shape)
+    score[~inside] = np.inf
+    mask = np.zeros(GRID**3, dtype=bool)
+    mask[np.argsort(score.ravel(), kind="stable")[:ROI_VOXELS]] = True
+    mask = mask.reshape(x.shape)
+    # Each class activates a few blobs inside the ROI plus a voxel-level fingerprint.
+    roi_xyz = np.stack([x[mask], y[mask], z[mask]], axis=1)
+    patterns = {}
+    for name in STIMULI:
+        centres = roi_xyz[rng.choice(ROI_VOXELS, size=3, replace=False)]
+        distance2 = ((roi_xyz[:, None, :] - centres[None]) ** 2).sum(-1)
+        blobs = (np.exp(-distance2 / 0.05) * rng.choice([-1.0, 1.0], size=3)).sum(axis=1)
+        pattern = blobs / blobs.std() + 0.7 * rng.normal(size=ROI_VOXELS)
+        patterns[name] = (pattern - pattern.mean()) / pattern.std()
+    return inside, mask, patterns
+
+
+def write_mask(path: Path) -> None:
+    import nibabel
+
+    if not path.exists():
+        mask = brain()[1].astype(np.uint8)
+        save_atomic(path, lambda tmp: nibabel.save(nibabel.Nifti1Image(mask, AFFINE), tmp))
+
+
+def synthesize(out_dir: Path, sample_id: str, rng: np.random.Generator) -> dict:
+    """Write `<id>.nii.gz` [16, 16, 16, 3] (float32, 3 repetitions) and, once per folder,
+    `roi_mask.nii.gz`; files = [volume, mask]."""
+    import nibabel
+
+    stimulus = pick(rng, tuple(STIMULI))
+    inside, mask, patterns = brain()
+    # Response amplitudes (betas, as NSD distributes them: z-scored, no anatomy left):
+    # the class pattern in the ROI, noise everywhere inside the brain, zero outside it.
+    signal = np.zeros(mask.shape)
+    signal[mask] = rng.uniform(0.8, 1.2) * patterns[stimulus]
+    noise = rng.normal(0, 0.8, size=mask.shape + (REPETITIONS,))
+    volume = (signal[..., None] + noise) * inside[..., None]
+    path = out_dir / f"{sample_id}.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(volume.astype(np.float32), AFFINE), path)
+    write_mask(out_dir / MASK_NAME)
+
+    seen, alive = STIMULI[stimulus]
+    caption = pick(rng, (f"the subject was viewing {seen}", f"the subject was looking at {seen}", f"a picture of {seen} was shown"))
+    return {
+        "files": [path.name, MASK_NAME],
+        "caption": caption,
+        "qa": [
+            {"question": "What was the subject looking at?", "answer": stimulus},
+            {"question": "Was it a living thing?", "answer": "yes" if alive else "no"},
+        ],
+        "meta": {"stimulus": stimulus, "repetitions": REPETITIONS},
+    }
+
+
+# ---- demo preview -------------------------------------------------------------------------
+
+
+def preview(paths: list[Path]) -> Figure:
+    """The voxel vector, as a line and folded into a square so that its structure shows."""
+    from matplotlib.figure import Figure  # the demo's dependency, not the loader's
+
+    vector = read_voxels([Path(p) for p in paths])
+    side = int(np.ceil(np.sqrt(vector.size)))
+    square = np.full(side * side, np.nan, dtype=np.float32)
+    square[: vector.size] = vector
+    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    line, grid = fig.subplots(1, 2, width_ratios=(2, 1))
+    line.plot(vector, linewidth=0.5)
+    line.set(xlabel="voxel", ylabel="value", title=f"{paths[0].name}: {vector.size} voxels")
+    grid.imshow(square.reshape(side, side), cmap="coolwarm")
+    grid.set_axis_off()
+    return fig
 
 
 FMRI = ModalitySpec(
@@ -100,6 +212,6 @@ FMRI = ModalitySpec(
     prompt="Provide a one-sentence caption for the provided fMRI.",
     description="voxel vector through a Linear, reshaped into tokens",
     companions=("roi mask",),
-    synthesize="onellm.data.synth.fmri:synthesize",
-    preview="onellm.demo.previews:fmri_preview",
+    synthesize=synthesize,
+    preview=preview,
 )

@@ -1,16 +1,21 @@
-"""image: the encoder's own 14x14 patch conv and positional table (nothing of its own)."""
+"""image: the encoder's own 14x14 patch conv and positional table (nothing of its own); the
+published torchvision preprocessing; synthetic shape pictures; the demo's preview.
+
+Also hosts what depth, normal and video share: the frame tokenizer and the cropped views."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision.transforms as T
+import torchvision.transforms.functional as TF
 from PIL import Image, ImageSequence
 
 from onellm.config import EncoderConfig
-from onellm.modality import ModalitySpec, ModalityTokenizer, TokenGrid
+from onellm.data.synth.common import BACKGROUNDS, COLOURS, SHAPES_2D, article, canvas, draw_shape, pick
+from onellm.modality import LoadContext, ModalitySpec, ModalityTokenizer, TokenGrid
 from onellm.readers import open_image
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -67,70 +72,106 @@ def open_rgb(path: Path) -> Image.Image:
             frame = Image.fromarray((arr / max(float(arr.max()), 1.0) * 255).astype(np.uint8))
         if frame.mode in ("RGBA", "LA", "P", "PA"):
             frame = frame.convert("RGBA")
-            canvas = Image.new("RGBA", frame.size, (255, 255, 255, 255))
-            frame = Image.alpha_composite(canvas, frame)
+            white = Image.new("RGBA", frame.size, (255, 255, 255, 255))
+            frame = Image.alpha_composite(white, frame)
         return frame.convert("RGB")
 
 
-def unit_tensor(images: list[Image.Image]) -> torch.Tensor:
-    """Same-size RGB images -> [len(images), 3, H, W] floats in [0, 1]."""
-    return torch.from_numpy(np.stack([np.asarray(im) for im in images])).permute(0, 3, 1, 2).float() / 255.0
+# PIL image -> [3, H, W] in [0, 1] -> CLIP's normalisation.
+TO_MODEL = T.Compose([T.ToTensor(), T.Normalize(CLIP_MEAN, CLIP_STD)])
 
 
-def normalize_unit(x: torch.Tensor) -> torch.Tensor:
-    """[..., 3, H, W] in [0, 1] -> CLIP's normalisation."""
-    return (x - torch.tensor(CLIP_MEAN).view(3, 1, 1)) / torch.tensor(CLIP_STD).view(3, 1, 1)
+def eval_transform(size: int) -> T.Compose:
+    """The published evaluation view: short side to `size` (bicubic, antialiased; the long
+    side truncated), centre crop, [0, 1], CLIP's mean and std."""
+    return T.Compose([T.Resize(size, T.InterpolationMode.BICUBIC, antialias=True), T.CenterCrop(size), TO_MODEL])
 
 
-def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """[..., H, W] -> [..., size, size], offsets rounded as torchvision's CenterCrop."""
-    h, w = x.shape[-2:]
-    top, left = round((h - size) / 2), round((w - size) / 2)
-    return x[..., top : top + size, left : left + size]
-
-
-def short_side(img: Image.Image, size: int) -> Image.Image:
-    """Bicubic resize so the short side is `size` (the long side truncated, as torchvision's Resize)."""
-    w, h = img.size
-    scale = size / min(w, h)
-    return img.resize((size if w <= h else int(w * scale), size if h <= w else int(h * scale)), Image.BICUBIC)
-
-
-def random_crop_box(width: int, height: int) -> tuple[int, int, int, int]:
-    """(left, top, w, h) of a random resized crop: area fraction uniform in TRAIN_SCALE and
-    aspect ratio log-uniform in TRAIN_RATIO, from torch's global RNG; after 10 misses, the
-    largest centred box whose ratio is in range."""
-    log_ratio = (math.log(TRAIN_RATIO[0]), math.log(TRAIN_RATIO[1]))
-    for _ in range(10):
-        u = torch.rand(2).tolist()
-        area = width * height * (TRAIN_SCALE[0] + (TRAIN_SCALE[1] - TRAIN_SCALE[0]) * u[0])
-        ratio = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * u[1])
-        w, h = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
-        if 0 < w <= width and 0 < h <= height:
-            left, top = (int(torch.randint(n + 1, ())) for n in (width - w, height - h))
-            return left, top, w, h
-    ratio = min(max(width / height, TRAIN_RATIO[0]), TRAIN_RATIO[1])
-    w, h = min(width, round(height * ratio)), min(height, round(width / ratio))
-    return (width - w) // 2, (height - h) // 2, w, h
+def train_crop(size: int) -> T.RandomResizedCrop:
+    """The published training view's crop: area 90-100%, aspect ratio 3/4-4/3, bicubic."""
+    return T.RandomResizedCrop(size, TRAIN_SCALE, TRAIN_RATIO, T.InterpolationMode.BICUBIC, antialias=True)
 
 
 def crop_views(images: list[Image.Image], size: int, train: bool = False) -> torch.Tensor:
     """[len(images), 3, size, size], CLIP-normalised. Every image gets the SAME crop, so an RGB
     image and its map (resized to one size first) stay pixel-aligned, and video frames share one
-    view. Eval: short side to `size` (bicubic) + centre crop; train: a random resized crop
-    (scale 0.9-1.0, ratio 3/4-4/3, bicubic), as the published recipe."""
-    if train:
-        left, top, w, h = random_crop_box(*images[0].size)
-        box = (left, top, left + w, top + h)
-        images = [im.crop(box).resize((size, size), Image.BICUBIC) for im in images]
-        return normalize_unit(unit_tensor(images))
-    return normalize_unit(centre_crop(unit_tensor([short_side(im, size) for im in images]), size))
+    view: torchvision's transforms, with the random crop's parameters drawn once (from torch's
+    global RNG, as RandomResizedCrop itself draws them) and applied to each image."""
+    if not train:
+        view = eval_transform(size)
+        return torch.stack([view(im) for im in images])
+    crop = train_crop(size)
+    box = crop.get_params(images[0], crop.scale, crop.ratio)
+    return torch.stack([TO_MODEL(TF.resized_crop(im, *box, crop.size, crop.interpolation, antialias=crop.antialias))
+                        for im in images])
 
 
-def load_image(
-    paths: list[Path], tokenizer: ModalityTokenizer, train: bool = False, meta: dict | None = None
-) -> torch.Tensor:
-    return crop_views([open_rgb(paths[0])], tokenizer.encoder_config.image_size, train)[0]
+def load_image(paths: list[Path], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+    return crop_views([open_rgb(paths[0])], ctx.encoder.image_size, train)[0]
+
+
+# ---- synthetic samples (`onellm data synth`): coloured shapes at named positions --------
+
+SYNTH_SIZE = 112
+# name: (centre as a fraction of the side, phrase used in captions)
+POSITIONS = {
+    "left": ((0.25, 0.5), "on the left"),
+    "right": ((0.75, 0.5), "on the right"),
+    "top": ((0.5, 0.25), "at the top"),
+    "bottom": ((0.5, 0.75), "at the bottom"),
+    "centre": ((0.5, 0.5), "in the centre"),
+}
+# The centre overlaps every other position, so it is only used for a single shape.
+EDGES = ("left", "right", "top", "bottom")
+COUNT_WORDS = {1: "one", 2: "two"}
+
+
+def synthesize(out_dir: Path, sample_id: str, rng: np.random.Generator) -> dict:
+    """Write `<id>.png` (112x112 RGB): one or two coloured shapes on a plain background,
+    and describe it; returns manifest fields."""
+    count = 1 + int(rng.uniform() < 0.5)
+    positions = [pick(rng, tuple(POSITIONS))] if count == 1 else list(rng.choice(EDGES, size=2, replace=False))
+    colours = list(rng.choice(list(COLOURS), size=count, replace=False))
+    shapes = [pick(rng, SHAPES_2D) for _ in range(count)]
+    background = pick(rng, tuple(BACKGROUNDS))
+
+    img, draw = canvas(SYNTH_SIZE, background)
+    # Radius and jitter are small enough that shapes at two edge positions never touch.
+    for shape, colour, position in zip(shapes, colours, positions):
+        (fx, fy), _ = POSITIONS[position]
+        cx, cy = (np.array([fx, fy]) * SYNTH_SIZE + rng.uniform(-2, 2, size=2)).tolist()
+        draw_shape(draw, shape, cx, cy, float(rng.uniform(13, 16)), COLOURS[colour])
+    path = out_dir / f"{sample_id}.png"
+    img.save(path)
+
+    parts = [f"{article(f'{c} {s}')} {POSITIONS[p][1]}" for s, c, p in zip(shapes, colours, positions)]
+    described = " and ".join(parts)
+    caption = pick(rng, (described, f"{described} on a {background} background", f"a picture of {described}"))
+    first = 0 if count == 1 else int(rng.integers(count))
+    qa = [
+        {"question": f"What colour is the {shapes[first]}?", "answer": str(colours[first])},
+        {"question": f"What shape is {POSITIONS[positions[first]][1]}?", "answer": str(shapes[first])},
+        {"question": "How many shapes are there?", "answer": COUNT_WORDS[count]},
+    ]
+    if shapes.count(shapes[first]) > 1:  # "the star" would be ambiguous
+        qa[0] = {"question": f"What colour is the shape {POSITIONS[positions[first]][1]}?", "answer": str(colours[first])}
+    return {
+        "files": [path.name],
+        "caption": caption,
+        "qa": qa,
+        "meta": {
+            "background": background,
+            "shapes": [{"shape": s, "colour": str(c), "position": str(p)} for s, c, p in zip(shapes, colours, positions)],
+        },
+    }
+
+
+# ---- demo preview -------------------------------------------------------------------------
+
+
+def preview(paths: list[Path]) -> Image.Image:
+    """The image as the loader reads it, as RGB: browsers show no TIFF or 16-bit PNG."""
+    return open_rgb(Path(paths[0]))
 
 
 IMAGE = ModalitySpec(
@@ -140,6 +181,6 @@ IMAGE = ModalitySpec(
     extensions=(".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"),
     prompt="Provide a one-sentence caption for the provided image.",
     description="RGB image through the encoder's patch conv",
-    synthesize="onellm.data.synth.image:synthesize",
-    preview="onellm.demo.previews:image_preview",
+    synthesize=synthesize,
+    preview=preview,
 )

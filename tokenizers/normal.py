@@ -1,18 +1,24 @@
-"""normal: the RGB image and its surface-normal map as two frames."""
+"""normal: the RGB image and its surface-normal map as two frames; synthetic solids as
+normal PNGs beside their RGB view; the demo's preview."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
 
+from onellm.data.synth.common import describe_solid, render_solid
 from onellm.errors import BadInputError
-from onellm.modality import ModalitySpec
+from onellm.modality import LoadContext, ModalitySpec
 from onellm.readers import read_npy
 
-from .depth import ImageMapPairTokenizer, load_pair
+from .depth import ImageMapPairTokenizer, beside_rgb, load_pair
 from .image import open_rgb
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def read_normal(path: Path) -> Image.Image:
@@ -29,10 +35,30 @@ def read_normal(path: Path) -> Image.Image:
     return Image.fromarray(np.round(image).astype(np.uint8), "RGB")
 
 
-def load_normal(
-    paths: list[Path], tokenizer: ImageMapPairTokenizer, train: bool = False, meta: dict | None = None
-) -> torch.Tensor:
-    return load_pair(paths, tokenizer, train, read_normal)
+def load_normal(paths: list[Path], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+    return load_pair(paths, ctx, train, read_normal)
+
+
+# ---- synthetic samples: one coloured solid on the left, in the centre or on the right ------
+
+SYNTH_SIZE = 96
+
+
+def synthesize(out_dir: Path, sample_id: str, rng: np.random.Generator) -> dict:
+    """Write `<id>.normal.png` ((n + 1) / 2 * 255 with x right, y up, z towards the viewer;
+    black where there is no surface) and `<id>.png` (RGB); files = [normal, rgb]."""
+    scene = render_solid(SYNTH_SIZE, rng)
+    surface = np.linalg.norm(scene["normal"], axis=-1, keepdims=True) > 0
+    encoded = np.where(surface, np.round((scene["normal"] + 1) / 2 * 255), 0).astype(np.uint8)
+    normal_path, rgb_path = out_dir / f"{sample_id}.normal.png", out_dir / f"{sample_id}.png"
+    Image.fromarray(encoded).save(normal_path)
+    Image.fromarray(scene["rgb"]).save(rgb_path)
+    return {"files": [normal_path.name, rgb_path.name], **describe_solid(scene, "side", rng)}
+
+
+def preview(paths: list[Path]) -> Figure:
+    """The normal map as its (n + 1) / 2 colours, beside its RGB image."""
+    return beside_rgb(paths, np.asarray(read_normal(Path(paths[0]))), "normal")
 
 
 NORMAL = ModalitySpec(
@@ -45,6 +71,6 @@ NORMAL = ModalitySpec(
     official_name="rgbn",
     description="RGB image + normal map as two frames through the encoder's patch conv",
     companions=("rgb image",),
-    synthesize="onellm.data.synth.normal:synthesize",
-    preview="onellm.demo.previews:normal_preview",
+    synthesize=synthesize,
+    preview=preview,
 )

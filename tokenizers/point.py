@@ -1,8 +1,10 @@
-"""point: farthest point sampling + k-nearest-neighbour groups + 1x1 conv + max over neighbours."""
+"""point: farthest point sampling + k-nearest-neighbour groups + 1x1 conv + max over neighbours;
+synthetic clouds on the surface of one coloured solid; the demo's 3-D scatter."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -10,11 +12,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from onellm.config import EncoderConfig
+from onellm.data.synth.common import COLOURS, SOLIDS, article, pick, rotation, sample_surface
 from onellm.errors import BadInputError, describe
-from onellm.modality import ModalitySpec, ModalityTokenizer, TokenGrid, learned_pos_embed
+from onellm.modality import LoadContext, ModalitySpec, ModalityTokenizer, TokenGrid, learned_pos_embed
 from onellm.readers import read_npy
 
 from .point_ops import farthest_point_sample, gather_points, knn_indices
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -144,16 +150,78 @@ def normalize_xyz(cloud: torch.Tensor) -> torch.Tensor:
     return torch.cat([xyz / radius, cloud[:, 3:]], dim=1)
 
 
-def load_point(
-    paths: list[Path], tokenizer: PointTokenizer, train: bool = False, meta: dict | None = None
-) -> torch.Tensor:
+def load_point(paths: list[Path], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
     """[points, channels] from .ply/.pcd/.xyz (open3d) or .npy [N, 3] / [N, 6]."""
-    o = tokenizer.options
+    o = ctx.options
     cloud = read_cloud(paths[0])
     if cloud.shape[1] < o.channels:
         raise BadInputError(paths[0], f"{cloud.shape[1]} channels per point, the tokenizer takes {o.channels}")
     cloud = resample_points(torch.from_numpy(cloud[:, : o.channels]), o.points, train)
     return normalize_xyz(cloud)
+
+
+# ---- synthetic samples (`onellm data synth`): points on one coloured solid ----------------
+
+SYNTH_POINTS = 2048
+
+
+def write_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
+    """Binary PLY with 8-bit colours through open3d; rgb in [0, 1]."""
+    import open3d as o3d
+
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz.astype(np.float64)))
+    cloud.colors = o3d.utility.Vector3dVector(rgb.astype(np.float64))
+    if not o3d.io.write_point_cloud(str(path), cloud, write_ascii=False, compressed=False):
+        raise OSError(f"{path}: open3d could not write the point cloud")
+
+
+def synthesize(out_dir: Path, sample_id: str, rng: np.random.Generator) -> dict:
+    """Write `<id>.ply` (or `<id>.npy` [2048, 6], xyz then rgb in [0, 1]); returns manifest fields."""
+    solid, colour = pick(rng, SOLIDS), pick(rng, tuple(COLOURS))
+    xyz = sample_surface(solid, SYNTH_POINTS, rng) @ rotation(rng.uniform(-0.6, 0.6), rng.uniform(0, 2 * np.pi)).T
+    xyz = xyz * rng.uniform(0.5, 2.0) + rng.normal(0, 0.5, size=3) + rng.normal(0, 0.005, size=xyz.shape)
+    shade = rng.uniform(-0.06, 0.06, size=(SYNTH_POINTS, 1))  # a little variation, the hue stays the named one
+    rgb = np.clip(np.array(COLOURS[colour]) / 255.0 + shade, 0.0, 1.0)
+    # Quantise to 8 bits for both formats, as a PLY stores them.
+    rgb = np.round(rgb * 255) / 255
+    if rng.uniform() < 0.25:
+        path = out_dir / f"{sample_id}.npy"
+        np.save(path, np.concatenate([xyz, rgb], axis=1).astype(np.float32))
+    else:
+        path = out_dir / f"{sample_id}.ply"
+        write_ply(path, xyz, rgb)
+
+    thing = f"{colour} {solid}"
+    caption = pick(rng, (article(thing), f"a point cloud of {article(thing)}", f"{article(thing)} made of points"))
+    return {
+        "files": [path.name],
+        "caption": caption,
+        "qa": [
+            {"question": "What shape is this?", "answer": solid},
+            {"question": "What colour is the object?", "answer": colour},
+        ],
+        "meta": {"shape": solid, "colour": colour, "points": SYNTH_POINTS},
+    }
+
+
+# ---- demo preview -------------------------------------------------------------------------
+
+PREVIEW_POINTS = 4096  # enough to see the shape; a plot of 100k points crawls
+
+
+def preview(paths: list[Path]) -> Figure:
+    """A 3-D scatter of (a subsample of) the cloud, in its own colours when it has them."""
+    from matplotlib.figure import Figure  # the demo's dependency, not the loader's
+
+    cloud = read_cloud(Path(paths[0]))
+    if len(cloud) > PREVIEW_POINTS:
+        cloud = cloud[np.random.default_rng(0).choice(len(cloud), PREVIEW_POINTS, replace=False)]
+    xyz, rgb = cloud[:, :3], np.clip(cloud[:, 3:6], 0, 1)
+    fig = Figure(figsize=(5, 4.5), layout="constrained")
+    ax = fig.add_subplot(projection="3d")
+    ax.scatter(*xyz.T, s=2, c=rgb if rgb.any() else xyz[:, 2], depthshade=False)
+    ax.set(xlabel="x", ylabel="y", zlabel="z", title=f"{paths[0].name}: {len(xyz)} points shown")
+    return fig
 
 
 POINT = ModalitySpec(
@@ -163,6 +231,6 @@ POINT = ModalitySpec(
     extensions=(".ply", ".pcd", ".xyz", ".npy"),
     prompt="What is this?",
     description="FPS + kNN groups through a 1x1 conv, max over neighbours",
-    synthesize="onellm.data.synth.point:synthesize",
-    preview="onellm.demo.previews:point_preview",
+    synthesize=synthesize,
+    preview=preview,
 )

@@ -29,9 +29,20 @@ _INIT_DIST = 1e10
 _CUDA_MAX_THREADS = 1024
 
 
+@njit(inline="always", cache=True, fastmath=False)
+def _squared_distance(pts: np.ndarray, k: int, last: int) -> float:
+    """|pts[k] - pts[last]|^2, summed column by column in the original kernel's order."""
+    d = pts[k, 0] - pts[last, 0]
+    d = d * d
+    for j in range(1, pts.shape[1]):
+        diff = pts[k, j] - pts[last, j]
+        d += diff * diff
+    return d
+
+
 @njit(parallel=True, cache=True, fastmath=False)
 def _fps_first_kernel(points: np.ndarray, num_samples: int, start: int) -> np.ndarray:
-    num_clouds, n, c = points.shape
+    num_clouds, n, _ = points.shape
     out = np.empty((num_clouds, num_samples), dtype=np.int64)
     for b in prange(num_clouds):
         pts = points[b]
@@ -43,12 +54,7 @@ def _fps_first_kernel(points: np.ndarray, num_samples: int, start: int) -> np.nd
             best = -1.0
             best_idx = 0
             for k in range(n):
-                d = pts[k, 0] - pts[last, 0]
-                d = d * d
-                for j in range(1, c):
-                    diff = pts[k, j] - pts[last, j]
-                    d += diff * diff
-                d = min(d, min_dist[k])
+                d = min(_squared_distance(pts, k, last), min_dist[k])
                 min_dist[k] = d
                 if d > best:
                     best = d
@@ -60,7 +66,7 @@ def _fps_first_kernel(points: np.ndarray, num_samples: int, start: int) -> np.nd
 
 @njit(parallel=True, cache=True, fastmath=False)
 def _fps_cuda_kernel(points: np.ndarray, num_samples: int, start: int) -> np.ndarray:
-    num_clouds, n, c = points.shape
+    num_clouds, n, _ = points.shape
     threads = 1
     while threads * 2 <= n and threads * 2 <= _CUDA_MAX_THREADS:
         threads *= 2
@@ -78,12 +84,7 @@ def _fps_cuda_kernel(points: np.ndarray, num_samples: int, start: int) -> np.nda
                 best = -1.0
                 best_idx = 0
                 for k in range(t, n, threads):
-                    d = pts[k, 0] - pts[last, 0]
-                    d = d * d
-                    for j in range(1, c):
-                        diff = pts[k, j] - pts[last, j]
-                        d += diff * diff
-                    d2 = min(d, temp[k])
+                    d2 = min(_squared_distance(pts, k, last), temp[k])
                     temp[k] = d2
                     if d2 > best:
                         best = d2

@@ -2,7 +2,9 @@
 
 The published model takes 15 frames: 5 one-second clips spread over the video, the first
 frame of each, short side resized with torch's bilinear interpolation, in 3 spatial crops
-(frames=15, crops=3, resize="bilinear")."""
+(frames=15, crops=3, resize="bilinear").
+
+Also: synthetic videos of a moving shape (`onellm data synth`) and the demo's preview."""
 from __future__ import annotations
 
 import math
@@ -14,14 +16,16 @@ import av
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.functional as TF
 from PIL import Image
 
 from onellm.config import EncoderConfig
+from onellm.data.synth.common import BACKGROUNDS, COLOURS, SHAPES_2D, article, canvas, draw_shape, pick
 from onellm.errors import BadInputError, describe
-from onellm.modality import ModalitySpec
+from onellm.modality import LoadContext, ModalitySpec
 from onellm.readers import check_pixels
 
-from .image import FrameTokenizer, centre_crop, crop_views, normalize_unit, short_side, unit_tensor
+from .image import CLIP_MEAN, CLIP_STD, FrameTokenizer, crop_views
 
 CLIP_SECONDS = 1.0
 
@@ -115,6 +119,11 @@ def _first_frames_from(
     return picks + [frame] * (len(starts) - len(picks))
 
 
+def unit_tensor(frames: list[Image.Image]) -> torch.Tensor:
+    """Same-size RGB frames -> [T, 3, H, W] floats in [0, 1]."""
+    return torch.stack([TF.to_tensor(frame) for frame in frames])
+
+
 def bilinear_short_side(frames: list[Image.Image], size: int) -> torch.Tensor:
     """[T, 3, h, w] in [0, 1], short side `size` (the long side floored), torch bilinear
     without antialiasing: pytorchvideo's ShortSideScale."""
@@ -125,7 +134,8 @@ def bilinear_short_side(frames: list[Image.Image], size: int) -> torch.Tensor:
 
 
 def bicubic_short_side(frames: list[Image.Image], size: int) -> torch.Tensor:
-    return unit_tensor([short_side(frame, size) for frame in frames])
+    """The image path's resize: PIL bicubic (antialiased), the long side truncated."""
+    return unit_tensor([TF.resize(frame, size, TF.InterpolationMode.BICUBIC) for frame in frames])
 
 
 RESIZERS = {"bilinear": bilinear_short_side, "bicubic": bicubic_short_side}
@@ -144,20 +154,114 @@ def three_crops(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.stack(crops, dim=1).flatten(0, 1)
 
 
-def load_video(
-    paths: list[Path], tokenizer: VideoTokenizer, train: bool = False, meta: dict | None = None
-) -> torch.Tensor:
+def load_video(paths: list[Path], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
     """[frames, 3, S, S]: clips x crops, clip-major. With crops=3 (the published setting) the
     crops are fixed in training too; with crops=1 training draws one random resized crop per
     video and evaluation takes the centre crop."""
-    o, size = tokenizer.options, tokenizer.encoder_config.image_size
+    o, size = ctx.options, ctx.encoder.image_size
     clips = o.frames // o.crops
     frames = decode_clip_frames(paths[0], clips)
     if o.crops == 1 and train:
         return crop_views(frames, size, train)
     x = RESIZERS[o.resize](frames, size)
-    views = three_crops(x, size) if o.crops == 3 else centre_crop(x, size)
-    return normalize_unit(views)
+    views = three_crops(x, size) if o.crops == 3 else TF.center_crop(x, [size, size])
+    return TF.normalize(views, CLIP_MEAN, CLIP_STD)
+
+
+# ---- synthetic samples (`onellm data synth`): a shape moving, growing or shrinking --------
+
+SYNTH_SIZE, SYNTH_FRAMES, SYNTH_FPS = 64, 16, 8
+# motion: (start centre, end centre, start radius factor, end radius factor, caption phrase)
+MOTIONS = {
+    "left": ((0.78, 0.5), (0.22, 0.5), 1.0, 1.0, "moving to the left"),
+    "right": ((0.22, 0.5), (0.78, 0.5), 1.0, 1.0, "moving to the right"),
+    "up": ((0.5, 0.78), (0.5, 0.22), 1.0, 1.0, "moving up"),
+    "down": ((0.5, 0.22), (0.5, 0.78), 1.0, 1.0, "moving down"),
+    "growing": ((0.5, 0.5), (0.5, 0.5), 0.5, 2.2, "growing bigger"),
+    "shrinking": ((0.5, 0.5), (0.5, 0.5), 2.2, 0.5, "shrinking"),
+}
+# MPEG-4 Part 2: every FFmpeg build has it, and unlike libx264 (whose bitstream varied
+# from one worker process to another here) it encodes the same frames to the same bytes.
+CODEC = "mpeg4"
+
+
+def _frames(shape: str, colour: str, background: str, motion: str, radius: float, offset: np.ndarray) -> list[np.ndarray]:
+    start, end, grow0, grow1, _ = MOTIONS[motion]
+    frames = []
+    for t in np.linspace(0.0, 1.0, SYNTH_FRAMES):
+        centre = (np.array(start) * (1 - t) + np.array(end) * t) * SYNTH_SIZE + offset
+        img, draw = canvas(SYNTH_SIZE, background)
+        draw_shape(draw, shape, *centre.tolist(), radius * (grow0 * (1 - t) + grow1 * t), COLOURS[colour])
+        frames.append(np.asarray(img))
+    return frames
+
+
+def to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """[T, H, W, 3] uint8 RGB -> [T, H * 3 / 2, W] planar YUV 4:2:0 (BT.601 limited range,
+    what decoders assume for untagged small video), chroma averaged over 2x2.
+    Integer arithmetic here, rather than FFmpeg's scaler or a float matmul, keeps the bytes
+    independent of how a frame happens to be aligned in memory, which SIMD paths are not."""
+    t, h, w, _ = rgb.shape
+    r, g, b = (rgb[..., i].astype(np.int32) for i in range(3))
+    y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
+    u = ((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128
+    v = ((112 * r - 94 * g - 18 * b + 128) >> 8) + 128
+
+    def half(plane: np.ndarray) -> np.ndarray:
+        return ((plane.reshape(t, h // 2, 2, w // 2, 2).sum(axis=(2, 4)) + 2) >> 2).reshape(t, h // 4, w)
+
+    return np.clip(np.concatenate([y, half(u), half(v)], axis=1), 0, 255).astype(np.uint8)
+
+
+def write_mp4(path: Path, frames: list[np.ndarray], fps: int) -> None:
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(CODEC, rate=fps)
+        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.thread_count = 1  # slice threads would make the bytes vary
+        stream.bit_rate = 800_000  # near-lossless at 64x64, so the named colours survive
+        for frame in to_yuv420p(np.stack(frames)):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="yuv420p")))
+        container.mux(stream.encode())
+
+
+def synthesize(out_dir: Path, sample_id: str, rng: np.random.Generator) -> dict:
+    """Write `<id>.mp4` (64x64, 16 frames at 8 fps): one coloured shape moving across a plain
+    background, or growing or shrinking in place; returns manifest fields."""
+    shape, colour = pick(rng, SHAPES_2D), pick(rng, tuple(COLOURS))
+    background, motion = pick(rng, tuple(BACKGROUNDS)), pick(rng, tuple(MOTIONS))
+    radius = float(rng.uniform(7, 9))
+    offset = rng.uniform(-2, 2, size=2)
+    path = out_dir / f"{sample_id}.mp4"
+    write_mp4(path, _frames(shape, colour, background, motion, radius, offset), SYNTH_FPS)
+
+    phrase = MOTIONS[motion][4]
+    thing = article(f"{colour} {shape}")
+    caption = pick(rng, (f"{thing} {phrase}", f"{thing} is {phrase}", f"a video of {thing} {phrase}"))
+    if motion in ("growing", "shrinking"):
+        how = {"question": "Does the shape grow or shrink?", "answer": "grow" if motion == "growing" else "shrink"}
+    else:
+        how = {"question": "Which way does the shape move?", "answer": motion}
+    qa = [
+        {"question": "What colour is the shape?", "answer": colour},
+        {"question": "What shape is in the video?", "answer": shape},
+        how,
+    ]
+    return {
+        "files": [path.name],
+        "caption": caption,
+        "qa": qa,
+        "meta": {"shape": shape, "colour": colour, "motion": motion, "background": background,
+                 "fps": SYNTH_FPS, "frames": SYNTH_FRAMES},
+    }
+
+
+# ---- demo preview -------------------------------------------------------------------------
+
+
+def preview(paths: list[Path]) -> Path:
+    """The file itself, for the browser's video player."""
+    return Path(paths[0])
 
 
 VIDEO = ModalitySpec(
@@ -167,6 +271,6 @@ VIDEO = ModalitySpec(
     extensions=(".mp4", ".webm", ".avi", ".mkv", ".mov"),
     prompt="Provide a one-sentence caption for the provided video.",
     description="frames through the encoder's patch conv, averaged over time",
-    synthesize="onellm.data.synth.video:synthesize",
-    preview="onellm.demo.previews:video_preview",
+    synthesize=synthesize,
+    preview=preview,
 )

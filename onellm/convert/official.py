@@ -1,11 +1,10 @@
-"""The published OneLLM checkpoint's keys mapped to ours, as data plus four named transforms.
+"""The published OneLLM checkpoint's keys mapped to ours, as data plus three named transforms.
 
 A `Rule` ties one group of official tensors to one group of ours:
   copy    one tensor, unchanged
   rotary  LLaMA wq / wk: Meta rotates interleaved pairs (2k, 2k+1), Hugging Face's Llama the
           two halves of each head, so the rows of each head are permuted
   qkv     CLIP's stacked in_proj (q, k, v in that order) split into three projections
-  stack   the E experts' copies of one UPM tensor stacked on a leading expert axis
 Every transform has an exact inverse, so `to_official` gives back the very same tensors.
 docs/convert-official.md describes the layout and how to convert.
 """
@@ -57,18 +56,12 @@ CLIP_BLOCK = {
     "mlp.c_proj.bias": "mlp.fc2.bias",
 }
 CLIP_QKV = {"attn.in_proj_weight": "weight", "attn.in_proj_bias": "bias"}
-# official suffix of `resample_layers.{e}.{l}.` -> our parameter of `upm.layers.{l}` ([E, ...])
-UPM_LAYER = {
-    "attention.wq.weight": "wq",
-    "attention.wk.weight": "wk",
-    "attention.wv.weight": "wv",
-    "attention.wo.weight": "wo",
-    "feed_forward.w1.weight": "w1",
-    "feed_forward.w2.weight": "w2",
-    "feed_forward.w3.weight": "w3",
-    "attention_norm.weight": "attention_norm",
-    "ffn_norm.weight": "ffn_norm",
-}
+# Suffixes of `resample_layers.{e}.{l}.`: our `upm.experts.{e}.{l}.` uses the same names.
+UPM_LAYER = (
+    "attention.wq.weight", "attention.wk.weight", "attention.wv.weight", "attention.wo.weight",
+    "feed_forward.w1.weight", "feed_forward.w2.weight", "feed_forward.w3.weight",
+    "attention_norm.weight", "ffn_norm.weight",
+)
 # Per-modality UPM parts: official key with {m} -> ours with {m} (each side's own name).
 UPM_MODALITY = {
     "clip_proj1.{m}.0.weight": "upm.in_proj.{m}.0.weight",
@@ -142,10 +135,9 @@ def build_rules(layout: Layout) -> list[Rule]:
         rules += [Rule((src + k,), (dst + v,)) for k, v in CLIP_BLOCK.items()]
         for k, kind in CLIP_QKV.items():
             rules.append(Rule((src + k,), tuple(f"{dst}self_attn.{p}_proj.{kind}" for p in "qkv"), "qkv"))
-    for layer in range(layout.upm_layers):
-        for k, v in UPM_LAYER.items():
-            experts = tuple(f"resample_layers.{e}.{layer}.{k}" for e in range(layout.num_experts))
-            rules.append(Rule(experts, (f"upm.layers.{layer}.{v}",), "stack"))
+    for e in range(layout.num_experts):
+        for layer in range(layout.upm_layers):
+            rules += [Rule((f"resample_layers.{e}.{layer}.{k}",), (f"upm.experts.{e}.{layer}.{k}",)) for k in UPM_LAYER]
     for theirs, ours in layout.modalities.items():
         rules += [Rule((k.format(m=theirs),), (v.format(m=ours),)) for k, v in UPM_MODALITY.items()]
         rules += [Rule((k,), (v.replace(f".{theirs}.", f".{ours}."),)) for k, v in TOKENIZER.items()
@@ -171,8 +163,6 @@ def to_ours(rule: Rule, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         return [_rotary_to_hf(tensors[0], rule.heads)]
     if rule.kind == "qkv":
         return list(tensors[0].chunk(3, dim=0))
-    if rule.kind == "stack":
-        return [torch.stack(tensors)]
     raise ValueError(f"unknown transform {rule.kind!r}")
 
 
@@ -183,8 +173,6 @@ def to_theirs(rule: Rule, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         return [_rotary_to_meta(tensors[0], rule.heads)]
     if rule.kind == "qkv":
         return [torch.cat(tensors, dim=0)]
-    if rule.kind == "stack":
-        return list(tensors[0].unbind(0))
     raise ValueError(f"unknown transform {rule.kind!r}")
 
 

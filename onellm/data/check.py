@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..config import OneLLMConfig, list_presets
-from ..modality import ModalityTokenizer
+from ..modality import LoadContext
 from ..registry import get_modality
 from .dataset import BadSample, ManifestDataset
 from .manifest import SPLITS, Sample, read_manifest
@@ -63,9 +63,10 @@ class _Verdicts(Dataset):
         return item.reason if isinstance(item, BadSample) else None
 
 
-def model_tokenizers(model: str, modalities: set[str]) -> dict[str, ModalityTokenizer]:
-    """The tokenizers (they carry the loaders' input shapes) of a preset or a saved model for
-    these modalities, without building the model; a modality the model lacks is left out."""
+def model_contexts(model: str, modalities: set[str]) -> dict[str, LoadContext]:
+    """What the loaders of a preset or a saved model need for these modalities (options and
+    input shapes), without building the model or any weights; a modality the model lacks is
+    left out."""
     directory = Path(model).expanduser()
     if directory.is_dir():
         config = OneLLMConfig.from_file(directory / "config.json")
@@ -73,7 +74,7 @@ def model_tokenizers(model: str, modalities: set[str]) -> dict[str, ModalityToke
         config = OneLLMConfig.from_preset(model)
     else:
         raise FileNotFoundError(f"{model}: neither a model folder nor a preset ({', '.join(list_presets())})")
-    return {m: get_modality(m).tokenizer.from_options(config.encoder, config.modalities[m])
+    return {m: LoadContext.build(get_modality(m).tokenizer, config.encoder, config.modalities[m])
             for m in sorted(modalities & set(config.modalities))}
 
 
@@ -90,12 +91,12 @@ def check_manifests(manifests: list[Path | str], model: str = "tiny", limit: int
                                 "dataset entry reads one; keep a manifest per modality")
         report.samples += samples
         to_load += samples[:limit]
-    tokenizers = model_tokenizers(model, {s.modality for s in to_load})
+    contexts = model_contexts(model, {s.modality for s in to_load})
     for s in to_load:
-        if s.modality not in tokenizers:
+        if s.modality not in contexts:
             report.bad.append((s.id, f"{s.paths()[0]}: the model {model} has no {s.modality} modality"))
-    loadable = [s for s in to_load if s.modality in tokenizers]
-    loader = DataLoader(_Verdicts(ManifestDataset(loadable, tokenizers)), batch_size=None, num_workers=workers)
+    loadable = [s for s in to_load if s.modality in contexts]
+    loader = DataLoader(_Verdicts(ManifestDataset(loadable, contexts)), batch_size=None, num_workers=workers)
     for sample, reason in zip(loadable, tqdm(loader, total=len(loadable), desc="checking", unit="sample", leave=False)):
         if reason is not None:
             report.bad.append((sample.id, reason))

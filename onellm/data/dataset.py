@@ -1,6 +1,7 @@
 """ManifestDataset: manifest samples -> (sample, model input), loaded by the modality's loader.
 
-A sample whose files cannot be read becomes a `BadSample` instead of stopping training;
+Workers get each modality's LoadContext (options, encoder config, input shape), never the
+tokenizer modules and their weights. A sample whose files cannot be read becomes a `BadSample` instead of stopping training;
 the collate function drops it and the training module counts it and writes its reason."""
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from torch.utils.data import Dataset
 
 from ..errors import BadInputError
 from ..inputs import load_input
-from ..modality import ModalityTokenizer
+from ..modality import LoadContext, ModalityTokenizer
 from .manifest import Sample
 from .shards import materialized
 
@@ -24,11 +25,13 @@ class BadSample:
 
 
 class ManifestDataset(Dataset):
-    def __init__(self, samples: list[Sample], tokenizers: dict[str, ModalityTokenizer], train: bool = False) -> None:
+    def __init__(self, samples: list[Sample], tokenizers: dict[str, ModalityTokenizer | LoadContext],
+                 train: bool = False) -> None:
         missing = sorted({s.modality for s in samples} - set(tokenizers))
         if missing:
             raise ValueError(f"samples of modality {missing}, which the model has no tokenizer for")
-        self.samples, self.tokenizers = samples, tokenizers
+        self.samples = samples
+        self.contexts = {m: LoadContext.of(t) for m, t in tokenizers.items() if m in {s.modality for s in samples}}
         self.train = train
 
     def __len__(self) -> int:
@@ -36,7 +39,7 @@ class ManifestDataset(Dataset):
 
     def load(self, sample: Sample) -> torch.Tensor:
         with materialized(sample.paths()) as paths:
-            return load_input(paths, sample.modality, self.tokenizers[sample.modality], train=self.train,
+            return load_input(paths, sample.modality, self.contexts[sample.modality], train=self.train,
                               meta=sample.meta)
 
     def __getitem__(self, index: int) -> tuple[Sample, torch.Tensor] | BadSample:

@@ -202,7 +202,7 @@ def _previews(modality: str, file: str | None, companion: str | None) -> list[di
     show it: a figure to the plot, a PIL image to the image, a path by its MIME type to the
     image, video or audio."""
     shown: dict[str, Any] = dict.fromkeys(PREVIEW_KINDS)
-    previewer = get_modality(modality).previewer()
+    previewer = get_modality(modality).preview
     if file and previewer is not None:
         paths = _paths(modality, file, companion)
         try:

@@ -1,6 +1,8 @@
 """Universal Projection Module: per-modality projections, queries and routers over shared experts."""
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,54 +16,87 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).type_as(x) * weight
 
 
-class ExpertLayer(nn.Module):
-    """Layer l of all E experts at once: a LLaMA block (RMSNorm, full attention without
-    rotary embedding, SwiGLU, no biases) whose weights carry a leading expert axis."""
+Weights = dict[str, torch.Tensor]
+Linear = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# Names of the stacked [E, ...] parameters of earlier checkpoints -> each expert block's.
+_PLAIN_NAME = {
+    "attention_norm": "attention_norm.weight", "ffn_norm": "ffn_norm.weight",
+    **{n: f"attention.{n}.weight" for n in ("wq", "wk", "wv", "wo")},
+    **{n: f"feed_forward.{n}.weight" for n in ("w1", "w2", "w3")},
+}
+STACKED_NAMES = tuple(_PLAIN_NAME)
 
-    def __init__(self, experts: int, width: int, hidden: int, heads: int, eps: float) -> None:
+
+class RMSNorm(nn.Module):
+    def __init__(self, width: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rms_norm(x, self.weight, self.eps)
+
+
+class ExpertBlock(nn.Module):
+    """Layer l of expert e: a LLaMA block (RMSNorm, full attention without rotary embedding,
+    SwiGLU, no biases), named as the published `resample_layers.{e}.{l}`."""
+
+    def __init__(self, width: int, hidden: int, heads: int, eps: float) -> None:
         super().__init__()
         self.heads, self.eps = heads, eps
-        self.attention_norm = nn.Parameter(torch.ones(experts, width))
-        self.ffn_norm = nn.Parameter(torch.ones(experts, width))
-        # Shapes follow nn.Linear's [out, in] so each slice is one official tensor.
-        self.wq = nn.Parameter(torch.empty(experts, width, width))
-        self.wk = nn.Parameter(torch.empty(experts, width, width))
-        self.wv = nn.Parameter(torch.empty(experts, width, width))
-        self.wo = nn.Parameter(torch.empty(experts, width, width))
-        self.w1 = nn.Parameter(torch.empty(experts, hidden, width))
-        self.w3 = nn.Parameter(torch.empty(experts, hidden, width))
-        self.w2 = nn.Parameter(torch.empty(experts, width, hidden))
-        for name in ("wq", "wk", "wv", "wo", "w1", "w3", "w2"):
-            nn.init.normal_(getattr(self, name), std=width**-0.5)
+        self.attention_norm = RMSNorm(width, eps)
+        self.ffn_norm = RMSNorm(width, eps)
+        self.attention = nn.ModuleDict({n: nn.Linear(width, width, bias=False) for n in ("wq", "wk", "wv", "wo")})
+        self.feed_forward = nn.ModuleDict({
+            "w1": nn.Linear(width, hidden, bias=False),
+            "w2": nn.Linear(hidden, width, bias=False),
+            "w3": nn.Linear(width, hidden, bias=False),
+        })
+        for linear in (*self.attention.values(), *self.feed_forward.values()):
+            nn.init.normal_(linear.weight, std=width**-0.5)
 
-    @staticmethod
-    def _linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        # x [E, B, S, in] with weight [E, out, in]: one bmm over the experts. Folding B and S
-        # into one axis avoids broadcasting (and copying) the weight across the batch.
-        e, b, s, _ = x.shape
-        return torch.bmm(x.reshape(e, b * s, -1), weight.transpose(1, 2)).view(e, b, s, -1)
+    def weights(self) -> Weights:
+        return {"attention_norm": self.attention_norm.weight, "ffn_norm": self.ffn_norm.weight,
+                **{n: m.weight for n, m in self.attention.items()}, **{n: m.weight for n, m in self.feed_forward.items()}}
 
-    def forward(self, h: torch.Tensor, keep: int | None = None, experts: slice = slice(None)) -> torch.Tensor:
-        """h [E', B, S, W] -> [E', B, S', W] for the experts in `experts` (all by default);
-        S' = keep when given (only those rows are needed next)."""
-        e, b, s, w = h.shape
-        p = {name: getattr(self, name)[experts] for name in ("wq", "wk", "wv", "wo", "w1", "w2", "w3")}
-        x = rms_norm(h, self.attention_norm[experts, None, None], self.eps)
-        rows = x if keep is None else x[:, :, :keep]
-        hd = w // self.heads
+    def forward(self, h: torch.Tensor, keep: int | None = None) -> torch.Tensor:
+        """h [B, S, W] -> [B, S', W]; S' = keep when given (only those rows are needed next)."""
+        return llama_block(h, self.weights(), self.heads, self.eps, keep, F.linear)
 
-        def split(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(e * b, t.shape[2], self.heads, hd).transpose(1, 2)
 
-        q = split(self._linear(rows, p["wq"]))
-        k = split(self._linear(x, p["wk"]))
-        v = split(self._linear(x, p["wv"]))
-        att = F.scaled_dot_product_attention(q, k, v)
-        att = att.transpose(1, 2).reshape(e, b, rows.shape[2], w)
-        h = (h if keep is None else h[:, :, :keep]) + self._linear(att, p["wo"])
-        x = rms_norm(h, self.ffn_norm[experts, None, None], self.eps)
-        gated = F.silu(self._linear(x, p["w1"])) * self._linear(x, p["w3"])
-        return h + self._linear(gated, p["w2"])
+def llama_block(h: torch.Tensor, w: Weights, heads: int, eps: float, keep: int | None, linear: Linear) -> torch.Tensor:
+    """The block on h [..., S, W] with weights `w`: one expert's (F.linear) or every
+    expert's stacked along a leading axis (stacked_linear, h [E, B, S, W])."""
+    lead, width = h.shape[:-2], h.shape[-1]
+    x = rms_norm(h, w["attention_norm"], eps)
+    rows = x if keep is None else x[..., :keep, :]
+    hd = width // heads
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(-1, t.shape[-2], heads, hd).transpose(1, 2)
+
+    att = F.scaled_dot_product_attention(split(linear(rows, w["wq"])), split(linear(x, w["wk"])), split(linear(x, w["wv"])))
+    att = att.transpose(1, 2).reshape(*lead, rows.shape[-2], width)
+    h = (h if keep is None else h[..., :keep, :]) + linear(att, w["wo"])
+    x = rms_norm(h, w["ffn_norm"], eps)
+    return h + linear(F.silu(linear(x, w["w1"])) * linear(x, w["w3"]), w["w2"])
+
+
+def stacked_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    # x [E, B, S, in] with weight [E, out, in]: one bmm over the experts. Folding B and S
+    # into one axis avoids broadcasting (and copying) the weight across the batch.
+    e, b, s, _ = x.shape
+    return torch.bmm(x.reshape(e, b * s, -1), weight.transpose(1, 2)).view(e, b, s, -1)
+
+
+def stack_weights(blocks: list[ExpertBlock]) -> Weights:
+    """Layer l of several experts as [E, ...] tensors; norm weights shaped to broadcast over
+    [E, B, S, W]."""
+    per_block = [block.weights() for block in blocks]
+    stacked = {name: torch.stack([w[name] for w in per_block]) for name in per_block[0]}
+    for name in ("attention_norm", "ffn_norm"):
+        stacked[name] = stacked[name][:, None, None]
+    return stacked
 
 
 class UniversalProjection(nn.Module):
@@ -76,9 +111,9 @@ class UniversalProjection(nn.Module):
         super().__init__()
         self.config, self.width, self.llm_width = config, width, llm_width
         hidden = config.ffn_hidden(width)
-        self.layers = nn.ModuleList(
-            ExpertLayer(config.num_experts, width, hidden, config.heads, config.norm_eps)
-            for _ in range(config.layers_per_expert)
+        self.experts = nn.ModuleList(
+            nn.ModuleList(ExpertBlock(width, hidden, config.heads, config.norm_eps) for _ in range(config.layers_per_expert))
+            for _ in range(config.num_experts)
         )
         self.in_proj = nn.ModuleDict()
         self.routers = nn.ModuleDict()
@@ -109,25 +144,46 @@ class UniversalProjection(nn.Module):
             for table in (self.queries, self.start_tag, self.end_tag):
                 table[name].data.copy_(table[copy_from].data)
 
-    def run_experts(self, seq: torch.Tensor, experts: slice = slice(None)) -> torch.Tensor:
-        """seq [B, S, W] through the experts in `experts` -> their query rows [E', B, Q, W]."""
-        count = len(range(*experts.indices(self.config.num_experts)))
-        h = seq.unsqueeze(0).expand(count, -1, -1, -1)
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            h = layer(h, keep=self.config.num_queries if i == last else None, experts=experts)
+    def run_experts(self, seq: torch.Tensor, experts: slice = slice(None), stacked: bool = False) -> torch.Tensor:
+        """seq [B, S, W] through the experts in `experts` -> their query rows [E', B, Q, W];
+        `stacked` computes them together (layer by layer, weights stacked on the fly) rather
+        than one expert after another."""
+        chosen = list(self.experts)[experts]
+        q, last = self.config.num_queries, self.config.layers_per_expert - 1
+        if not stacked:
+            outputs = []
+            for expert in chosen:
+                h = seq
+                for i, block in enumerate(expert):
+                    h = block(h, keep=q if i == last else None)
+                outputs.append(h)
+            return torch.stack(outputs)
+        h = seq.unsqueeze(0).expand(len(chosen), -1, -1, -1)
+        for i in range(last + 1):
+            blocks = [expert[i] for expert in chosen]
+            h = llama_block(h, stack_weights(blocks), self.config.heads, self.config.norm_eps,
+                            q if i == last else None, stacked_linear)
         return h
 
-    def _expert_groups(self, device: torch.device) -> list[slice]:
-        batched = self.config.batch_experts
-        if batched == "auto":
-            # Measured (benchmarks/bench_upm.py, 2 cores): on CPU one expert at a time keeps
-            # its activations in cache and wins from width 256 up (1.4x); below, call
-            # overhead dominates and batching wins (1.3x at width 64).
-            batched = device.type != "cpu" or self.width <= 128
-        if batched:
-            return [slice(None)]
-        return [slice(e, e + 1) for e in range(self.config.num_experts)]
+    def _stack_experts(self, device: torch.device) -> bool:
+        if self.config.batch_experts != "auto":
+            return bool(self.config.batch_experts)
+        # Measured (benchmarks/bench_upm.py, 2-core CPU): stacked experts win at small widths,
+        # where per-call overhead dominates, and lose from width 256 up. Nothing has been
+        # measured on an accelerator, so there the plain modules run.
+        return device.type == "cpu" and self.width <= 128
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # Checkpoints saved before the experts became plain modules hold `layers.{l}.{name}`
+        # as [E, ...] tensors; they are split into the per-expert names here.
+        for layer in range(self.config.layers_per_expert):
+            for name in STACKED_NAMES:
+                old = f"{prefix}layers.{layer}.{name}"
+                if old not in state_dict:
+                    continue
+                for e, tensor in enumerate(state_dict.pop(old).unbind(0)):
+                    state_dict[f"{prefix}experts.{e}.{layer}.{_PLAIN_NAME[name]}"] = tensor
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, modality: str, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features [B, N, W] -> (tokens [B, Q + 2, D] with tags, routing weights [B, Q, E])."""
@@ -138,8 +194,7 @@ class UniversalProjection(nn.Module):
         # The router is per token and only the query rows are kept, so only they are routed.
         logits = self.routers[modality](seq[:, :q]).float().sigmoid()
         routing = logits / logits.sum(-1, keepdim=True)
-        outputs = [self.run_experts(seq, group) for group in self._expert_groups(features.device)]
-        h = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+        h = self.run_experts(seq, stacked=self._stack_experts(features.device))
         mixed = torch.einsum("ebqw,bqe->bqw", h.float(), routing).to(features.dtype)
         tokens = self.out_proj[modality](mixed)
         start = self.start_tag[modality].to(tokens.dtype).expand(b, -1, -1)

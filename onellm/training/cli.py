@@ -1,10 +1,8 @@
 """`onellm fit | validate | test | predict`: LightningCLI over OneLLMModule and OneLLMDataModule."""
 from __future__ import annotations
 
-import sys
 import warnings
 from typing import Optional
-from unittest import mock
 
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -35,20 +33,20 @@ class OneLLMCLI(LightningCLI):
 def run(argv: list[str]) -> None:
     # Frozen parts (a pretrained LLM loads in eval mode) stay that way on purpose.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-    # LightningCLI warns when given args while sys.argv holds others (`onellm quickstart`
-    # calls it from Python); handing it argv as the command line says the same without that.
-    with mock.patch.object(sys, "argv", [sys.argv[0], *argv]):
-        OneLLMCLI(
-            OneLLMModule,
-            OneLLMDataModule,
-            trainer_defaults={
-                # A class path rather than an instance, so the saved config.yaml can hold it.
-                "plugins": [{"class_path": f"{AtomicCheckpointIO.__module__}.{AtomicCheckpointIO.__name__}"}],
-                "log_every_n_steps": 5,
-                # A run is one epoch of max_steps batches from the replay sampler.
-                "max_epochs": 1,
-                # The replay sampler already gives each rank its share of every step.
-                "use_distributed_sampler": False,
-            },
-            save_config_kwargs={"overwrite": True},
-        )
+    # `onellm quickstart` calls this from Python, while sys.argv holds its own command line.
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+    OneLLMCLI(
+        OneLLMModule,
+        OneLLMDataModule,
+        args=argv,
+        trainer_defaults={
+            # A class path rather than an instance, so the saved config.yaml can hold it.
+            "plugins": [{"class_path": f"{AtomicCheckpointIO.__module__}.{AtomicCheckpointIO.__name__}"}],
+            "log_every_n_steps": 5,
+            # A run is one epoch of max_steps batches from the replay sampler.
+            "max_epochs": 1,
+            # The replay sampler already gives each rank its share of every step.
+            "use_distributed_sampler": False,
+        },
+        save_config_kwargs={"overwrite": True},
+    )

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.dataset import BadSample, ManifestDataset
 from ..data.manifest import Sample, read_manifest
+from ..modality import LoadContext
 from ..processor import PLACEHOLDER, OneLLMProcessor
 from .replay import ReplayBatchSampler, ResumableLoader
 
@@ -183,10 +184,11 @@ class OneLLMDataModule(L.LightningDataModule):
             self.weights[entry.modality] = self.weights.get(entry.modality, 0.0) + entry.weight
         if self.replay is not None:
             self.weights = _replay_shares(self.weights, self.trainer.lightning_module.replayed_modalities, self.replay)
-        tokenizers = dict(model.tokenizers)
-        self.train_parts = {m: ManifestDataset(s, tokenizers, train=True) for m, s in train.items()
+        # Workers get the loaders' options and input shapes, not the tokenizers' weights.
+        contexts = {m: LoadContext.of(t) for m, t in model.tokenizers.items()}
+        self.train_parts = {m: ManifestDataset(s, contexts, train=True) for m, s in train.items()
                             if s and self.weights.get(m, 0) > 0}
-        self.val_parts = {m: ManifestDataset(s[: self.val_samples], tokenizers) for m, s in val.items() if s}
+        self.val_parts = {m: ManifestDataset(s[: self.val_samples], contexts) for m, s in val.items() if s}
         self.processor = model.processor
 
     def train_dataloader(self) -> DataLoader:

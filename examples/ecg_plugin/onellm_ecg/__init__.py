@@ -2,7 +2,7 @@
 from onellm import ModalitySpec
 
 from .synth import synthesize
-from .tokenizer import ECGTokenizer, load_ecg
+from .tokenizer import ECGTokenizer, load_ecg, preview
 
 ECG = ModalitySpec(
     name="ecg",
@@ -12,4 +12,5 @@ ECG = ModalitySpec(
     prompt="Describe the heart rhythm in this ECG.",
     description="12-lead ECG, 10 s at 500 Hz, through a strided Conv1d",
     synthesize=synthesize,
+    preview=preview,
 )

@@ -11,7 +11,7 @@ from torch import nn
 from onellm import ModalityTokenizer, TokenGrid
 from onellm.config import EncoderConfig
 from onellm.errors import BadInputError
-from onellm.modality import learned_pos_embed
+from onellm.modality import LoadContext, learned_pos_embed
 
 
 @dataclass
@@ -38,20 +38,23 @@ class ECGTokenizer(ModalityTokenizer):
         return TokenGrid(patches.unsqueeze(1), self.pos_embed)
 
 
-def load_ecg(
-    paths: list[Path], tokenizer: ECGTokenizer, train: bool = False, meta: dict | None = None
-) -> torch.Tensor:
-    """.npy or .csv (paths[0]) of [samples, leads] or [leads, samples] in millivolts; cropped
-    or zero-padded to the configured length, each lead standardised."""
-    path = paths[0]
-    leads, samples = tokenizer.input_shape
+def read_ecg(path: Path) -> np.ndarray:
+    """The array in the file, as float32: .npy, or .csv of comma-separated numbers."""
     try:
         if str(path).endswith(".csv"):
-            array = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
-        else:
-            array = np.load(path, allow_pickle=False).astype(np.float32)
+            return np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
+        return np.load(path, allow_pickle=False).astype(np.float32)
     except (OSError, ValueError) as err:
         raise BadInputError(path, f"not a readable ECG array ({err})") from err
+
+
+def load_ecg(paths: list[Path], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+    """.npy or .csv (paths[0]) of [samples, leads] or [leads, samples] in millivolts; cropped
+    or zero-padded to the configured length, each lead standardised. `ctx` carries the
+    tokenizer's options and input shape (not the tokenizer itself)."""
+    path = paths[0]
+    leads, samples = ctx.input_shape
+    array = read_ecg(path)
     if array.ndim != 2 or leads not in array.shape:
         raise BadInputError(path, f"expected a [samples, {leads}] or [{leads}, samples] array, got {list(array.shape)}")
     if array.shape[0] != leads:
@@ -62,3 +65,16 @@ def load_ecg(
     out -= out.mean(axis=1, keepdims=True)
     out /= out.std(axis=1, keepdims=True) + 1e-6
     return torch.from_numpy(out)
+
+
+def preview(paths: list[Path]):
+    """The first lead over time, for the demo (matplotlib is imported only when it is shown)."""
+    from matplotlib.figure import Figure
+
+    trace = read_ecg(Path(paths[0]))
+    lead = trace[:, 0] if trace.shape[0] > trace.shape[1] else trace[0]
+    fig = Figure(figsize=(6, 2.4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(lead, linewidth=0.6)
+    ax.set(xlabel="sample", ylabel="lead 1", title=Path(paths[0]).name)
+    return fig

@@ -4,37 +4,41 @@ from your own files (`tsv`: a table of paths and captions; `folder`: a folder of
 A converter is a module with `HELP` (and optionally a longer `DESCRIPTION`), `MODALITY` (its
 default), `add_arguments(parser)` for its own options and `samples(path, media, split=,
 modality=, **options) -> Iterator[Sample]`; `MEDIA_IS_INPUT = True` where the source is the
-media folder itself, so that `media_root` may be left out.
-`convert()` runs one by format name and writes the manifest atomically."""
+media folder itself, so that `media_root` may be left out. Converters are registered by
+format name in the `onellm.converters` entry-point group (`coco = "onellm.data.converters.coco"`),
+onellm's own as a plugin's. `convert()` runs one by format name and writes the manifest
+atomically."""
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from ...errors import BadInputError
+from ...registry import Registry
 from ..manifest import write_manifest
 from .common import Media, Report, split_option
 
-# format name -> module in this package (imported on use: each needs only its own format)
-CONVERTERS = {
-    "coco": "coco",
-    "tsv": "tsv",
-    "clotho": "clotho",
-    "cap3d": "cap3d",
-    "pointllm": "pointllm",
-    "ego4d-imu": "ego4d_imu",
-    "nsd": "nsd",
-    "llava": "llava",
-    "folder": "folder",
-}
+
+def _converter(name: str, module: Any) -> list[tuple[str, ModuleType]]:
+    missing = [a for a in ("HELP", "MODALITY", "add_arguments", "samples") if not hasattr(module, a)]
+    if missing:
+        raise TypeError(f"entry point {name!r} gives {module!r}, which lacks {', '.join(missing)}")
+    return [(name, module)]
+
+
+# Format name -> converter module; iterating gives the names, `in` tests one.
+CONVERTERS: Registry[ModuleType] = Registry("onellm.converters", "dataset format", _converter)
 
 
 def get_converter(name: str) -> ModuleType:
-    if name not in CONVERTERS:
-        raise ValueError(f"unknown dataset format {name!r}; known: {', '.join(CONVERTERS)}")
-    return importlib.import_module(f"{__name__}.{CONVERTERS[name]}")
+    """The converter of format `name`; an unknown name is a ValueError (and a KeyError)."""
+    return CONVERTERS.get(name)
+
+
+def register_converter(name: str, module: ModuleType, replace: bool = False) -> None:
+    """Register a converter by hand (notebooks, tests); plugins use the entry point instead."""
+    CONVERTERS.register(name, module, replace=replace)
 
 
 def convert(fmt: str, source: Path | str, out: Path | str, media_root: Path | str | None = None,
@@ -59,4 +63,4 @@ def convert(fmt: str, source: Path | str, out: Path | str, media_root: Path | st
     return media.report
 
 
-__all__ = ["CONVERTERS", "Media", "Report", "convert", "get_converter"]
+__all__ = ["CONVERTERS", "Media", "Report", "convert", "get_converter", "register_converter"]

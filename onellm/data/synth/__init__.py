@@ -1,1 +1,2 @@
-"""The synthetic eight-modality world: one generator module per modality, and the driver."""
+"""The synthetic world: the driver (`world`) and the vocabulary and geometry that several
+modalities' synthesizers share (`common`); each synthesizer lives with its modality."""

@@ -1,5 +1,6 @@
-"""Shared pieces of the synthetic world: the colour and shape vocabulary, 2-D shape drawing
-for image and video, and the 3-D primitives that point, depth and normal sample or render.
+"""Shared pieces of the synthetic world, for the synthesizers of several modalities: the
+colour and shape vocabulary, 2-D shape drawing (image, video), and the 3-D primitives that
+point, depth and normal sample or render.
 
 Every caption is built from these few words so that a tiny model can learn the mapping
 from content to text in a few hundred steps."""

@@ -84,7 +84,7 @@ def synthesize_world(
     names = synthesizable_modalities() if modalities is None else list(modalities)
     jobs: dict[str, list[tuple[Synthesizer, Path, str, str, int, int]]] = {}
     for name in names:
-        synth = get_modality(name).synthesizer()
+        synth = get_modality(name).synthesize
         if synth is None:
             raise ValueError(f"modality {name!r} has no synthesizer; these do: {', '.join(synthesizable_modalities())}")
         folder = out / name
