@@ -70,10 +70,11 @@ def run_command(args: argparse.Namespace) -> int:
 
     import torch
 
+    from onellm.model.llm import decoding
     from onellm.model.onellm import OneLLM
 
     from .report import markdown_table
-    from .runner import BARE, GenerationSettings, run_eval
+    from .runner import BARE, run_eval
     from .tasks import QA
 
     if args.threads:
@@ -93,9 +94,10 @@ def run_command(args: argparse.Namespace) -> int:
     if model.config.prompting == BARE and any(t.kind == QA for t in usable):
         print("note: this model was last trained on captions (prompting: bare), not instruction-tuned; "
               "QA tasks ask in the template all the same", file=sys.stderr)
-    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.prompting)
-    results = run_eval(model, usable, args.data_root, args.out, settings, args.batch_size, args.max_samples,
-                       model_name=str(args.model), dtype=args.dtype)
+    generation = decoding(args.max_new_tokens, args.temperature, args.top_p)
+    results = run_eval(model, usable, args.data_root, args.out, generation, prompting=args.prompting,
+                       batch_size=args.batch_size, max_samples=args.max_samples, model_name=str(args.model),
+                       dtype=args.dtype)
     print(markdown_table(results), end="")
     _print_outputs(args.out, results)
     return 0

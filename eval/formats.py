@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from onellm.errors import BadInputError
 
-from .items import EvalItem
+from .items import EvalItem, caption_item, qa_item
 
 if TYPE_CHECKING:
     from onellm.data.manifest import Sample
@@ -78,21 +78,20 @@ def _rows(path: Path, data: Any, key: str | None = None) -> list[dict[str, Any]]
 
 
 def read_coco_karpathy(root: Path, split: str = "test") -> list[EvalItem]:
+    """Read by the COCO converter (onellm/data/converters/coco.py); the id is the COCO id."""
+    from onellm.data.converters.coco import samples
+    from onellm.data.converters.common import Media
+
     path = find_file(root, ["dataset_coco.json", "coco/dataset_coco.json", "annotations/dataset_coco.json"])
     base = path.parent.parent if path.parent.name in ("coco", "annotations") else path.parent
     images = media_dir([base, base / "coco"], ["."])
-    items = []
-    for row in _rows(path, _load_json(path), "images"):
-        if row.get("split") != split:
-            continue
-        try:
-            refs = [s["raw"].strip() for s in row["sentences"]]
-            file = images / row.get("filepath", "") / row["filename"]
-            key = row.get("cocoid", row.get("imgid"))
-        except (KeyError, TypeError, AttributeError) as err:
-            raise BadInputError(path, f"image entry without filename / sentences[].raw: {row!r:.120}") from err
-        items.append(EvalItem(str(key if key is not None else row["filename"]), "image", [file], refs))
-    return items
+    try:  # media names stay relative to `images`, which becomes the items' root
+        found = list(samples(path, Media(images, images / "items.jsonl"), split=split))
+    except BadInputError:
+        raise
+    except ValueError as err:  # the converter names the entry; this names the file too
+        raise BadInputError(path, str(err)) from err
+    return [EvalItem.of(s, id=str(s.meta["image_id"]), root=images) for s in found]
 
 
 def read_clotho(root: Path) -> list[EvalItem]:
@@ -104,8 +103,8 @@ def read_clotho(root: Path) -> list[EvalItem]:
         if "file_name" not in (reader.fieldnames or []) or not columns:
             raise BadInputError(path, "expected columns file_name, caption_1..caption_5")
         return [
-            EvalItem(row["file_name"], "audio", [audio / row["file_name"]],
-                     [row[c].strip() for c in columns if row[c] and row[c].strip()])
+            caption_item(row["file_name"], "audio", [audio / row["file_name"]],
+                         [row[c].strip() for c in columns if row[c] and row[c].strip()])
             for row in reader
         ]
 
@@ -125,8 +124,8 @@ def read_msvd_qa(root: Path) -> list[EvalItem]:
         if "question" not in row or "answer" not in row or not ({"video", "video_id"} & set(row)):
             raise BadInputError(path, f"entry {n} lacks question, answer or video / video_id")
         name = str(row["video"]) if "video" in row else mapping.get(f"vid{row['video_id']}", str(row["video_id"]))
-        items.append(EvalItem(str(row.get("id", row.get("question_id", n))), "video", [_video_file(videos, name)],
-                              [str(row["answer"])], question=str(row["question"])))
+        items.append(qa_item(str(row.get("id", row.get("question_id", n))), "video", [_video_file(videos, name)],
+                             str(row["question"]), str(row["answer"])))
     return items
 
 
@@ -153,7 +152,7 @@ def read_pointllm(root: Path) -> list[EvalItem]:
             if "object_id" not in row or not answers:
                 raise BadInputError(path, f"entry without object_id or a gpt turn: {row!r:.120}")
             pairs.append((row["object_id"], answers))
-    return [EvalItem(str(k), "point", [points / f"{k}_8192.npy"], refs) for k, refs in pairs]
+    return [caption_item(str(k), "point", [points / f"{k}_8192.npy"], refs) for k, refs in pairs]
 
 
 def read_caption_json(root: Path, names: list[str], modality: str, folder: str) -> list[EvalItem]:
@@ -177,7 +176,7 @@ def read_caption_json(root: Path, names: list[str], modality: str, folder: str) 
             raise BadInputError(path, f"entry {n} needs an id (or file) and at least one caption")
         file = row.get("file", row.get("file_name")) or f"{key}.npy"
         meta = {k: v for k, v in row.items() if k not in ("id", "file", "file_name", "caption", "captions")}
-        items.append(EvalItem(str(key), modality, [_resolve(file, [path.parent, files])], refs, meta=meta))
+        items.append(caption_item(str(key), modality, [_resolve(file, [path.parent, files])], refs, meta))
     return items
 
 
@@ -209,16 +208,12 @@ def split_samples(path: Path, split: str) -> list[Sample]:
 
 
 def read_manifest_items(path: Path, modality: str, kind: str, split: str = "test") -> list[EvalItem]:
-    """One caption item per sample with a caption, or one QA item per question (id
-    "<sample id>#<n>"), of the split's samples of one modality; a qa entry with `choices` is
-    multiple choice."""
+    """One caption item per sample with a caption (scored against its meta["references"]
+    when the converter wrote them), or one QA item per question (id "<sample id>#<n>"), of
+    the split's samples of one modality; a qa entry with `choices` is multiple choice."""
     samples = [s for s in split_samples(path, split) if s.modality == modality]
     if not samples:
         raise BadInputError(path, f"no {modality} samples in the {split} split")
     if kind == "caption":
-        return [EvalItem(s.id, modality, s.paths(), [s.caption], meta=s.meta) for s in samples if s.caption]
-    return [
-        EvalItem(f"{s.id}#{n}", modality, s.paths(), [str(qa["answer"])], question=qa["question"],
-                 choices=qa.get("choices"), meta=s.meta)
-        for s in samples for n, qa in enumerate(s.qa)
-    ]
+        return [EvalItem.of(s, qa=[]) for s in samples if s.caption]
+    return [EvalItem.of(s, id=f"{s.id}#{n}", qa=[qa]) for s in samples for n, qa in enumerate(s.qa)]

@@ -11,12 +11,12 @@ import json
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from tqdm import tqdm
 
+from onellm.model.llm import generate_kwargs
 from onellm.processor import PLACEHOLDER
 
 from .items import EvalItem
@@ -27,6 +27,7 @@ from .tasks import CAPTION, EvalTask
 
 if TYPE_CHECKING:
     import torch
+    from transformers import GenerationConfig
 
     from onellm.model.onellm import OneLLM
 
@@ -35,41 +36,36 @@ if TYPE_CHECKING:
 BYTE_LEVEL_LENGTH_FACTOR = 3
 
 PREDICTIONS, SKIPPED, RESULTS, RUN = "predictions.jsonl", "skipped.jsonl", "results.json", "run.json"
-BARE, TEMPLATE = "bare", "template"  # the values of OneLLMConfig.prompting
+# The values of OneLLMConfig.prompting. Caption tasks only: BARE generates right after the
+# modality tokens, with no prompt (the format the alignment stages train on), TEMPLATE asks
+# the question in the model's template.
+BARE, TEMPLATE = "bare", "template"
 
 
-@dataclass
-class GenerationSettings:
-    max_new_tokens: int | None = None  # None: the task's own length
-    temperature: float = 0.0  # 0: greedy
-    top_p: float = 1.0
-    # Caption tasks only: BARE generates right after the modality tokens, with no prompt (the
-    # format the alignment stages train on), TEMPLATE asks the question in the model's
-    # template; None follows the model's config.prompting, which its last training stage set.
-    prompting: str | None = None
+def prompting_for(model: "OneLLM", task: EvalTask, prompting: str | None = None) -> str:
+    """BARE or TEMPLATE: `prompting`, else the model's config.prompting, which its last
+    training stage set; QA always uses the template, having no bare form."""
+    if prompting not in (None, BARE, TEMPLATE):
+        raise ValueError(f"prompting must be {BARE!r}, {TEMPLATE!r} or None, got {prompting!r}")
+    if task.kind != CAPTION:
+        return TEMPLATE
+    return prompting or model.config.prompting
 
-    def __post_init__(self) -> None:
-        if self.prompting not in (None, BARE, TEMPLATE):
-            raise ValueError(f"prompting must be {BARE!r}, {TEMPLATE!r} or None, got {self.prompting!r}")
 
-    def prompting_for(self, model: "OneLLM", task: EvalTask) -> str:
-        """BARE or TEMPLATE; QA always uses the template, having no bare form."""
-        if task.kind != CAPTION:
-            return TEMPLATE
-        return self.prompting or model.config.prompting
+def item_prompt(model: "OneLLM", task: EvalTask, item: EvalItem, prompting: str) -> str:
+    if prompting == BARE:
+        return PLACEHOLDER
+    return model.processor.prompt(task.question(item))
 
-    def prompt(self, model: "OneLLM", task: EvalTask, item: EvalItem) -> str:
-        if self.prompting_for(model, task) == BARE:
-            return PLACEHOLDER
-        return model.processor.prompt(task.question(item))
 
-    def kwargs(self, task: EvalTask) -> dict[str, Any]:
-        out: dict[str, Any] = {"max_new_tokens": self.max_new_tokens or task.generation_length()}
-        if self.temperature > 0:
-            out.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
-        else:
-            out["do_sample"] = False
-        return out
+def generation_kwargs(model: "OneLLM", task: EvalTask, generation: "GenerationConfig | None" = None) -> dict[str, Any]:
+    """generate()'s settings: greedy unless `generation` samples, and the task's length (in a
+    byte-level LM's tokens) unless it sets max_new_tokens."""
+    length = task.generation_length()
+    if model.config.llm.text_tokenizer == "bytes":
+        length *= BYTE_LEVEL_LENGTH_FACTOR
+    defaults = {"max_new_tokens": length, "do_sample": False}
+    return defaults if generation is None else {**defaults, **generate_kwargs(generation)}
 
 
 def _weight_files(model_name: str) -> list[tuple[str, int, int]]:
@@ -82,13 +78,14 @@ def _weight_files(model_name: str) -> list[tuple[str, int, int]]:
             for f in sorted(folder.rglob("*.safetensors"))]
 
 
-def config_hash(model_name: str, model: "OneLLM", task: EvalTask, settings: GenerationSettings, dtype: str) -> str:
+def config_hash(model_name: str, model: "OneLLM", task: EvalTask, kwargs: dict[str, Any], prompting: str,
+                dtype: str) -> str:
     """What determines the predictions: resuming under another hash would mix two runs."""
     facts = {
         "model": model_name, "weights": _weight_files(model_name), "config": model.config.to_dict(),
-        "task": task.name, "kind": task.kind, "prompt": task.prompt, "generation": settings.kwargs(task),
+        "task": task.name, "kind": task.kind, "prompt": task.prompt, "generation": kwargs,
         # A boolean, as before prompting followed the model: earlier runs' folders still resume.
-        "bare_prompt": settings.prompting_for(model, task) == BARE, "dtype": dtype,
+        "bare_prompt": prompting == BARE, "dtype": dtype,
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -135,11 +132,12 @@ class _Loader:
 
         good, inputs, bad = [], [], []
         for item in items:
-            key = (item.modality, *map(str, item.paths), json.dumps(item.meta, sort_keys=True, default=str))
+            paths = item.paths()
+            key = (item.modality, *map(str, paths), json.dumps(item.meta, sort_keys=True, default=str))
             try:
                 if key not in self.cache:
                     tokenizer = self.model.tokenizers[item.modality]
-                    self.cache[key] = load_input(item.paths, item.modality, tokenizer, train=False, meta=item.meta)
+                    self.cache[key] = load_input(paths, item.modality, tokenizer, train=False, meta=item.meta)
                     while len(self.cache) > self.capacity:
                         self.cache.popitem(last=False)
             except (BadInputError, OSError, ValueError) as err:
@@ -157,16 +155,16 @@ class _Loader:
 
 
 def generate(model: "OneLLM", task: EvalTask, items: list[EvalItem], inputs: list["torch.Tensor"],
-             settings: GenerationSettings) -> list[str]:
-    """One batch through the model's processor template and generate()."""
+             prompting: str, kwargs: dict[str, Any]) -> list[str]:
+    """One batch through the model's processor template and generate(**kwargs)."""
     import torch
 
     processor = model.processor
-    batch = processor([settings.prompt(model, task, item) for item in items])
+    batch = processor([item_prompt(model, task, item, prompting) for item in items])
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     x = torch.stack(inputs).to(device)
-    ids = model.generate(**batch, modality=task.modality, inputs=x, **settings.kwargs(task))
+    ids = model.generate(**batch, modality=task.modality, inputs=x, **kwargs)
     return processor.decode(ids)
 
 
@@ -195,17 +193,19 @@ def evaluate_task(
     task: EvalTask,
     data_root: Path | None,
     out_dir: Path,
-    settings: GenerationSettings | None = None,
+    generation: "GenerationConfig | None" = None,
+    prompting: str | None = None,
     batch_size: int = 8,
     max_samples: int | None = None,
     model_name: str = "",
     dtype: str = "float32",
     scorer: CaptionScorer | None = None,
 ) -> dict[str, Any]:
-    """Generate for every item not yet in <out>/<task>/predictions.jsonl, then score them all."""
-    settings = settings or GenerationSettings()
-    if settings.max_new_tokens is None and model.config.llm.text_tokenizer == "bytes":
-        settings = replace(settings, max_new_tokens=task.generation_length() * BYTE_LEVEL_LENGTH_FACTOR)
+    """Generate for every item not yet in <out>/<task>/predictions.jsonl, then score them all.
+    `generation`: transformers' GenerationConfig (default: greedy, the task's length);
+    `prompting`: caption tasks' BARE or TEMPLATE (default: the model's config.prompting)."""
+    prompting = prompting_for(model, task, prompting)
+    kwargs = generation_kwargs(model, task, generation)
     if task.modality not in model.tokenizers:
         raise ValueError(f"task {task.name} needs a {task.modality} model; this one has {', '.join(model.modalities)}")
     started = time.perf_counter()
@@ -213,7 +213,7 @@ def evaluate_task(
     items = split[:max_samples]
     folder = Path(out_dir) / task.name
     folder.mkdir(parents=True, exist_ok=True)
-    digest = config_hash(model_name, model, task, settings, dtype)
+    digest = config_hash(model_name, model, task, kwargs, prompting, dtype)
     _check_resumable(folder, digest)
 
     done = {row["id"]: row["prediction"] for row in read_jsonl(folder / PREDICTIONS)}
@@ -224,7 +224,7 @@ def evaluate_task(
             tqdm(total=len(todo), desc=task.name, unit="sample", leave=False) as bar:
         for good, inputs, bad in loader.batches(list(_batches(todo, batch_size))):
             skipped += bad
-            texts = generate(model, task, good, inputs, settings) if good else []
+            texts = generate(model, task, good, inputs, prompting, kwargs) if good else []
             for item, text in zip(good, texts):
                 done[item.id] = text
                 row = {"id": item.id, "prediction": text, "references": item.references}
@@ -242,7 +242,7 @@ def evaluate_task(
         "skipped_metrics": _skipped(task, scorer),
         "samples": sum(i.id in done for i in items), "skipped": len(skipped), "total": len(items),
         "generated_this_run": len(todo) - len(skipped), "wall_time_s": round(time.perf_counter() - started, 3),
-        "generation": settings.kwargs(task), "prompting": settings.prompting_for(model, task),
+        "generation": kwargs, "prompting": prompting,
         "data_root": str(task.source(data_root)),
     }
     (folder / RESULTS).write_text(json.dumps(result, indent=2))
@@ -271,25 +271,16 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
-def run_eval(
-    model: "OneLLM",
-    tasks: list[EvalTask],
-    data_root: Path | None,
-    out_dir: Path,
-    settings: GenerationSettings | None = None,
-    batch_size: int = 8,
-    max_samples: int | None = None,
-    model_name: str = "",
-    dtype: str = "float32",
-) -> list[dict[str, Any]]:
-    """Every task in turn (sharing one METEOR process), then the summary files."""
+def run_eval(model: "OneLLM", tasks: list[EvalTask], data_root: Path | None, out_dir: Path,
+             generation: "GenerationConfig | None" = None, **options: Any) -> list[dict[str, Any]]:
+    """Every task in turn (sharing one METEOR process), then the summary files. `options`:
+    evaluate_task's (prompting, batch_size, max_samples, model_name, dtype)."""
     results = []
     with CaptionScorer() as scorer:
         if any(t.kind == CAPTION for t in tasks):
             scorer.warm_up()  # METEOR's Java start-up overlaps the generation
         for task in tasks:
-            results.append(evaluate_task(model, task, data_root, out_dir, settings, batch_size, max_samples,
-                                         model_name, dtype, scorer))
+            results.append(evaluate_task(model, task, data_root, out_dir, generation, scorer=scorer, **options))
     write_summary(Path(out_dir))
     return results
 

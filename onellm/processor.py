@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -36,12 +36,19 @@ class OneLLMProcessor:
         if prompt_template == "chat" and not getattr(text_tokenizer, "chat_template", None):
             raise ValueError("prompt_template 'chat' needs a text tokenizer with a chat template")
 
-    def prompt(self, question: str) -> str:
-        """The evaluation / instruction prompt for one question about one modality input."""
+    def prompt(self, question: str, history: Sequence[tuple[str, str]] = ()) -> str:
+        """The evaluation / instruction prompt for one question about one modality input,
+        after the earlier (question, answer) turns of `history` (the demo's chat); the input's
+        placeholder leads the first turn."""
         if self.prompt_template == "chat":
-            messages = [{"role": "user", "content": f"{PLACEHOLDER}\n{question}"}]
+            messages = []
+            for asked, answered in history:
+                messages += [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]
+            messages.append({"role": "user", "content": question})
+            messages[0]["content"] = f"{PLACEHOLDER}\n{messages[0]['content']}"
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return f"{PLACEHOLDER}{ONELLM_SYSTEM}\n\n### Human: {question}\n### Assistant:"
+        turns = "".join(f"### Human: {asked}\n### Assistant: {answered}\n" for asked, answered in history)
+        return f"{PLACEHOLDER}{ONELLM_SYSTEM}\n\n{turns}### Human: {question}\n### Assistant:"
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []

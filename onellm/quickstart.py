@@ -58,16 +58,17 @@ def _fit(work: Path, config: dict[str, Any], path: Path, preset: str, seed: int,
 
 def _evaluate(model_dir: Path, modalities: list[str], kind: str, out: Path, samples: int | None,
               data_root: Path, bare_prompt: bool = False) -> dict[str, dict[str, Any]]:
-    from .eval.runner import GenerationSettings, run_eval
+    from transformers import GenerationConfig
+
+    from .eval.runner import run_eval
     from .eval.tasks import get_task
     from .model.onellm import OneLLM
 
     model = OneLLM.from_pretrained(model_dir)
     tasks = [get_task(f"synth-{kind}-{m}") for m in modalities]
     # The tiny preset's tokens are bytes: a caption needs more new tokens than the task default.
-    settings = GenerationSettings(max_new_tokens=96 if kind == "caption" else 32,
-                                  prompting="bare" if bare_prompt else "template")
-    results = run_eval(model, tasks, data_root, out, settings,
+    generation = GenerationConfig(max_new_tokens=96 if kind == "caption" else 32)
+    results = run_eval(model, tasks, data_root, out, generation, prompting="bare" if bare_prompt else "template",
                        batch_size=32, max_samples=samples, model_name=str(model_dir))
     return {r["modality"]: r for r in results}
 

@@ -9,15 +9,17 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
+from transformers import GenerationConfig
 
 gr = pytest.importorskip("gradio")
 client_lib = pytest.importorskip("gradio_client")
 
 from onellm import OneLLM  # noqa: E402
 from onellm.demo.app import build_app  # noqa: E402
-from onellm.demo.chat import GenerationSettings, conversation_prompt, modality_choices, stream_answer  # noqa: E402
+from onellm.demo.chat import modality_choices, stream_answer  # noqa: E402
 from onellm.errors import BadInputError  # noqa: E402
 from onellm.inputs import load_input  # noqa: E402
+from onellm.model.llm import decoding  # noqa: E402
 from onellm.registry import get_modality  # noqa: E402
 
 SETTINGS = (12, 0.0, 1.0)  # max new tokens, temperature, top-p
@@ -216,10 +218,10 @@ def test_chat_carries_earlier_turns(served, tmp_path):
     assert _last_answer(history) != ""
 
 
-def test_conversation_prompt_extends_the_single_turn_template(tiny_model):
+def test_prompt_with_history_extends_the_single_turn_template(tiny_model):
     processor = tiny_model.processor
-    assert conversation_prompt(processor, [], "Q2?") == processor.prompt("Q2?")
-    prompt = conversation_prompt(processor, [("Q1?", "A1.")], "Q2?")
+    assert processor.prompt("Q2?", []) == processor.prompt("Q2?")
+    prompt = processor.prompt("Q2?", [("Q1?", "A1.")])
     assert prompt.index("Q1?") < prompt.index("A1.") < prompt.index("Q2?")
     assert prompt.endswith(processor.prompt("Q2?")[-len("Q2?\n### Assistant:"):])
     ids, mask = processor.encode(prompt)
@@ -230,8 +232,8 @@ def test_streamed_answer_matches_greedy_caption(tiny_model):
     _talkative(tiny_model)
     x = tiny_model.tokenizers["image"].example_input(1, torch.Generator().manual_seed(0))
     question = get_modality("image").caption_prompt()
-    settings = GenerationSettings(max_new_tokens=24, temperature=0.0)
-    pieces = list(stream_answer(tiny_model, "image", x[0], tiny_model.processor.prompt(question), settings))
+    generation = decoding(max_new_tokens=24, temperature=0.0)
+    pieces = list(stream_answer(tiny_model, "image", x[0], tiny_model.processor.prompt(question), generation))
     expected = tiny_model.caption("image", x, max_new_tokens=24)[0]
     assert len(pieces) > 1 and pieces[-1] == expected != ""
     assert all(b.startswith(a) for a, b in zip(pieces, pieces[1:]))  # grows, never rewrites
@@ -258,7 +260,7 @@ def test_streaming_works_in_reduced_precision(tiny_model):
     model = _talkative(tiny_model).to(torch.bfloat16).eval()
     x = model.tokenizers["audio"].example_input(1, torch.Generator().manual_seed(0))
     prompt = model.processor.prompt(get_modality("audio").caption_prompt())
-    pieces = list(stream_answer(model, "audio", x[0], prompt, GenerationSettings(max_new_tokens=8)))
+    pieces = list(stream_answer(model, "audio", x[0], prompt, GenerationConfig(max_new_tokens=8)))
     assert pieces and pieces[-1] == model.caption("audio", x, max_new_tokens=8)[0] != ""
 
 
@@ -280,7 +282,7 @@ def test_meta_reaches_the_loader_of_every_upload(tiny_model, tmp_path, monkeypat
 
     np.save(tmp_path / "walk.npy", np.random.default_rng(0).normal(size=(300, 6)).astype(np.float32))
     model, file = _talkative(tiny_model).eval(), str(tmp_path / "walk.npy")
-    settings = GenerationSettings(max_new_tokens=4)
+    settings = decoding(max_new_tokens=4)
     with pytest.raises(gr.Error, match=r"walk\.npy.*sample rate"):
         list(app._respond(model, file, None, "imu", "Describe the scene.", [], settings))
     answered = list(app._respond(model, file, None, "imu", "Describe the scene.", [], settings, {"sample_rate": 100}))
@@ -304,6 +306,6 @@ def test_caption_button_asks_a_caption_stage_model_nothing(tiny_model, tmp_path,
     path = _rgb(tmp_path / "a.png", np.random.default_rng(0))
     for prompting, bare in (("bare", True), ("template", False)):
         tiny_model.config.prompting = prompting
-        list(app._respond(tiny_model, str(path), None, "image", "Caption it.", [], GenerationSettings(), bare=bare))
+        list(app._respond(tiny_model, str(path), None, "image", "Caption it.", [], decoding(), bare=bare))
     assert prompts[0] == "<modality>"
     assert "Caption it." in prompts[1]

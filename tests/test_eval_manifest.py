@@ -63,9 +63,9 @@ class NoCocoScorer:
 def canned_generate(monkeypatch, answers, prompts=None):
     """Predictions by item id instead of the model's (recording the prompts it was given),
     scored without the COCO metrics."""
-    def fake(model, task, items, inputs, settings):
+    def fake(model, task, items, inputs, prompting, kwargs):
         if prompts is not None:
-            prompts.setdefault(task.kind, []).extend(settings.prompt(model, task, i) for i in items)
+            prompts.setdefault(task.kind, []).extend(runner.item_prompt(model, task, i, prompting) for i in items)
         return [answers.get(i.id, "") for i in items]
 
     monkeypatch.setattr(runner, "generate", fake)

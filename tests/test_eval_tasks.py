@@ -8,9 +8,11 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from transformers import GenerationConfig
 
 from onellm.eval import runner
 from onellm.eval.cli import add_eval_parser
+from onellm.eval.items import qa_item
 from onellm.eval.tasks import QA_PROMPT, EvalTask, get_task, register_task, resolve_tasks, synth_tasks
 from onellm.inputs import load_input
 from onellm.registry import list_modalities
@@ -48,7 +50,7 @@ def write_mp4(path, frames=12, fps=6):
 
 def check_loads(items, model):
     for item in items:
-        x = load_input(item.paths, item.modality, model.tokenizers[item.modality], meta=item.meta)
+        x = load_input(item.paths(), item.modality, model.tokenizers[item.modality], meta=item.meta)
         assert tuple(x.shape) == tuple(model.tokenizers[item.modality].input_shape)
 
 
@@ -71,7 +73,7 @@ def test_coco_karpathy_reads_test_split_with_raw_sentences(tmp_path, tiny_model)
     items = get_task("coco-karpathy-test").items(tmp_path)
     assert [i.id for i in items] == ["1", "3"]
     assert items[0].references == ["A cat on a mat.", "A sleeping cat."]
-    assert items[1].paths == [tmp_path / "val2014" / "COCO_val2014_3.jpg"]
+    assert items[1].paths() == [tmp_path / "val2014" / "COCO_val2014_3.jpg"]
     check_loads(items, tiny_model)
 
 
@@ -102,7 +104,7 @@ def test_msvd_qa_maps_video_ids_through_youtube_mapping(tmp_path, tiny_model):
     write_mp4(tmp_path / "YouTubeClips" / "clipB.mp4")
     task = get_task("msvd-qa")
     items = task.items(tmp_path)
-    assert [(i.id, i.references, i.paths[0].name) for i in items] == [
+    assert [(i.id, i.references, i.paths()[0].name) for i in items] == [
         ("7", ["dog"], "-abc_1_5.mp4"), ("8", ["two"], "clipB.mp4")]
     assert task.question(items[0]) == QA_PROMPT.format(question="what is running?")
     assert task.question(items[0]).endswith("\nAnswer the question using a single word or phrase.")
@@ -144,7 +146,9 @@ def test_imu_reads_onellm_coco_caption_layout(tmp_path, tiny_model):
     task = get_task("ego4d-imu-caption")
     items = task.items(tmp_path)
     assert [(i.id, i.references) for i in items] == [("5", ["C opens a door.", "C enters."]), ("6", ["C walks."])]
-    assert items[0].meta == {"video_uid": "u1", "window_start": 1.0, "window_end": 3.0}
+    # The entry's other keys reach the loader, beside the references (as converters write them).
+    assert items[0].meta == {"video_uid": "u1", "window_start": 1.0, "window_end": 3.0,
+                             "references": ["C opens a door.", "C enters."]}
     assert task.question(items[0]) == "Describe the scene."
     check_loads(items, tiny_model)
 
@@ -160,7 +164,7 @@ def test_fmri_reads_plain_list_layout(tmp_path, tiny_model):
         {"id": "s2", "file": "fmri/s2.npy", "caption": "A kitchen."},
     ]))
     items = get_task("nsd-fmri-caption").items(tmp_path)
-    assert [(i.id, i.references, i.paths[0].name) for i in items] == [
+    assert [(i.id, i.references, i.paths()[0].name) for i in items] == [
         ("s1", ["A bus on a street.", "A red bus."], "s1.npy"), ("s2", ["A kitchen."], "s2.npy")]
     check_loads(items, tiny_model)
 
@@ -200,9 +204,9 @@ def counting_generate(monkeypatch):
     seen = []
     real = runner.generate
 
-    def wrapper(model, task, items, inputs, settings):
+    def wrapper(model, task, items, *args):
         seen.extend(i.id for i in items)
-        return real(model, task, items, inputs, settings)
+        return real(model, task, items, *args)
 
     monkeypatch.setattr(runner, "generate", wrapper)
     return seen
@@ -212,7 +216,7 @@ def test_qa_run_writes_outputs_and_resumes_without_regenerating(tmp_path, tiny_m
     write_synth_images(tmp_path / "data", 3)
     task = get_task("synth-qa-image")
     seen = counting_generate(monkeypatch)
-    settings = runner.GenerationSettings(max_new_tokens=4)
+    settings = GenerationConfig(max_new_tokens=4)
     first = runner.run_eval(tiny_model, [task], tmp_path / "data", tmp_path / "out", settings,
                             batch_size=2, max_samples=2, model_name="tiny")[0]
     assert first["samples"] == 2 and seen == ["image-000#0", "image-000#1"]
@@ -233,13 +237,13 @@ def test_qa_run_writes_outputs_and_resumes_without_regenerating(tmp_path, tiny_m
 
     with pytest.raises(ValueError, match="another configuration"):
         runner.run_eval(tiny_model, [task], tmp_path / "data", tmp_path / "out",
-                        runner.GenerationSettings(max_new_tokens=5), model_name="tiny")
+                        GenerationConfig(max_new_tokens=5), model_name="tiny")
 
 
 def test_a_registered_task_runs_from_its_own_reader(tmp_path, tiny_model):
     image = tmp_path / "red.png"
     Image.new("RGB", (64, 48), (255, 0, 0)).save(image)
-    item = runner.EvalItem("red-1", "image", [image], ["red"], question="What colour is it?")
+    item = qa_item("red-1", "image", [image], "What colour is it?", "red")
     task = EvalTask("my-red-qa", "image", "qa", lambda root: [item], max_new_tokens=3)
     register_task(task)
     assert get_task("my-red-qa") is task
@@ -288,7 +292,7 @@ def test_a_model_retrained_into_the_same_folder_does_not_resume(tmp_path, tiny_m
     write_synth_images(tmp_path / "data", 1)
     model_dir = tmp_path / "export"
     tiny_model.save_pretrained(model_dir)
-    args = ([get_task("synth-qa-image")], tmp_path / "data", tmp_path / "out", runner.GenerationSettings(max_new_tokens=2))
+    args = ([get_task("synth-qa-image")], tmp_path / "data", tmp_path / "out", GenerationConfig(max_new_tokens=2))
     runner.run_eval(tiny_model, *args, model_name=str(model_dir))
     runner.run_eval(tiny_model, *args, model_name=str(model_dir))  # unchanged weights: resumes
     tiny_model.save_pretrained(model_dir)
@@ -299,7 +303,7 @@ def test_a_model_retrained_into_the_same_folder_does_not_resume(tmp_path, tiny_m
 def test_unreadable_samples_are_skipped_and_counted(tmp_path, tiny_model):
     write_synth_images(tmp_path / "data", 3, corrupt={1})
     result = runner.evaluate_task(tiny_model, get_task("synth-qa-image"), tmp_path / "data", tmp_path / "out",
-                                  runner.GenerationSettings(max_new_tokens=2), batch_size=4)
+                                  GenerationConfig(max_new_tokens=2), batch_size=4)
     assert result["skipped"] == 2 and result["samples"] == 4 and result["total"] == 6
     skipped_file = tmp_path / "out" / "synth-qa-image" / "skipped.jsonl"
     skipped = [json.loads(line) for line in skipped_file.read_text().splitlines()]
@@ -311,7 +315,7 @@ def test_unreadable_samples_are_skipped_and_counted(tmp_path, tiny_model):
 def test_caption_run_scores_with_coco_metrics(tmp_path, tiny_model):
     write_synth_images(tmp_path / "data", 2)
     result = runner.run_eval(tiny_model, [get_task("synth-caption-image")], tmp_path / "data", tmp_path / "out",
-                             runner.GenerationSettings(max_new_tokens=6), batch_size=2, model_name="tiny")[0]
+                             GenerationConfig(max_new_tokens=6), batch_size=2, model_name="tiny")[0]
     assert {"BLEU-4", "METEOR", "ROUGE-L", "CIDEr"} <= set(result["metrics"])
     assert ("SPICE" in result["metrics"]) != ("SPICE" in result["skipped_metrics"])
     table = (tmp_path / "out" / "results.md").read_text()
@@ -335,7 +339,7 @@ def test_byte_level_models_get_room_for_a_whole_caption(tmp_path, tiny_model):
     results = runner.run_eval(tiny_model, tasks, tmp_path / "data", tmp_path / "out", batch_size=2, model_name="tiny")
     assert [r["generation"]["max_new_tokens"] for r in results] == [120, 30]
     explicit = runner.run_eval(tiny_model, tasks[:1], tmp_path / "data", tmp_path / "out2",
-                               runner.GenerationSettings(max_new_tokens=7), batch_size=2, model_name="tiny")
+                               GenerationConfig(max_new_tokens=7), batch_size=2, model_name="tiny")
     assert explicit[0]["generation"]["max_new_tokens"] == 7
 
 

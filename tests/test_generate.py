@@ -25,6 +25,9 @@ def test_smollm2_preset_generates_with_cache_and_chat_template(tmp_path):
     assert not any(p.requires_grad for p in model.llm.parameters())  # frozen, as published
     prompt = model.processor.prompt("What is in this image?")
     assert "<|im_start|>user" in prompt and prompt.index("<modality>") < prompt.index("What is")
+    chat = model.processor.prompt("And its colour?", [("What is in this image?", "A cat.")])
+    assert chat.count("<modality>") == 1 and chat.index("<modality>") < chat.index("What is") < chat.index("A cat.")
+    assert "<|im_start|>assistant\nA cat." in chat and chat.endswith("<|im_start|>assistant\n")
     x = model.tokenizers["image"].example_input(1, torch.Generator().manual_seed(0))
     batch = model.processor([prompt])
     cached, uncached = _greedy(model, batch, "image", x, True), _greedy(model, batch, "image", x, False)

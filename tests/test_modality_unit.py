@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from transformers import GenerationConfig
 
 from onellm import OneLLM, OneLLMConfig, register_modality
 from onellm.data.manifest import read_manifest
@@ -167,7 +168,7 @@ def test_train_then_evaluate_a_caption_task_over_its_manifest(thermal, tmp_path)
     task = next(t for t in manifest_tasks(thermal) if t.kind == "caption")
     assert task.modality == "thermal" and task.question(task.items()[0]) == "Where is the hot spot?"
     result = runner.evaluate_task(module.model, task, None, tmp_path / "eval",
-                                  runner.GenerationSettings(max_new_tokens=4), batch_size=4,
+                                  GenerationConfig(max_new_tokens=4), batch_size=4,
                                   scorer=None if shutil.which("java") else _NoJava())
     tests = [s for s in read_manifest(thermal) if s.split == "test"]
     assert result["samples"] == len(tests) > 0 and result["skipped"] == 0

@@ -17,7 +17,7 @@ def test_modality_tokens_and_gradients(tiny_model, captions, modality):
     model.set_trainable(encoder=False, llm=False)
     x = example_batch(model, modality)
     tokens, routing = model.encode(modality, x)
-    q, d = model.config.upm.num_queries, model.config.llm.hidden_size
+    q, d = model.config.upm.num_queries, model.llm.config.hidden_size
     assert tokens.shape == (2, q + 2, d)  # start tag, Q tokens, end tag
     assert tokens[:, 1:-1].shape == (2, q, d)
     assert routing.shape == (2, q, model.config.upm.num_experts)

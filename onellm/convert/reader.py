@@ -7,7 +7,8 @@ import torch
 
 from ..errors import BadInputError
 
-_SAFETENSORS_DTYPES = {
+# safetensors' dtype names; writer.py derives the inverse.
+SAFETENSORS_DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
     "BOOL": torch.bool,
@@ -35,7 +36,7 @@ class CheckpointReader:
             self._meta = {}
             for key in self._safe.keys():
                 view = self._safe.get_slice(key)
-                self._meta[key] = (tuple(view.get_shape()), _SAFETENSORS_DTYPES.get(view.get_dtype()))
+                self._meta[key] = (tuple(view.get_shape()), SAFETENSORS_DTYPES.get(view.get_dtype()))
         else:
             try:
                 state = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)

@@ -16,11 +16,14 @@ from PIL import Image
 
 from ..errors import describe
 from ..inputs import guess_modality, load_input
+from ..model.llm import decoding
 from ..processor import PLACEHOLDER
 from ..registry import get_modality
-from .chat import GenerationSettings, conversation_prompt, modality_choices, stream_answer
+from .chat import DEFAULT_GENERATION, modality_choices, stream_answer
 
 if TYPE_CHECKING:
+    from transformers import GenerationConfig
+
     from ..model.onellm import OneLLM
 
 # What a loader or previewer raises for a file it cannot use (BadInputError is a ValueError).
@@ -36,7 +39,6 @@ def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | Non
     choices = modality_choices(model)
     if not choices:
         raise ValueError(f"none of the model's modalities ({', '.join(model.modalities)}) is installed")
-    defaults = GenerationSettings()
 
     def on_upload(file: str | None, modality: str) -> list[Any]:
         if file:
@@ -54,16 +56,16 @@ def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | Non
 
     def caption(file, companion, modality, history, max_new_tokens, temperature, top_p) -> Iterator[list[Any]]:
         question = get_modality(modality).caption_prompt()
-        settings = GenerationSettings(int(max_new_tokens), float(temperature), float(top_p))
+        generation = decoding(int(max_new_tokens), float(temperature), float(top_p))
         # A model last trained on captions alone captions from the modality tokens, unasked.
         bare = model.config.prompting == "bare" and not history
-        yield from _respond(model, file, companion, modality, question, history, settings, meta, bare)
+        yield from _respond(model, file, companion, modality, question, history, generation, meta, bare)
 
     def chat(file, companion, modality, question, history, max_new_tokens, temperature, top_p) -> Iterator[list[Any]]:
         if not (question or "").strip():
             raise gr.Error("Type a question first (or press Caption).")
-        settings = GenerationSettings(int(max_new_tokens), float(temperature), float(top_p))
-        yield from _respond(model, file, companion, modality, question.strip(), history, settings, meta)
+        generation = decoding(int(max_new_tokens), float(temperature), float(top_p))
+        yield from _respond(model, file, companion, modality, question.strip(), history, generation, meta)
 
     with gr.Blocks(title=title) as demo:
         gr.Markdown(f"## {title}\nUpload a file, check its modality, then caption it or ask about it.")
@@ -88,11 +90,11 @@ def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | Non
                     send_button = gr.Button("Send")
                     clear_button = gr.Button("Clear")
                 with gr.Accordion("generation settings", open=False):
-                    max_new_tokens = gr.Slider(1, 512, value=defaults.max_new_tokens, step=1, label="max new tokens")
-                    temperature = gr.Slider(
-                        0, 2, value=defaults.temperature, step=0.05, label="temperature (0: greedy)"
+                    max_new_tokens = gr.Slider(
+                        1, 512, value=DEFAULT_GENERATION.max_new_tokens, step=1, label="max new tokens"
                     )
-                    top_p = gr.Slider(0.05, 1, value=defaults.top_p, step=0.05, label="top-p")
+                    temperature = gr.Slider(0, 2, value=0, step=0.05, label="temperature (0: greedy)")
+                    top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="top-p")
         previews = [plot, image, video, audio]
         settings = [max_new_tokens, temperature, top_p]
 
@@ -120,7 +122,7 @@ def _respond(
     modality: str,
     question: str,
     history: list[Message] | None,
-    settings: GenerationSettings,
+    generation: GenerationConfig,
     meta: dict[str, Any] | None = None,
     bare: bool = False,
 ) -> Iterator[list[Any]]:
@@ -135,12 +137,12 @@ def _respond(
         x = load_input(paths, modality, model.tokenizers[modality], meta=meta)
     except Exception as err:  # load_input names the file; anything else still ends this request only
         raise gr.Error(_for_user(err, paths), duration=None, print_exception=False) from err
-    prompt = PLACEHOLDER if bare else conversation_prompt(model.processor, _turns(history), question)
+    prompt = PLACEHOLDER if bare else model.processor.prompt(question, _turns(history))
     asked = history + [{"role": "user", "content": question}]
     model.router_statistics(reset=True)
     text = ""
     try:
-        for text in stream_answer(model, modality, x, prompt, settings):
+        for text in stream_answer(model, modality, x, prompt, generation):
             yield [asked + [{"role": "assistant", "content": text}], gr.skip()]
     except INPUT_ERRORS as err:  # the tokenizer's own shape check, say
         raise gr.Error(_for_user(err, paths), duration=None, print_exception=False) from err

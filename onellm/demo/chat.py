@@ -1,46 +1,28 @@
-"""The model side of the demo, free of gradio: earlier turns -> a prompt, and an answer
-streamed token by token."""
+"""The model side of the demo, free of gradio: an answer streamed token by token (the
+prompt, earlier turns included, is the processor's)."""
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-from ..processor import ONELLM_STOP, ONELLM_SYSTEM, PLACEHOLDER, OneLLMProcessor
+from ..model.llm import decoding, generate_kwargs
+from ..processor import ONELLM_STOP
 from ..registry import list_modalities
 
 if TYPE_CHECKING:
     from ..model.onellm import OneLLM
 
-
-@dataclass
-class GenerationSettings:
-    max_new_tokens: int = 64
-    temperature: float = 0.0  # 0 means greedy decoding
-    top_p: float = 1.0
+# The page's starting settings: greedy, 64 new tokens.
+DEFAULT_GENERATION = decoding(max_new_tokens=64)
 
 
 def modality_choices(model: "OneLLM") -> list[str]:
     """Modalities that are both installed and part of this model, in registry order."""
     return [m for m in list_modalities() if m in model.tokenizers]
-
-
-def conversation_prompt(processor: OneLLMProcessor, turns: list[tuple[str, str]], question: str) -> str:
-    """The processor's prompt template with the earlier (question, answer) turns before the
-    new question; with no turns it is exactly `processor.prompt(question)`."""
-    if processor.prompt_template == "chat":
-        messages = []
-        for asked, answered in turns:
-            messages += [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]
-        messages.append({"role": "user", "content": question})
-        messages[0]["content"] = f"{PLACEHOLDER}\n{messages[0]['content']}"
-        return processor.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    history = "".join(f"### Human: {asked}\n### Assistant: {answered}\n" for asked, answered in turns)
-    return f"{PLACEHOLDER}{ONELLM_SYSTEM}\n\n{history}### Human: {question}\n### Assistant:"
 
 
 class _Cancelled(StoppingCriteria):
@@ -54,24 +36,21 @@ class _Cancelled(StoppingCriteria):
 
 
 def stream_answer(
-    model: "OneLLM", modality: str, x: torch.Tensor, prompt: str, settings: GenerationSettings
+    model: "OneLLM", modality: str, x: torch.Tensor, prompt: str, generation: GenerationConfig = DEFAULT_GENERATION
 ) -> Iterator[str]:
     """Yields the answer so far after each decoded piece; generation runs in a thread that
-    feeds transformers' TextIteratorStreamer."""
+    feeds transformers' TextIteratorStreamer. `generation`: see `onellm.model.llm.decoding`."""
     processor = model.processor
     device = model.encoder.image_pos_embed.device
     batch = {k: v.to(device) for k, v in processor([prompt]).items()}
     streamer = TextIteratorStreamer(processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
     stop = threading.Event()
-    kwargs = dict(
-        max_new_tokens=settings.max_new_tokens,
-        streamer=streamer,
-        stopping_criteria=StoppingCriteriaList([_Cancelled(stop)]),
-    )
-    if settings.temperature > 0:
-        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
-    else:
-        kwargs.update(do_sample=False)
+    kwargs = {
+        "do_sample": False,  # greedy unless `generation` samples, whatever the LM's own generation_config says
+        **generate_kwargs(generation),
+        "streamer": streamer,
+        "stopping_criteria": StoppingCriteriaList([_Cancelled(stop)]),
+    }
     failure: list[BaseException] = []
 
     def run() -> None:

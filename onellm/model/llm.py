@@ -1,12 +1,14 @@
-"""Building the causal LM and its text tokenizer from an LLMConfig, offline."""
+"""Building the causal LM and its text tokenizer from an LLMConfig, offline, and the
+decoding settings the CLI and the demo give its generate()."""
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from ..config import LLMConfig
 
@@ -53,6 +55,8 @@ def _forget_gguf_quantization(llm: PreTrainedModel) -> None:
 
 
 def build_llm(config: LLMConfig, base_dir: Path | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The LM and its tokenizer; the LM's width is `llm.config.hidden_size` (a local
+    checkpoint's config says it, not `config`)."""
     if config.name_or_path:
         path = resolve_llm_path(config.name_or_path, base_dir)
         kwargs = {"gguf_file": config.gguf_file} if config.gguf_file else {}
@@ -80,5 +84,18 @@ def build_llm(config: LLMConfig, base_dir: Path | None = None) -> tuple[PreTrain
         llm = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **init))
     if text_tokenizer.pad_token is None:
         text_tokenizer.pad_token = text_tokenizer.eos_token
-    config.hidden_size = llm.config.hidden_size
     return llm, text_tokenizer
+
+
+def decoding(max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0) -> GenerationConfig:
+    """The knobs `onellm eval` and the demo expose, as transformers' GenerationConfig:
+    temperature 0 decodes greedily (sampling at temperature 0 is an error in transformers)."""
+    if temperature > 0:
+        return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature, top_p=top_p)
+    return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False)
+
+
+def generate_kwargs(generation: GenerationConfig) -> dict[str, Any]:
+    """What a GenerationConfig sets, as keyword arguments of generate() (OneLLM.generate adds
+    its own pad_token_id, which transformers warns about beside a generation_config object)."""
+    return {k: v for k, v in generation.to_diff_dict().items() if k != "transformers_version"}

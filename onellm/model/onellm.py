@@ -45,7 +45,7 @@ class OneLLM(nn.Module):
                 for name, options in config.modalities.items()
             }
         )
-        self.upm = UniversalProjection(config.upm, config.encoder.width, config.llm.hidden_size, list(config.modalities))
+        self.upm = UniversalProjection(config.upm, config.encoder.width, self.llm.config.hidden_size, list(config.modalities))
         self.processor = OneLLMProcessor(
             text_tokenizer,
             config.upm.num_queries + 2,
@@ -102,7 +102,7 @@ class OneLLM(nn.Module):
         _atomic(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
         config = self.config.to_dict()
         config["encoder"]["pretrained"] = None  # its weights are in onellm.safetensors now
-        config["llm"] = {"name_or_path": LLM_SUBDIR, "hidden_size": self.config.llm.hidden_size}
+        config["llm"] = {"name_or_path": LLM_SUBDIR, "hidden_size": self.llm.config.hidden_size}
         _atomic(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2)))
         self.processor.save_pretrained(directory)
 

@@ -168,9 +168,10 @@ class UniversalProjection(nn.Module):
     def _stack_experts(self, device: torch.device) -> bool:
         if self.config.batch_experts != "auto":
             return bool(self.config.batch_experts)
-        # Measured (benchmarks/bench_upm.py, 2-core CPU): stacked experts win at small widths,
-        # where per-call overhead dominates, and lose from width 256 up. Nothing has been
-        # measured on an accelerator, so there the plain modules run.
+        # Measured (benchmarks/bench_upm.py, 2-core CPU, forward + backward): stacked experts
+        # win at small widths where per-call overhead dominates (1.23x at width 64), break
+        # even on long sequences and lose from width 256 up (0.91x; 0.52x at 1024). Nothing
+        # has been measured on an accelerator, so there the plain modules run.
         return device.type == "cpu" and self.width <= 128
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:

@@ -2,7 +2,8 @@
 
 One image sample per image: the first caption as `caption`, all of them in
 meta["references"] (what caption metrics score against); `per_caption` writes one row per
-caption instead, the way caption training often reads COCO."""
+caption instead, the way caption training often reads COCO. `onellm eval`'s
+coco-karpathy-test task reads dataset_coco.json through `samples` too."""
 from __future__ import annotations
 
 import argparse
