@@ -80,6 +80,7 @@ class LLMConfig:
     `random_init`: keyword arguments of a transformers config (with `model_type`) for a
     randomly initialised LM; used when `name_or_path` is empty.
     `text_tokenizer`: "bytes" builds an offline byte-level tokenizer for random LMs.
+    `lora`: set in a saved model whose LoRA adapter was kept apart from the LM's weights.
     """
 
     name_or_path: str | None = None
@@ -87,6 +88,8 @@ class LLMConfig:
     random_init: dict[str, Any] | None = None
     text_tokenizer: str | None = None
     hidden_size: int | None = None
+    # A LoRA adapter saved beside the LM (onellm.model.lora.LoRAConfig's fields), loaded on top.
+    lora: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.name_or_path and not self.random_init:

@@ -18,7 +18,8 @@ from ..errors import BadInputError, describe
 from ..processor import PLACEHOLDER, OneLLMProcessor
 from ..registry import get_modality
 from .encoder import SharedEncoder
-from .llm import build_llm
+from .llm import build_llm, resolve_llm_path
+from .lora import LoRAConfig, base_state_dict, inject_lora, load_adapter, save_adapter
 from .upm import UniversalProjection
 
 WEIGHTS_NAME = "onellm.safetensors"
@@ -52,6 +53,7 @@ class OneLLM(nn.Module):
             config.prompt_template,
             {name: dataclasses.asdict(tok.options) for name, tok in self.tokenizers.items()},
         )
+        self.lora: LoRAConfig | None = None
         self._router_sums: dict[str, torch.Tensor] = {}
         self._router_counts: dict[str, int] = {}
         self.set_trainable(encoder=config.train_encoder, llm=config.train_llm)
@@ -84,6 +86,9 @@ class OneLLM(nn.Module):
             state = load_file(weights)
         except Exception as err:  # safetensors raises its own error types (a pickle, say, is no header)
             raise BadInputError(weights, f"not a readable safetensors file ({describe(err)})") from err
+        if config.llm.lora:
+            model.lora = LoRAConfig(**config.llm.lora)
+            load_adapter(model.llm, model.lora, resolve_llm_path(config.llm.name_or_path, directory))
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("llm.")]
         if missing or unexpected:
@@ -96,15 +101,37 @@ class OneLLM(nn.Module):
         temporary name first, so an interrupted save never leaves a half-written file."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.llm.save_pretrained(directory / LLM_SUBDIR)
+        if self.lora is None:
+            self.llm.save_pretrained(directory / LLM_SUBDIR)
+        else:
+            self.llm.save_pretrained(directory / LLM_SUBDIR, state_dict=base_state_dict(self.llm, self.lora.merge))
+            if not self.lora.merge:
+                save_adapter(self.llm, directory / LLM_SUBDIR)
         self.processor.tokenizer.save_pretrained(directory / LLM_SUBDIR)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if not k.startswith("llm.")}
         _atomic(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
         config = self.config.to_dict()
         config["encoder"]["pretrained"] = None  # its weights are in onellm.safetensors now
         config["llm"] = {"name_or_path": LLM_SUBDIR, "hidden_size": self.llm.config.hidden_size}
+        if self.lora is not None and not self.lora.merge:
+            config["llm"]["lora"] = self.lora.to_dict()
         _atomic(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2)))
         self.processor.save_pretrained(directory)
+
+    def add_lora(self, config: LoRAConfig) -> int:
+        """LoRA adapters on the LM's `config.target_modules`, the rest of the LM frozen; the
+        LM is put in training mode (adapter dropout, checkpointing). Returns the number of
+        adapter parameters."""
+        count = inject_lora(self.llm, config)
+        self.lora = config
+        self.llm.train()
+        return count
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute the LM's and the encoder's block activations in backward instead of
+        keeping them (Hugging Face's checkpointing; active in training mode)."""
+        for module in (self.llm, self.encoder.vit):
+            module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
 
     def set_trainable(self, encoder: bool = False, llm: bool = False) -> None:
         self.encoder.requires_grad_(encoder)

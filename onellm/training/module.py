@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
 import torch
 
 from ..config import OneLLMConfig, list_presets
 from ..data.manifest import write_jsonl
+from ..model.lora import LoRAConfig
 from ..model.onellm import OneLLM
 from .logs import ResumableCSVLogger
 
@@ -71,10 +73,25 @@ class OneLLMModule(L.LightningModule):
         export_dir: str | None = None,
         router_log_every: int = 10,
         max_bad_fraction: float = 0.1,
+        lora: LoRAConfig | None = None,
+        gradient_checkpointing: bool = False,
     ) -> None:
+        """`lora` (r > 0) trains low-rank adapters on the LM instead of leaving it frozen or
+        training it whole; `gradient_checkpointing` recomputes the LM's and encoder's block
+        activations in backward, trading compute for memory."""
         super().__init__()
         self.save_hyperparameters()
         self.model = build_stage_model(model, modalities, init_from)
+        if lora is not None and lora.r:
+            if self.model.lora is not None:
+                raise ValueError(f"{init_from or model} already carries a LoRA adapter; merge it at its export "
+                                 "(lora.merge: true) before adding another")
+            adapters = self.model.add_lora(lora)
+            total = sum(p.numel() for p in self.model.llm.parameters())
+            rank_zero_info(f"LoRA r={lora.r} on {', '.join(lora.target_modules)}: {adapters:,} trainable LM parameters "
+                  f"of {total:,}")
+        if gradient_checkpointing:
+            self.model.enable_gradient_checkpointing()
         # What an earlier stage taught: the data module's `replay` share goes to these.
         self.replayed_modalities = set(OneLLMConfig.from_file(Path(init_from) / "config.json").modalities) \
             if init_from else set()
@@ -97,7 +114,7 @@ class OneLLMModule(L.LightningModule):
             p.requires_grad_(bool(hits))
         unused = [p for p in patterns if p not in used]
         if unused:
-            raise ValueError(f"trainable pattern(s) {unused} match no parameter (names look like 'upm.layers.0.wq')")
+            raise ValueError(f"trainable pattern(s) {unused} match no parameter (names look like 'upm.experts.0.0.attention.wq.weight')")
 
     def _count_bad(self, batch: dict[str, Any], training: bool = False) -> bool:
         """Record unreadable samples; False when none of the batch was readable. Too many
