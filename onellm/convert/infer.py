@@ -2,9 +2,10 @@
 
 Head counts are not visible in shapes. The defaults are those of the 7B release: 32 LLaMA
 heads at width 4096, 16 CLIP and 16 UPM heads at width 1024; a checkpoint of any other width
-must pass its own (a wrong count converts without error into wrong logits). Options that shapes cannot tell (mel bins, strides,
-video frames, points per cloud, sampling columns) come from the onellm-7b preset, which holds
-the published preprocessing.
+must pass its own (a wrong count converts without error into wrong logits). Options that
+shapes cannot tell (mel bins, strides, video frames and resize, points per cloud, sampling
+columns, IMU resample padding) come from the onellm-7b preset, which holds the published
+preprocessing.
 """
 from __future__ import annotations
 

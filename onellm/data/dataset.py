@@ -1,8 +1,9 @@
 """ManifestDataset: manifest samples -> (sample, model input), loaded by the modality's loader.
 
 Workers get each modality's LoadContext (options, encoder config, input shape), never the
-tokenizer modules and their weights. A sample whose files cannot be read becomes a `BadSample` instead of stopping training;
-the collate function drops it and the training module counts it and writes its reason."""
+tokenizer modules and their weights. A sample whose files cannot be read becomes a
+`BadSample` instead of stopping training; the collate function drops it and the training
+module counts it and writes its reason."""
 from __future__ import annotations
 
 from dataclasses import dataclass

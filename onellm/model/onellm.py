@@ -218,15 +218,8 @@ class OneLLM(nn.Module):
         return OneLLMOutput(loss, logits, routing)
 
     @torch.no_grad()
-    def generate(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        modality_mask: torch.Tensor,
-        modality: str,
-        inputs: torch.Tensor,
-        **generate_kwargs: Any,
-    ) -> torch.Tensor:
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, modality_mask: torch.Tensor,
+                 modality: str, inputs: torch.Tensor, **generate_kwargs: Any) -> torch.Tensor:
         """New token ids only; inputs come from the processor with left padding."""
         embeds, _ = self.embed(input_ids, modality_mask, modality, inputs)
         generate_kwargs.setdefault("pad_token_id", self.processor.tokenizer.pad_token_id)
