@@ -54,26 +54,20 @@ def inject_lora(llm: nn.Module, config: LoRAConfig) -> int:
     return sum(p.numel() for name, p in llm.named_parameters() if "lora_" in name)
 
 
-def lora_layers(llm: nn.Module) -> list[nn.Module]:
+def base_state_dict(llm: nn.Module, merged: bool) -> dict[str, torch.Tensor]:
+    """The LM's weights under their plain names, without adapter tensors. `merged` adds each
+    adapter's delta to its layer's weight in a new tensor: the live weights are neither copied
+    nor changed (an in-place merge and unmerge would not give back the same bits)."""
     from peft.tuners.lora import LoraLayer
 
-    return [m for m in llm.modules() if isinstance(m, LoraLayer)]
-
-
-def base_state_dict(llm: nn.Module, merged: bool) -> dict[str, torch.Tensor]:
-    """The LM's weights under its plain names, without adapter tensors; `merged` folds the
-    adapters in (the layers are unmerged again afterwards, so training can go on)."""
-    layers = lora_layers(llm)
+    state = {k.replace(".base_layer.", "."): v for k, v in llm.state_dict().items() if "lora_" not in k}
     if merged:
-        for layer in layers:
-            layer.merge()
-    try:
-        return {k.replace(".base_layer.", "."): v.detach().clone() for k, v in llm.state_dict().items()
-                if "lora_" not in k}
-    finally:
-        if merged:
-            for layer in layers:
-                layer.unmerge()
+        for name, layer in llm.named_modules():
+            if isinstance(layer, LoraLayer):
+                weight = state[f"{name}.weight"]
+                delta = sum(layer.get_delta_weight(adapter) for adapter in layer.active_adapters)
+                state[f"{name}.weight"] = (weight + delta).to(weight.dtype).detach()
+    return state
 
 
 def save_adapter(llm: nn.Module, directory: Path) -> None:
