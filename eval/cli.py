@@ -27,6 +27,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                         "have captions, manifest-qa-<stem> when they have qa pairs")
     p.add_argument("--modality", help="with --manifest: the samples' modality to evaluate (default: theirs)")
     p.add_argument("--split", help="with --manifest: the split to evaluate (default: test)")
+    p.add_argument("--inputs", help="ask with only these of each sample's inputs, comma-separated (an ablation: "
+                                    "'video' evaluates a video+audio task on the video alone); the task is "
+                                    "reported as <task>@<inputs>")
     p.add_argument("--model", help="a save_pretrained directory or a preset name")
     p.add_argument("--out", type=Path, help="output folder: <out>/<task>/predictions.jsonl and results.json, "
                                             "<out>/results.json and results.md across tasks")
@@ -74,7 +77,7 @@ def run_command(args: argparse.Namespace) -> int:
     from onellm.model.onellm import OneLLM
 
     from .report import markdown_table
-    from .runner import BARE, run_eval
+    from .runner import BARE, run_eval, task_fits
     from .tasks import QA
 
     if args.threads:
@@ -87,7 +90,7 @@ def run_command(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     model = OneLLM.from_pretrained(args.model).eval()
     model.to(device=args.device, dtype=getattr(torch, args.dtype))
-    usable = [t for t in tasks if t.modality in model.tokenizers]
+    usable = [t for t in tasks if task_fits(model, t)]
     for task in tasks:
         if task.name not in {t.name for t in usable}:
             print(f"skipping {task.name}: the model has no {task.modality} tokenizer", file=sys.stderr)
@@ -105,7 +108,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _chosen_tasks(args: argparse.Namespace) -> list:
     """--task names (read under --data-root) and the tasks of each --manifest, in that order."""
-    from .tasks import manifest_tasks, resolve_tasks
+    from .tasks import manifest_tasks, resolve_tasks, with_inputs
 
     if not args.task and not args.manifest:
         raise ValueError("name tasks with --task (and --data-root) or --manifest (or use --list)")
@@ -116,6 +119,8 @@ def _chosen_tasks(args: argparse.Namespace) -> list:
     tasks = resolve_tasks(args.task) if args.task else []
     for path in args.manifest:
         tasks += manifest_tasks(path, args.modality, args.split or "test")
+    if args.inputs:
+        tasks = [with_inputs(t, [m.strip() for m in args.inputs.split(",") if m.strip()]) for t in tasks]
     names = [t.name for t in tasks]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

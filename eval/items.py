@@ -10,7 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from onellm.data.manifest import Sample
+from onellm.data.manifest import Sample, joined_modality
 
 
 class EvalItem(Sample):
@@ -34,6 +34,22 @@ class EvalItem(Sample):
     def choices(self) -> list[str] | None:
         """Multiple choice: the options, in letter order."""
         return self.qa[0].get("choices") if self.qa else None
+
+
+def only_inputs(item: EvalItem, modalities: list[str]) -> EvalItem:
+    """`item` with only its inputs of `modalities`; one left makes it a single-input item."""
+    if not item.inputs:
+        if item.modality not in modalities:
+            raise ValueError(f"item {item.id} has only a {item.modality} input")
+        return item
+    parts = [i for i in item.inputs if i["modality"] in modalities]
+    if not parts:
+        raise ValueError(f"item {item.id} has no {' or '.join(modalities)} input")
+    if len(parts) == 1:
+        return EvalItem.of(item, modality=parts[0]["modality"], files=list(parts[0]["files"]), inputs=[],
+                           meta={**item.meta, **parts[0].get("meta", {})})
+    files = list(dict.fromkeys(f for p in parts for f in p["files"]))
+    return EvalItem.of(item, modality=joined_modality(p["modality"] for p in parts), files=files, inputs=parts)
 
 
 def caption_item(id: str, modality: str, files: list[Path], references: list[str],

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from tqdm import tqdm
 
+from onellm.data.manifest import split_modality
 from onellm.model.llm import generate_kwargs
-from onellm.processor import PLACEHOLDER
 
 from .items import EvalItem
 from .labels import label_metrics
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import GenerationConfig
 
+    from onellm.data.manifest import SampleInput
     from onellm.model.onellm import OneLLM
 
 # Task lengths count subword tokens; a byte-level LM (the tiny preset's) spends about three
@@ -53,9 +54,10 @@ def prompting_for(model: "OneLLM", task: EvalTask, prompting: str | None = None)
 
 
 def item_prompt(model: "OneLLM", task: EvalTask, item: EvalItem, prompting: str) -> str:
+    modalities = item.input_modalities()
     if prompting == BARE:
-        return PLACEHOLDER
-    return model.processor.prompt(task.question(item))
+        return model.processor.placeholders(modalities)
+    return model.processor.prompt(task.question(item), modalities=modalities)
 
 
 def generation_kwargs(model: "OneLLM", task: EvalTask, generation: "GenerationConfig | None" = None) -> dict[str, Any]:
@@ -112,40 +114,45 @@ def _batches(items: list[EvalItem], size: int) -> Iterator[list[EvalItem]]:
 
 class _Loader:
     """Loads the next batch in a background thread while the model generates for this one,
-    and keeps a batch's worth of inputs, since QA items of one sample share its files."""
+    and keeps a batch's worth of inputs, since QA items of one sample share its files. An
+    item's inputs come as (modality, tensor) pairs in prompt order."""
 
     def __init__(self, model: "OneLLM", capacity: int) -> None:
         self.model, self.capacity = model, capacity
         self.cache: OrderedDict[tuple, "torch.Tensor"] = OrderedDict()
         self.pool = ThreadPoolExecutor(max_workers=1)
 
-    def batches(self, chunks: list[list[EvalItem]]) -> Iterator[tuple[list[EvalItem], list, list[dict]]]:
+    def batches(self, chunks: list[list[EvalItem]]) -> Iterator[tuple[list[EvalItem], list[list], list[dict]]]:
         pending = self.pool.submit(self.load, chunks[0]) if chunks else None
         for n in range(len(chunks)):
             loaded = pending.result()
             pending = self.pool.submit(self.load, chunks[n + 1]) if n + 1 < len(chunks) else None
             yield loaded
 
-    def load(self, items: list[EvalItem]) -> tuple[list[EvalItem], list["torch.Tensor"], list[dict]]:
+    def load(self, items: list[EvalItem]) -> tuple[list[EvalItem], list[list[tuple[str, "torch.Tensor"]]], list[dict]]:
         from onellm.errors import BadInputError
-        from onellm.inputs import load_input
 
         good, inputs, bad = [], [], []
         for item in items:
-            paths = item.paths()
-            key = (item.modality, *map(str, paths), json.dumps(item.meta, sort_keys=True, default=str))
             try:
-                if key not in self.cache:
-                    tokenizer = self.model.tokenizers[item.modality]
-                    self.cache[key] = load_input(paths, item.modality, tokenizer, train=False, meta=item.meta)
-                    while len(self.cache) > self.capacity:
-                        self.cache.popitem(last=False)
+                loaded = [(part.modality, self._input(part)) for part in item.input_list()]
             except (BadInputError, OSError, ValueError) as err:
                 bad.append({"id": item.id, "reason": str(err)})
                 continue
             good.append(item)
-            inputs.append(self.cache[key])
+            inputs.append(loaded)
         return good, inputs, bad
+
+    def _input(self, part: "SampleInput") -> "torch.Tensor":
+        from onellm.inputs import load_input
+
+        key = (part.modality, *map(str, part.paths), json.dumps(part.meta, sort_keys=True, default=str))
+        if key not in self.cache:
+            tokenizer = self.model.tokenizers[part.modality]
+            self.cache[key] = load_input(part.paths, part.modality, tokenizer, train=False, meta=part.meta)
+            while len(self.cache) > self.capacity:
+                self.cache.popitem(last=False)
+        return self.cache[key]
 
     def __enter__(self) -> "_Loader":
         return self
@@ -154,17 +161,18 @@ class _Loader:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def generate(model: "OneLLM", task: EvalTask, items: list[EvalItem], inputs: list["torch.Tensor"],
-             prompting: str, kwargs: dict[str, Any]) -> list[str]:
-    """One batch through the model's processor template and generate(**kwargs)."""
-    import torch
+def generate(model: "OneLLM", task: EvalTask, items: list[EvalItem],
+             inputs: list[list[tuple[str, "torch.Tensor"]]], prompting: str, kwargs: dict[str, Any]) -> list[str]:
+    """One batch through the model's processor template and generate(**kwargs); `inputs`:
+    each item's (modality, input) pairs in prompt order."""
+    from onellm.model.modality_batch import ModalityBatch
 
     processor = model.processor
-    batch = processor([item_prompt(model, task, item, prompting) for item in items])
+    batch = processor([item_prompt(model, task, item, prompting) for item in items],
+                      modalities=[[m for m, _ in pairs] for pairs in inputs])
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
-    x = torch.stack(inputs).to(device)
-    ids = model.generate(**batch, modality=task.modality, inputs=x, **kwargs)
+    ids = model.generate(**batch, inputs=ModalityBatch.of_samples(inputs).to(device), **kwargs)
     return processor.decode(ids)
 
 
@@ -206,7 +214,7 @@ def evaluate_task(
     `prompting`: caption tasks' BARE or TEMPLATE (default: the model's config.prompting)."""
     prompting = prompting_for(model, task, prompting)
     kwargs = generation_kwargs(model, task, generation)
-    if task.modality not in model.tokenizers:
+    if not task_fits(model, task):
         raise ValueError(f"task {task.name} needs a {task.modality} model; this one has {', '.join(model.modalities)}")
     started = time.perf_counter()
     split = task.items(data_root)
@@ -247,6 +255,11 @@ def evaluate_task(
     }
     (folder / RESULTS).write_text(json.dumps(result, indent=2))
     return result
+
+
+def task_fits(model: "OneLLM", task: EvalTask) -> bool:
+    """Whether the model has a tokenizer for every input modality of the task."""
+    return all(m in model.tokenizers for m in split_modality(task.modality))
 
 
 def _skipped(task: EvalTask, scorer: CaptionScorer | None) -> dict[str, str]:

@@ -5,15 +5,17 @@ tasks can come from the `onellm.eval_tasks` entry point (an EvalTask or a list o
 Any manifest becomes tasks of its own through `manifest_tasks` (`onellm eval --manifest`)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from onellm.registry import Registry, get_modality, list_modalities
+from onellm.data.manifest import joined_modality, split_modality
+from onellm.registry import Registry, caption_prompt, list_modalities
 
 from . import formats
-from .items import EvalItem
+from .items import EvalItem, only_inputs
 
 CAPTION, QA = "caption", "qa"
 # OneLLM's video-QA prompt (its MSVD evaluation), for the public QA tasks.
@@ -58,7 +60,7 @@ class EvalTask:
     def question(self, item: EvalItem) -> str:
         if self.kind == QA:
             return (self.prompt or QA_PROMPT).format(question=item.question)
-        return self.prompt or get_modality(self.modality).caption_prompt()
+        return self.prompt or caption_prompt(split_modality(self.modality))
 
     def generation_length(self) -> int:
         return self.max_new_tokens or DEFAULT_MAX_NEW_TOKENS[self.kind]
@@ -129,6 +131,23 @@ def manifest_tasks(path: Path, modality: str | None = None, split: str = "test")
                  description=f"{path}, {modality} {'captions' if kind == CAPTION else 'questions'} ({split} split)")
         for kind in kinds
     ]
+
+
+def with_inputs(task: EvalTask, modalities: list[str]) -> EvalTask:
+    """`task` asked with only the inputs of `modalities` (the rest dropped from every item and
+    prompt), named <task>@<kept inputs>: how much each stream of a multi-input task carries."""
+    have = split_modality(task.modality)
+    unknown = [m for m in modalities if m not in have]
+    if unknown or not modalities:
+        raise ValueError(f"task {task.name} has {task.modality} inputs; cannot keep {', '.join(unknown) or 'none'}")
+    kept = [m for m in have if m in modalities]
+    return dataclasses.replace(
+        task, name=f"{task.name}@{joined_modality(kept)}", modality=joined_modality(kept),
+        read=partial(_read_only, task.read, kept), description=f"{task.description}, {' and '.join(kept)} only")
+
+
+def _read_only(read: Callable[[Path], list[EvalItem]], modalities: list[str], source: Path) -> list[EvalItem]:
+    return [only_inputs(item, modalities) for item in read(source)]
 
 
 def register_task(task: EvalTask, replace: bool = False) -> None:

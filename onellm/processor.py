@@ -1,19 +1,23 @@
-"""Text side of a sample: prompt templates and the modality placeholder run.
+"""Text side of a sample: prompt templates and the modality placeholder runs.
 
-A prompt carries one `<modality>` marker; it becomes Q + 2 placeholder positions (start tag,
-Q tokens, end tag) that the model overwrites in `inputs_embeds`, so padding, batching,
-chat templates and `generate()` work unchanged.
+A prompt carries one marker per input: `<video>`, `<audio>`, ... naming the input's modality,
+or `<modality>` for whatever input comes next. Each becomes Q + 2 placeholder positions
+(start tag, Q tokens, end tag) that the model overwrites in `inputs_embeds`, so padding,
+batching, chat templates and `generate()` work unchanged.
 """
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 PLACEHOLDER = "<modality>"
+PROCESSOR_CONFIG = "processor_config.json"
+TEXT_TOKENIZER_DIR = "llm"
 ONELLM_SYSTEM = (
     "A chat between a curious human and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the human's questions."
@@ -36,49 +40,80 @@ class OneLLMProcessor:
         if prompt_template == "chat" and not getattr(text_tokenizer, "chat_template", None):
             raise ValueError("prompt_template 'chat' needs a text tokenizer with a chat template")
 
-    def prompt(self, question: str, history: Sequence[tuple[str, str]] = ()) -> str:
-        """The evaluation / instruction prompt for one question about one modality input,
-        after the earlier (question, answer) turns of `history` (the demo's chat); the input's
-        placeholder leads the first turn."""
+    @staticmethod
+    def placeholders(modalities: Sequence[str]) -> str:
+        """The markers for a sample's inputs: `<modality>` for a single input (the published
+        prompts' form), one named marker per input otherwise."""
+        if len(modalities) == 1:
+            return PLACEHOLDER
+        return "".join(f"<{m}>" for m in modalities)
+
+    def prompt(self, question: str, history: Sequence[tuple[str, str]] = (),
+               modalities: Sequence[str] = ("modality",)) -> str:
+        """The evaluation / instruction prompt for one question about the inputs of
+        `modalities` (default: one input), after the earlier (question, answer) turns of
+        `history` (the demo's chat); the inputs' placeholders lead the first turn."""
+        markers = self.placeholders(modalities) if modalities else ""
         if self.prompt_template == "chat":
             messages = []
             for asked, answered in history:
                 messages += [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]
             messages.append({"role": "user", "content": question})
-            messages[0]["content"] = f"{PLACEHOLDER}\n{messages[0]['content']}"
+            if markers:
+                messages[0]["content"] = f"{markers}\n{messages[0]['content']}"
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         turns = "".join(f"### Human: {asked}\n### Assistant: {answered}\n" for asked, answered in history)
-        return f"{PLACEHOLDER}{ONELLM_SYSTEM}\n\n{turns}### Human: {question}\n### Assistant:"
+        return f"{markers}{ONELLM_SYSTEM}\n\n{turns}### Human: {question}\n### Assistant:"
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
+    def _marker_pattern(self) -> re.Pattern:
+        names = sorted({"modality", *self.preprocessing}, key=len, reverse=True)
+        return re.compile("<(" + "|".join(map(re.escape, names)) + ")>")
+
+    def markers(self, text: str) -> list[str]:
+        """The modality each placeholder of `text` names, in order ("modality": any)."""
+        return self._marker_pattern().findall(text)
+
     def encode(self, text: str) -> tuple[list[int], list[bool]]:
-        parts = text.split(PLACEHOLDER)
-        if len(parts) > 2:
-            raise ValueError(f"a prompt holds at most one {PLACEHOLDER} marker: {text[:80]!r}")
+        """Token ids and, per position, whether an input's token run goes there."""
         bos = self.tokenizer.bos_token_id
         ids = [bos] if bos is not None and self.prompt_template == "onellm" else []
+        pieces = self._marker_pattern().split(text)  # text, marker name, text, marker name, ..., text
+        ids += self._ids(pieces[0])
         mask = [False] * len(ids)
-        ids += self._ids(parts[0])
-        mask += [False] * (len(ids) - len(mask))
-        if len(parts) == 2:
-            filler = self.tokenizer.pad_token_id
-            ids += [filler] * self.num_modality_tokens
+        for n in range(1, len(pieces), 2):
+            ids += [self.tokenizer.pad_token_id] * self.num_modality_tokens
             mask += [True] * self.num_modality_tokens
-            ids += self._ids(parts[1])
+            ids += self._ids(pieces[n + 1])
             mask += [False] * (len(ids) - len(mask))
         return ids, mask
 
+    def check_inputs(self, prompts: Sequence[str], modalities: Sequence[Sequence[str]]) -> None:
+        """Each prompt's placeholders against the modalities of its sample's inputs, in order."""
+        if len(prompts) != len(modalities):
+            raise ValueError(f"{len(prompts)} prompts but inputs for {len(modalities)} samples")
+        for n, (text, given) in enumerate(zip(prompts, modalities)):
+            named = self.markers(text)
+            if len(named) != len(given) or any(m not in ("modality", g) for m, g in zip(named, given)):
+                shown = ", ".join(f"<{m}>" for m in named) or "no placeholder"
+                raise ValueError(f"prompt {n} has {shown} but its sample's inputs are "
+                                 f"{', '.join(given) or 'none'}: {text[:80]!r}")
+
     def __call__(
-        self, prompts: list[str], answers: list[str] | None = None, padding_side: str | None = None
+        self, prompts: list[str], answers: list[str] | None = None, padding_side: str | None = None,
+        modalities: Sequence[Sequence[str]] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Batch of prompts (and answers, for training) -> input_ids, attention_mask,
         modality_mask and, with answers, labels (-100 everywhere but the answer and EOS).
+        `modalities`: each sample's input modalities, checked against its placeholders.
 
         Generation pads on the left, training on the right, unless told otherwise."""
         if answers is not None and len(answers) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
+        if modalities is not None:
+            self.check_inputs(prompts, modalities)
         side = padding_side or ("right" if answers is not None else "left")
         rows = []
         for i, text in enumerate(prompts):
@@ -118,4 +153,22 @@ class OneLLMProcessor:
         }
 
     def save_pretrained(self, directory: str | Path) -> None:
-        (Path(directory) / "processor_config.json").write_text(json.dumps(self.to_dict(), indent=2))
+        """processor_config.json in `directory`, the text tokenizer in `directory`/llm (beside
+        the LM, in a model's directory)."""
+        directory = Path(directory)
+        self.tokenizer.save_pretrained(directory / TEXT_TOKENIZER_DIR)
+        (directory / PROCESSOR_CONFIG).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "OneLLMProcessor":
+        """The processor a save_pretrained directory (a model's or a processor's) holds."""
+        directory = Path(directory).expanduser()
+        config_path = directory / PROCESSOR_CONFIG
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{directory}: no {PROCESSOR_CONFIG}; not a saved OneLLM model or processor")
+        config = json.loads(config_path.read_text())
+        if config.get("processor_class", cls.__name__) != cls.__name__:
+            raise ValueError(f"{config_path}: a {config['processor_class']}, not a {cls.__name__}")
+        tokenizer = AutoTokenizer.from_pretrained(directory / TEXT_TOKENIZER_DIR)
+        return cls(tokenizer, config["num_modality_tokens"], config.get("prompt_template", "onellm"),
+                   config.get("preprocessing", {}))

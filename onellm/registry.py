@@ -133,3 +133,12 @@ def modality_source(name: str) -> str:
 
 def failed_modalities() -> dict[str, str]:
     return MODALITIES.failures()
+
+
+def caption_prompt(modalities: list[str] | tuple[str, ...]) -> str:
+    """The caption request for a sample's inputs: the modality's own for one input, one
+    naming them all for several."""
+    if len(modalities) == 1:
+        return get_modality(modalities[0]).caption_prompt()
+    named = ", ".join(modalities[:-1]) + f" and {modalities[-1]}"
+    return f"Provide a one-sentence caption for the provided {named}."

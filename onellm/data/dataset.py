@@ -1,4 +1,4 @@
-"""ManifestDataset: manifest samples -> (sample, model input), loaded by the modality's loader.
+"""ManifestDataset: manifest samples -> (sample, its inputs), each loaded by its modality's loader.
 
 Workers get each modality's LoadContext (options, encoder config, input shape), never the
 tokenizer modules and their weights. A sample whose files cannot be read becomes a
@@ -28,22 +28,28 @@ class BadSample:
 class ManifestDataset(Dataset):
     def __init__(self, samples: list[Sample], tokenizers: dict[str, ModalityTokenizer | LoadContext],
                  train: bool = False) -> None:
-        missing = sorted({s.modality for s in samples} - set(tokenizers))
+        used = {m for s in samples for m in s.input_modalities()}
+        missing = sorted(used - set(tokenizers))
         if missing:
             raise ValueError(f"samples of modality {missing}, which the model has no tokenizer for")
         self.samples = samples
-        self.contexts = {m: LoadContext.of(t) for m, t in tokenizers.items() if m in {s.modality for s in samples}}
+        self.contexts = {m: LoadContext.of(t) for m, t in tokenizers.items() if m in used}
         self.train = train
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def load(self, sample: Sample) -> torch.Tensor:
-        with materialized(sample.paths()) as paths:
-            return load_input(paths, sample.modality, self.contexts[sample.modality], train=self.train,
-                              meta=sample.meta)
+    def load(self, sample: Sample) -> list[torch.Tensor]:
+        """The sample's inputs in prompt order (a video and its own soundtrack read one file
+        twice, once by each loader)."""
+        loaded = []
+        for part in sample.input_list():
+            with materialized(part.paths) as paths:
+                loaded.append(load_input(paths, part.modality, self.contexts[part.modality], train=self.train,
+                                         meta=part.meta))
+        return loaded
 
-    def __getitem__(self, index: int) -> tuple[Sample, torch.Tensor] | BadSample:
+    def __getitem__(self, index: int) -> tuple[Sample, list[torch.Tensor]] | BadSample:
         sample = self.samples[index]
         try:
             return sample, self.load(sample)

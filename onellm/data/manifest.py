@@ -9,6 +9,18 @@
 file and the rest its companions (see `ModalitySpec.companions`). A file may also name a
 member of a WebDataset-style tar shard as "shard-000.tar#member".
 
+A sample with several inputs lists them under `inputs` instead of `modality`/`files`, each
+with its modality, files and meta (merged over the sample's); the prompt gets one
+placeholder run per input, in this order. A video and its own soundtrack are two inputs of
+the same file:
+
+    {"id": "av-000001", "inputs": [{"modality": "video", "files": ["av/000001.mp4"]},
+                                   {"modality": "audio", "files": ["av/000001.mp4"]}],
+     "caption": "a red circle moves left while a low tone pulses", "split": "test"}
+
+Such a sample's `modality` is its inputs' modalities joined by "+" ("video+audio"), the name
+a stage's dataset entry and an eval task use for it.
+
 So `cat a/x.jsonl b/y.jsonl > all.jsonl` breaks every relative path of a manifest that sits
 in another folder than all.jsonl: `onellm data merge a/x.jsonl b/y.jsonl --out all.jsonl`
 rewrites them, as `write_manifest` does for any sample read from elsewhere.
@@ -23,6 +35,25 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 SPLITS = ("train", "val", "test")
+JOIN = "+"  # "video+audio": the modality of a sample with a video and an audio input
+
+
+def joined_modality(modalities: Iterable[str]) -> str:
+    return JOIN.join(modalities)
+
+
+def split_modality(modality: str) -> list[str]:
+    """The input modalities a (possibly joined) modality name stands for."""
+    return modality.split(JOIN)
+
+
+@dataclass(frozen=True)
+class SampleInput:
+    """One input of a sample, its files resolved against the manifest's folder."""
+
+    modality: str
+    paths: list[Path]
+    meta: dict[str, Any]
 
 
 @dataclass
@@ -36,27 +67,89 @@ class Sample:
     split: str = "train"
     meta: dict[str, Any] = field(default_factory=dict)
     root: Path | None = field(default=None, compare=False, repr=False)
+    # Several inputs ({modality, files, meta?} each); `files` then holds all their files once.
+    inputs: list[dict[str, Any]] = field(default_factory=list)
 
     def paths(self) -> list[Path]:
         """files resolved against the manifest's folder."""
+        return self._resolve(self.files)
+
+    def _resolve(self, files: list[str]) -> list[Path]:
         base = self.root or Path(".")
-        return [base / f for f in self.files]  # an absolute f replaces base
+        return [base / f for f in files]  # an absolute f replaces base
+
+    def input_list(self) -> list[SampleInput]:
+        """The sample's inputs in prompt order: one for a single-input sample."""
+        if not self.inputs:
+            return [SampleInput(self.modality, self.paths(), self.meta)]
+        return [SampleInput(i["modality"], self._resolve(i["files"]), {**self.meta, **i.get("meta", {})})
+                for i in self.inputs]
+
+    def input_modalities(self) -> list[str]:
+        return [i["modality"] for i in self.inputs] if self.inputs else [self.modality]
+
+    def with_files(self, rename: dict[str, str]) -> dict[str, Any]:
+        """The manifest row with every file name (of `files` and of each input) replaced
+        through `rename`."""
+        row = self.to_json()
+        if self.inputs:
+            row["inputs"] = [{**i, "files": [rename[f] for f in i["files"]]} for i in self.inputs]
+        else:
+            row["files"] = [rename[f] for f in self.files]
+        return row
 
     def to_json(self) -> dict[str, Any]:
         row = asdict(self)
         row.pop("root")
+        if self.inputs:  # modality and files follow from the inputs
+            row.pop("modality")
+            row.pop("files")
         return {k: v for k, v in row.items() if v not in (None, [], {})}
 
 
-def sample_from_json(row: dict[str, Any], root: Path | None = None, where: str = "") -> Sample:
-    missing = [k for k in ("id", "modality", "files") if k not in row]
-    if missing:
-        raise ValueError(f"{where}: missing field(s) {missing}")
-    files = row["files"]
+def _file_list(files: Any, where: str) -> list[str]:
     if isinstance(files, str):
         files = [files]
     if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
         raise ValueError(f"{where}: 'files' must be a non-empty list of paths")
+    return files
+
+
+def _inputs(row: dict[str, Any], where: str) -> tuple[str, list[str], list[dict[str, Any]]]:
+    """(joined modality, every file once, the inputs) of a row with `inputs`."""
+    inputs = row["inputs"]
+    if not isinstance(inputs, list) or not inputs:
+        raise ValueError(f"{where}: 'inputs' must be a non-empty list of {{modality, files, meta?}}")
+    parsed = []
+    for n, item in enumerate(inputs):
+        at = f"{where}: inputs[{n}]"
+        if not isinstance(item, dict) or not isinstance(item.get("modality"), str) or "files" not in item:
+            raise ValueError(f"{at} needs a 'modality' name and 'files'")
+        unknown = set(item) - {"modality", "files", "meta"}
+        if unknown:
+            raise ValueError(f"{at}: unknown field(s) {sorted(unknown)}")
+        if not isinstance(item.get("meta", {}), dict):
+            raise ValueError(f"{at}: 'meta' must be an object")
+        parsed.append({**item, "files": _file_list(item["files"], at)})
+    modality = joined_modality(i["modality"] for i in parsed)
+    if row.get("modality", modality) != modality:
+        raise ValueError(f"{where}: 'modality' {row['modality']!r} does not match the inputs ({modality!r}); "
+                         "leave it out")
+    if "files" in row:
+        raise ValueError(f"{where}: give 'files' inside each of 'inputs', not beside them")
+    return modality, list(dict.fromkeys(f for i in parsed for f in i["files"])), parsed
+
+
+def sample_from_json(row: dict[str, Any], root: Path | None = None, where: str = "") -> Sample:
+    required = ("id", "inputs") if "inputs" in row else ("id", "modality", "files")
+    missing = [k for k in required if k not in row]
+    if missing:
+        raise ValueError(f"{where}: missing field(s) {missing}")
+    if "inputs" in row:
+        modality, files, inputs = _inputs(row, where)
+        row = {**row, "modality": modality, "inputs": inputs}
+    else:
+        files = _file_list(row["files"], where)
     if row.get("split", "train") not in SPLITS:
         raise ValueError(f"{where}: split {row['split']!r} is not one of {SPLITS}")
     for key, kind, shape in (("caption", str, "a string"), ("qa", list, "a list of {question, answer}"),
@@ -65,7 +158,7 @@ def sample_from_json(row: dict[str, Any], root: Path | None = None, where: str =
             raise ValueError(f"{where}: '{key}' must be {shape}, got {type(row[key]).__name__}")
     if not all(isinstance(q, dict) and {"question", "answer"} <= set(q) for q in row.get("qa") or []):
         raise ValueError(f"{where}: every 'qa' entry needs a question and an answer")
-    known = {"id", "modality", "files", "caption", "qa", "conversations", "split", "meta"}
+    known = {"id", "modality", "files", "caption", "qa", "conversations", "split", "meta", "inputs"}
     unknown = set(row) - known
     if unknown:
         raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; extra facts belong in 'meta'")
@@ -105,7 +198,7 @@ def write_manifest(path: Path | str, samples: Iterable[Sample | dict[str, Any]])
     def row(s: Sample | dict[str, Any]) -> dict[str, Any]:
         if not isinstance(s, Sample):
             return s
-        return {**s.to_json(), "files": relocated(s.files, s.root, folder)} if s.root else s.to_json()
+        return s.with_files(dict(zip(s.files, relocated(s.files, s.root, folder)))) if s.root else s.to_json()
 
     return write_jsonl(path, map(row, samples))
 

@@ -84,9 +84,10 @@ def pack_shards(manifest: Path | str, out_dir: Path | str, samples_per_shard: in
                     members = _member_names(key, sample.files)
                     for path, member in zip(sample.paths(), members):
                         _add(tar, member, _read_source(path))
-                    row = {**sample.to_json(), "files": members}
+                    row = sample.with_files(dict(zip(sample.files, members)))
                     _add(tar, f"{key}.json", json.dumps(row, ensure_ascii=False).encode())
-                    packed.append(Sample(**{**row, "files": [f"{shard}{SEPARATOR}{m}" for m in members]}))
+                    inside = {f: f"{shard}{SEPARATOR}{m}" for f, m in zip(sample.files, members)}
+                    packed.append(sample_from_json(sample.with_files(inside)))
                     bar.update()
             os.replace(tmp, out_dir / shard)
         except BaseException:
@@ -244,5 +245,4 @@ def _assemble(group: dict[str, bytes], key: str, name: str, root: Path | None) -
     if absent:
         raise BadInputError(where, f"names member {absent[0]}, which is not beside it in the shard")
     data = [group[m] for m in sample.files]
-    sample.files = [f"{name}{SEPARATOR}{m}" for m in sample.files]
-    return sample, data
+    return sample_from_json(sample.with_files({m: f"{name}{SEPARATOR}{m}" for m in sample.files}), root, where), data

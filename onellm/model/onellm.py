@@ -15,23 +15,24 @@ from torch import nn
 
 from ..config import OneLLMConfig, list_presets
 from ..errors import BadInputError, describe
-from ..processor import PLACEHOLDER, OneLLMProcessor
-from ..registry import get_modality
+from ..processor import TEXT_TOKENIZER_DIR, OneLLMProcessor
+from ..registry import caption_prompt, get_modality
 from .encoder import SharedEncoder
 from .llm import build_llm, resolve_llm_path
 from .lora import LoRAConfig, base_state_dict, inject_lora, load_adapter, save_adapter
+from .modality_batch import ModalityBatch
 from .upm import UniversalProjection
 
 WEIGHTS_NAME = "onellm.safetensors"
 CONFIG_NAME = "config.json"
-LLM_SUBDIR = "llm"
+LLM_SUBDIR = TEXT_TOKENIZER_DIR
 
 
 @dataclass
 class OneLLMOutput:
     loss: torch.Tensor | None
     logits: torch.Tensor
-    routing: torch.Tensor  # [B, Q, E] router weights of this batch's modality
+    routing: dict[str, torch.Tensor]  # per modality of the batch: router weights [N_m, Q, E]
 
 
 class OneLLM(nn.Module):
@@ -107,7 +108,6 @@ class OneLLM(nn.Module):
             self.llm.save_pretrained(directory / LLM_SUBDIR, state_dict=base_state_dict(self.llm, self.lora.merge))
             if not self.lora.merge:
                 save_adapter(self.llm, directory / LLM_SUBDIR)
-        self.processor.tokenizer.save_pretrained(directory / LLM_SUBDIR)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if not k.startswith("llm.")}
         _atomic(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
         config = self.config.to_dict()
@@ -180,33 +180,41 @@ class OneLLM(nn.Module):
         return tokens, routing
 
     def embed(
-        self, input_ids: torch.Tensor, modality_mask: torch.Tensor, modality: str, inputs: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens, routing = self.encode(modality, inputs)
+        self, input_ids: torch.Tensor, modality_mask: torch.Tensor, inputs: ModalityBatch
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Text embeddings with each placeholder run overwritten by its input's tokens, and
+        the router weights per modality. Each modality is encoded once for the whole batch."""
         embeds = self.llm.get_input_embeddings()(input_ids)
-        expected = tokens.shape[0] * tokens.shape[1]
+        encoded = {m: self.encode(m, x) for m, x in inputs.tensors.items()}
+        expected = len(inputs) * self.processor.num_modality_tokens
         if int(modality_mask.sum()) != expected:
             raise ValueError(
-                f"the text has {int(modality_mask.sum())} modality positions for {tokens.shape[0]} inputs "
-                f"of {tokens.shape[1]} tokens each"
+                f"the text has {int(modality_mask.sum())} modality positions for {len(inputs)} inputs "
+                f"of {self.processor.num_modality_tokens} tokens each"
             )
-        embeds = embeds.masked_scatter(modality_mask.unsqueeze(-1), tokens.to(embeds.dtype))
-        return embeds, routing
+        if not encoded:
+            return embeds, {}
+        runs = inputs.gather({m: tokens for m, (tokens, _) in encoded.items()})
+        embeds = embeds.masked_scatter(modality_mask.unsqueeze(-1), runs.to(embeds.dtype))
+        return embeds, {m: routing for m, (_, routing) in encoded.items()}
 
     def forward(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         modality_mask: torch.Tensor,
-        modality: str,
-        inputs: torch.Tensor,
+        modality: str | None = None,
+        inputs: torch.Tensor | ModalityBatch | None = None,
         labels: torch.Tensor | None = None,
         loss_only: bool = False,
     ) -> OneLLMOutput:
-        """With `labels`, the mean next-token cross-entropy over the labelled positions.
+        """`inputs`: one input of `modality` per sample [B, *input_shape], or a ModalityBatch
+        (any inputs per sample, in placeholder order), or None for text only.
+
+        With `labels`, the mean next-token cross-entropy over the labelled positions.
         `loss_only` (the training path) projects only the positions that predict a label onto
         the vocabulary, so `logits` holds just those rows [K, V]; otherwise [B, S, V]."""
-        embeds, routing = self.embed(input_ids, modality_mask, modality, inputs)
+        embeds, routing = self.embed(input_ids, modality_mask, as_modality_batch(modality, inputs))
         if labels is None or not loss_only:
             out = self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, use_cache=False)
             return OneLLMOutput(out.loss, out.logits, routing)
@@ -219,9 +227,11 @@ class OneLLM(nn.Module):
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, modality_mask: torch.Tensor,
-                 modality: str, inputs: torch.Tensor, **generate_kwargs: Any) -> torch.Tensor:
-        """New token ids only; inputs come from the processor with left padding."""
-        embeds, _ = self.embed(input_ids, modality_mask, modality, inputs)
+                 modality: str | None = None, inputs: torch.Tensor | ModalityBatch | None = None,
+                 **generate_kwargs: Any) -> torch.Tensor:
+        """New token ids only; inputs come from the processor with left padding, `inputs` as
+        in forward()."""
+        embeds, _ = self.embed(input_ids, modality_mask, as_modality_batch(modality, inputs))
         generate_kwargs.setdefault("pad_token_id", self.processor.tokenizer.pad_token_id)
         return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
 
@@ -233,18 +243,37 @@ class OneLLM(nn.Module):
 
         `bare`: generate right after the modality tokens, as the alignment stages train
         (default: when the model's config says it was last trained so and no question is asked)."""
+        return self.answer({modality: inputs}, question, bare, **generate_kwargs)
+
+    def answer(
+        self, inputs: dict[str, torch.Tensor], question: str | None = None, bare: bool | None = None,
+        **generate_kwargs: Any,
+    ) -> list[str]:
+        """Answer `question` (default: a caption request naming the inputs' modalities) for each
+        sample of the batch, which has one input of each modality in `inputs` ([B, ...] each),
+        placed in the prompt in that order: `{"video": v, "audio": a}` asks about a video with
+        its sound. `bare` as in caption()."""
+        modalities = list(inputs)
+        if not modalities:
+            raise ValueError("answer() needs at least one input; use the LM's generate() for text alone")
+        sizes = {x.shape[0] for x in inputs.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"every modality needs one input per sample; got batch sizes {sorted(sizes)}")
+        size = sizes.pop()
         if bare is None:
             bare = question is None and self.config.prompting == "bare"
         if bare:
-            prompt = PLACEHOLDER
+            prompt = self.processor.placeholders(modalities)
         else:
-            prompt = self.processor.prompt(question or get_modality(modality).caption_prompt())
-        batch = self.processor([prompt] * inputs.shape[0])
+            prompt = self.processor.prompt(question or caption_prompt(modalities), modalities=modalities)
+        batch = self.processor([prompt] * size)
         device = self.encoder.image_pos_embed.device
         batch = {k: v.to(device) for k, v in batch.items()}
+        order = [(m, i) for i in range(size) for m in modalities]
         generate_kwargs.setdefault("max_new_tokens", 32)
         generate_kwargs.setdefault("do_sample", False)
-        ids = self.generate(**batch, modality=modality, inputs=inputs.to(device), **generate_kwargs)
+        ids = self.generate(**batch, inputs=ModalityBatch({m: x.to(device) for m, x in inputs.items()}, order),
+                            **generate_kwargs)
         return self.processor.decode(ids)
 
     # router statistics -------------------------------------------------------------------
@@ -266,6 +295,17 @@ class OneLLM(nn.Module):
             self._router_sums.clear()
             self._router_counts.clear()
         return stats
+
+
+def as_modality_batch(modality: str | None, inputs: torch.Tensor | ModalityBatch | None) -> ModalityBatch:
+    """forward()'s and generate()'s `inputs` as a ModalityBatch."""
+    if inputs is None:
+        return ModalityBatch()
+    if isinstance(inputs, ModalityBatch):
+        return inputs
+    if modality is None:
+        raise ValueError("a tensor of inputs needs its modality; pass modality=... or a ModalityBatch")
+    return ModalityBatch.single(modality, inputs)
 
 
 def _atomic(path: Path, write) -> None:

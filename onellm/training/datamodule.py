@@ -1,4 +1,5 @@
-"""OneLLMDataModule: a stage's manifests -> one-modality batches chosen by the replay sampler."""
+"""OneLLMDataModule: a stage's manifests -> batches of one dataset modality (a single one, or a
+joined one such as "video+audio"), chosen by the replay sampler."""
 from __future__ import annotations
 
 import random
@@ -14,9 +15,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.dataset import BadSample, ManifestDataset
-from ..data.manifest import Sample, read_manifest
+from ..data.manifest import Sample, read_manifest, split_modality
+from ..model.modality_batch import ModalityBatch
 from ..modality import LoadContext
-from ..processor import PLACEHOLDER, OneLLMProcessor
+from ..processor import OneLLMProcessor
+from ..registry import caption_prompt
 from .replay import ReplayBatchSampler, ResumableLoader
 
 # LLaVA-style conversations mark where the media goes with a tag such as <image> or
@@ -27,7 +30,9 @@ _MEDIA_MARKER = re.compile(r"<[a-z][a-z0-9_-]*>")
 @dataclass
 class DatasetEntry:
     """One manifest in a stage: `weight` is its modality's share of the steps (the weights
-    of a stage's entries are normalised together, so replayed modalities get theirs too)."""
+    of a stage's entries are normalised together, so replayed modalities get theirs too).
+    `modality` is the samples' modality: "video+audio" for samples with a video and an
+    audio input."""
 
     manifest: str
     modality: str
@@ -65,7 +70,8 @@ class SeededSamples(Dataset):
 
 
 class TextForSamples:
-    """Collate: stack one modality's inputs and build the text side of each sample.
+    """Collate: group the samples' inputs by modality (a ModalityBatch) and build the text
+    side of each sample, one placeholder per input.
 
     task "caption": the caption follows the modality tokens directly (alignment stages);
     task "instruct": a question/answer pair (or the first conversation turn) in the prompt template."""
@@ -76,16 +82,21 @@ class TextForSamples:
         self.processor, self.task = processor, task
 
     def _text(self, sample: Sample, pick: float) -> tuple[str, str]:
+        modalities = sample.input_modalities()
         if self.task == "caption" and sample.caption:
-            return PLACEHOLDER, sample.caption
+            return self.processor.placeholders(modalities), sample.caption
+
+        def prompt(question: str) -> str:
+            return self.processor.prompt(question, modalities=modalities)
+
         # Instruction tuning: the caption request is one instruction among the QA pairs and
         # conversation, so the tuned model still captions in the prompt template.
-        choices = [(self.processor.prompt(q["question"]), q["answer"]) for q in sample.qa]
+        choices = [(prompt(q["question"]), q["answer"]) for q in sample.qa]
         if sample.caption:
-            choices.append((self.processor.prompt(_caption_question(sample.modality)), sample.caption))
+            choices.append((prompt(caption_prompt(modalities)), sample.caption))
         if len(sample.conversations) >= 2:
             question = _MEDIA_MARKER.sub("", sample.conversations[0]["value"]).strip()
-            choices.append((self.processor.prompt(question), sample.conversations[1]["value"]))
+            choices.append((prompt(question), sample.conversations[1]["value"]))
         if not choices:
             raise ValueError(f"sample {sample.id}: no caption, QA pair or conversation to train on")
         return choices[int(pick * len(choices))]
@@ -96,13 +107,12 @@ class TextForSamples:
         if not items:
             return {"bad": bad}
         samples, tensors, picks = zip(*items)
-        modalities = {s.modality for s in samples}
-        if len(modalities) != 1:
-            raise ValueError(f"a batch must hold one modality, got {sorted(modalities)}")
         prompts, answers = zip(*(self._text(s, p) for s, p in zip(samples, picks)))
         batch = self.processor(list(prompts), answers=list(answers))
-        batch["inputs"] = torch.stack(tensors)
-        batch["modality"] = samples[0].modality
+        batch["inputs"] = ModalityBatch.of_samples(
+            [list(zip(s.input_modalities(), xs)) for s, xs in zip(samples, tensors)])
+        names = sorted({s.modality for s in samples})
+        batch["modality"] = names[0] if len(names) == 1 else "mixed"
         batch["ids"] = [s.id for s in samples]
         batch["bad"] = bad
         return batch
@@ -120,12 +130,6 @@ def _replay_shares(weights: dict[str, float], replayed: set[str], share: float) 
     total_old, total_new = sum(old.values()), sum(new.values())
     return {**{m: share * w / total_old for m, w in old.items()},
             **{m: (1 - share) * w / total_new for m, w in new.items()}}
-
-
-def _caption_question(modality: str) -> str:
-    from ..registry import get_modality
-
-    return get_modality(modality).caption_prompt()
 
 
 class OneLLMDataModule(L.LightningDataModule):
@@ -168,9 +172,10 @@ class OneLLMDataModule(L.LightningDataModule):
         train: dict[str, list[Sample]] = {}
         val: dict[str, list[Sample]] = {}
         for entry in self.datasets:
-            if entry.modality not in model.tokenizers:
-                raise ValueError(f"dataset {entry.name or entry.manifest} is {entry.modality}, "
-                                 f"which the model lacks (it has {', '.join(model.modalities)})")
+            lacking = [m for m in split_modality(entry.modality) if m not in model.tokenizers]
+            if lacking:
+                raise ValueError(f"dataset {entry.name or entry.manifest} is {entry.modality}; the model lacks "
+                                 f"{', '.join(lacking)} (it has {', '.join(model.modalities)})")
             samples = read_manifest(self.manifest_path(entry))
             wrong = [s.id for s in samples if s.modality != entry.modality]
             if wrong:

@@ -147,8 +147,8 @@ class OneLLMModule(L.LightningModule):
         modality = batch["modality"]
         self.schedule.append((self.global_step, modality))
         out = self.model(**{k: batch[k] for k in ("input_ids", "attention_mask", "modality_mask", "labels")},
-                         modality=modality, inputs=batch["inputs"], loss_only=True)
-        size = batch["inputs"].shape[0]
+                         inputs=batch["inputs"], loss_only=True)
+        size = len(batch["ids"])
         self.log(f"train/loss_{modality}", out.loss, batch_size=size)
         self.log("train/loss", out.loss, prog_bar=True, batch_size=size)
         now = time.perf_counter()
@@ -168,8 +168,8 @@ class OneLLMModule(L.LightningModule):
         if not self._count_bad(batch):
             return
         out = self.model(**{k: batch[k] for k in ("input_ids", "attention_mask", "modality_mask", "labels")},
-                         modality=batch["modality"], inputs=batch["inputs"], loss_only=True)
-        self.log(f"val/loss_{batch['modality']}", out.loss, batch_size=batch["inputs"].shape[0])
+                         inputs=batch["inputs"], loss_only=True)
+        self.log(f"val/loss_{batch['modality']}", out.loss, batch_size=len(batch["ids"]))
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.model.parameters() if p.requires_grad]
