@@ -23,6 +23,16 @@ nsd-fmri-caption     the COCO-caption layout OneLLM's scripts read ({images: [{i
                      a missing file is <id>.npy; files resolve against the JSON's folder and
                      its imu/ or fmri/ sub-folder; other keys of an entry reach the loader
                      as meta (e.g. Ego4D's video_uid, window_start, window_end)
+music-avqa-test      avqa-test.json as published (onellm/data/converters/musicavqa.py); one
+                     item per question, its id the question_id; videos <video_id>.mp4 in
+                     MUSIC-AVQA-videos/ or videos/ (or the real and synthetic video folders
+                     side by side), each asked as a video and its soundtrack
+avsd-test            lbl_test_set4DSTC7-AVSD.json (else test_set4DSTC7-AVSD.json, whose hidden
+                     last answers are left out, or test_set4DSTC8-AVSD.json); one item per
+                     dialog turn, id "avsd-<image_id>#<turn>", the question alone (no
+                     history); Charades videos <image_id>.mp4 in Charades_v1_480/ or videos/
+valor32k-test        desc_test.json ({video_id, desc}); one caption item per video, id the
+                     video_id, scored against all its descriptions; videos in videos/
 synth-*, manifest-*  a JSON Lines manifest (onellm/data/manifest.py): <root>/<modality>.jsonl
                      for the synthetic world, any file for `--manifest`; one split's samples
 """
@@ -30,8 +40,10 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable
 
 from onellm.errors import BadInputError
 
@@ -77,21 +89,64 @@ def _rows(path: Path, data: Any, key: str | None = None) -> list[dict[str, Any]]
     return rows
 
 
-def read_coco_karpathy(root: Path, split: str = "test") -> list[EvalItem]:
-    """Read by the COCO converter (onellm/data/converters/coco.py); the id is the COCO id."""
-    from onellm.data.converters.coco import samples
+def converted(converter: ModuleType, path: Path, media: Path, split: str = "test") -> list[Sample]:
+    """The samples `onellm data convert` would write from `path`, with their media names
+    relative to `media`, which becomes their root: one parser for both commands."""
     from onellm.data.converters.common import Media
 
-    path = find_file(root, ["dataset_coco.json", "coco/dataset_coco.json", "annotations/dataset_coco.json"])
-    base = path.parent.parent if path.parent.name in ("coco", "annotations") else path.parent
-    images = media_dir([base, base / "coco"], ["."])
-    try:  # media names stay relative to `images`, which becomes the items' root
-        found = list(samples(path, Media(images, images / "items.jsonl"), split=split))
+    try:
+        found = converter.samples(path, Media(media, media / "items.jsonl"), split=split)
+        return [replace(s, root=media) for s in found]
     except BadInputError:
         raise
     except ValueError as err:  # the converter names the entry; this names the file too
         raise BadInputError(path, str(err)) from err
-    return [EvalItem.of(s, id=str(s.meta["image_id"]), root=images) for s in found]
+
+
+def question_items(samples: list[Sample], id_of: Callable[[Sample, int, dict[str, Any]], str]) -> list[EvalItem]:
+    """One QA item per qa pair of each sample; `id_of(sample, n, qa)` names it."""
+    return [EvalItem.of(s, id=id_of(s, n, qa), qa=[qa]) for s in samples for n, qa in enumerate(s.qa)]
+
+
+def read_coco_karpathy(root: Path, split: str = "test") -> list[EvalItem]:
+    """Read by the COCO converter (onellm/data/converters/coco.py); the id is the COCO id."""
+    from onellm.data.converters import coco
+
+    path = find_file(root, ["dataset_coco.json", "coco/dataset_coco.json", "annotations/dataset_coco.json"])
+    base = path.parent.parent if path.parent.name in ("coco", "annotations") else path.parent
+    images = media_dir([base, base / "coco"], ["."])
+    return [EvalItem.of(s, id=str(s.meta["image_id"])) for s in converted(coco, path, images, split)]
+
+
+def read_music_avqa(root: Path) -> list[EvalItem]:
+    """Read by the MUSIC-AVQA converter: one item per question of avqa-test.json."""
+    from onellm.data.converters import musicavqa
+
+    name = "avqa-test.json"
+    path = find_file(root, [name, f"json/{name}", f"MUSIC-AVQA/{name}", f"MUSIC-AVQA/json/{name}", f"data/json/{name}"])
+    videos = media_dir([path.parent, root], ["MUSIC-AVQA-videos", "videos", "video"])
+    return question_items(converted(musicavqa, path, videos),
+                          lambda s, n, qa: str(qa["question_id"]) if "question_id" in qa else f"{s.id}#{n}")
+
+
+def read_avsd(root: Path) -> list[EvalItem]:
+    """Read by the AVSD converter: one item per answered dialog turn."""
+    from onellm.data.converters import avsd
+
+    names = ["lbl_test_set4DSTC7-AVSD.json", "test_set4DSTC7-AVSD.json", "test_set4DSTC8-AVSD.json"]
+    path = find_file(root, names + [f"{folder}/{n}" for folder in ("avsd", "data") for n in names])
+    videos = media_dir([path.parent, root], ["Charades_v1_480", "Charades_v1", "videos", "video"])
+    return question_items(converted(avsd, path, videos), lambda s, n, qa: f"{s.id}#{qa.get('turn', n)}")
+
+
+def read_valor(root: Path) -> list[EvalItem]:
+    """Read by the VALOR converter: one caption item per video of desc_test.json."""
+    from onellm.data.converters import valor
+
+    name = "desc_test.json"
+    path = find_file(root, [name] + [f"{folder}/{name}" for folder in ("VALOR-32K", "valor32k", "annotations")])
+    videos = media_dir([path.parent, root], ["videos", "video", "VALOR-32K-videos"])
+    return [EvalItem.of(s, id=str(s.meta["video_id"])) for s in converted(valor, path, videos)]
 
 
 def read_clotho(root: Path) -> list[EvalItem]:

@@ -82,6 +82,14 @@ _BENCHMARKS = [
              partial(formats.read_caption_json, names=["fmri_caption_test.json", "fmri_eval_cococap.json"],
                      modality="fmri", folder="fmri"),
              description="NSD subject-1 fMRI with COCO captions of the seen images"),
+    EvalTask("music-avqa-test", "video+audio", QA, formats.read_music_avqa,
+             description="MUSIC-AVQA test questions over a video and its soundtrack (accuracy)"),
+    # Dialog answers are sentences, not words: asked as the question alone, with room for one.
+    EvalTask("avsd-test", "video+audio", QA, formats.read_avsd, prompt=MANIFEST_QA_PROMPT,
+             max_new_tokens=DEFAULT_MAX_NEW_TOKENS[CAPTION],
+             description="AVSD (DSTC7) test dialogs, one item per turn, asked without the dialog history"),
+    EvalTask("valor32k-test", "video+audio", CAPTION, formats.read_valor,
+             description="VALOR-32K audio-visual captions, test split"),
 ]
 
 

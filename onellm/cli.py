@@ -5,42 +5,129 @@ import argparse
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import describe
 from .meta_args import META_HELP, meta_item
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model.onellm import OneLLM
+
+# A video file's own soundtrack is the audio input that --with-audio adds beside its frames.
+VIDEO, AUDIO = "video", "audio"
+
+
+class _Input(NamedTuple):
+    """One input of a prompt: `file` read as `modality`; `soundtrack`: the sound of a video file."""
+
+    file: str
+    modality: str
+    soundtrack: bool = False
+
+
+class _NoSoundtrack(Exception):
+    """A video whose sound --with-audio cannot read: told, and the other files go on."""
 
 
 def _caption(args: argparse.Namespace) -> int:
     import torch
 
-    from .inputs import guess_modality, load_input, require_file
     from .model.onellm import OneLLM
-    from .registry import get_modality
 
     model = OneLLM.from_pretrained(args.model).eval()
     if args.dtype:
         model.to(getattr(torch, args.dtype))
     model.to(args.device)
+    modalities = _check_caption_args(args, model)
+    # None: as the model was last trained (its config's "prompting"); an empty question asks nothing.
+    bare = True if args.bare_prompt or args.question == "" else False if args.template else None
+    failed = False
+    for sample in _samples(args, modalities, model):
+        try:
+            inputs = {item.modality: _load(item, args, model).unsqueeze(0) for item in sample}
+        except _NoSoundtrack as err:
+            print(f"onellm caption: error: {err}", file=sys.stderr)
+            failed = True
+            continue
+        text = model.answer(inputs, args.question or None, bare=bare, max_new_tokens=args.max_new_tokens)[0]
+        files = "+".join(dict.fromkeys(item.file for item in sample))  # a video with its sound: named once
+        # one tab-separated line per prompt, whatever the model generates
+        print(f"{files}\t{'+'.join(inputs)}\t{' '.join(text.split())}")
+    return 2 if failed else 0
+
+
+def _check_caption_args(args: argparse.Namespace, model: "OneLLM") -> list[str]:
+    """The --modality values, one per name; ValueError for options that do not fit together."""
+    from .registry import get_modality
+
+    modalities = [m.strip() for value in args.modality or [] for m in value.split(",") if m.strip()]
     if args.companion and len(args.files) != 1:
         raise ValueError("--companion belongs to one input file; caption such files one at a time")
     if args.bare_prompt and args.question:
         raise ValueError("--bare-prompt asks nothing: drop --question, or ask it with --template")
-    # None: as the model was last trained (its config's "prompting"); an empty question asks nothing.
-    bare = True if args.bare_prompt or args.question == "" else False if args.template else None
-    if args.modality and args.modality not in model.tokenizers:
-        get_modality(args.modality)  # a modality nobody installed: says which ones are
-        raise ValueError(f"the model {args.model} has no {args.modality} input; it takes {', '.join(model.modalities)}")
-    for file in args.files:
-        require_file(Path(file))
-        modality = args.modality or guess_modality(Path(file), dict(model.tokenizers))
-        paths = [Path(file), *map(Path, args.companion or [])]
-        x = load_input(paths, modality, model.tokenizers[modality], meta=dict(args.meta))
-        text = model.caption(modality, x.unsqueeze(0), args.question or None, bare=bare,
-                             max_new_tokens=args.max_new_tokens)[0]
-        # one tab-separated line per file, whatever the model generates
-        print(f"{file}\t{modality}\t{' '.join(text.split())}")
-    return 0
+    if len(modalities) > 1 and not args.together:
+        raise ValueError("several --modality values name each file's modality with --together; "
+                         "without it, give one modality for all the files")
+    if args.together and modalities and len(modalities) != len(args.files):
+        raise ValueError(f"--together takes one --modality per file, in order ({len(args.files)} files, "
+                         f"{len(modalities)} given), or none to guess each from its extension")
+    for modality in modalities:
+        if modality not in model.tokenizers:
+            get_modality(modality)  # a modality nobody installed: says which ones are
+            raise ValueError(f"the model {args.model} has no {modality} input; it takes {', '.join(model.modalities)}")
+    if args.with_audio and AUDIO not in model.tokenizers:
+        raise ValueError(f"--with-audio needs a model with an audio input; {args.model} takes "
+                         f"{', '.join(model.modalities)}")
+    return modalities
+
+
+def _samples(args: argparse.Namespace, modalities: list[str], model: "OneLLM") -> Iterator[list[_Input]]:
+    """Each prompt's inputs: every file alone, or all of them with --together; a video's
+    soundtrack follows it with --with-audio. Files are checked and guessed as they come."""
+    from .inputs import guess_modality, require_file
+
+    if args.together:
+        groups = [list(zip(args.files, modalities or [None] * len(args.files)))]
+    else:
+        groups = [[(file, modalities[0] if modalities else None)] for file in args.files]
+    for group in groups:
+        sample = []
+        for file, given in group:
+            require_file(Path(file))
+            modality = given or guess_modality(Path(file), dict(model.tokenizers))
+            sample.append(_Input(file, modality))
+            if args.with_audio and modality == VIDEO:
+                sample.append(_Input(file, AUDIO, soundtrack=True))
+        _check_distinct(sample)
+        yield sample
+
+
+def _check_distinct(sample: list[_Input]) -> None:
+    """A prompt holds one input of each modality (OneLLM.answer's contract)."""
+    seen: dict[str, str] = {}
+    for item in sample:
+        if item.modality in seen:
+            raise ValueError(f"{seen[item.modality]} and {item.file} are both {item.modality} inputs; a prompt "
+                             "takes one input of each modality: leave one out, or caption them separately")
+        seen[item.modality] = item.file
+
+
+def _load(item: _Input, args: argparse.Namespace, model: "OneLLM") -> "torch.Tensor":
+    from .errors import BadInputError
+    from .inputs import load_input
+
+    companions = [] if item.soundtrack else [Path(p) for p in args.companion or []]
+    try:
+        return load_input([Path(item.file), *companions], item.modality, model.tokenizers[item.modality],
+                          meta=dict(args.meta))
+    except BadInputError as err:
+        if item.soundtrack:
+            raise _NoSoundtrack(f"{describe(err)}; leave out --with-audio to caption its pictures alone") from err
+        raise
 
 
 def _modalities(args: argparse.Namespace) -> int:
@@ -65,7 +152,8 @@ def _modalities(args: argparse.Namespace) -> int:
 def _quickstart(args: argparse.Namespace) -> int:
     from .quickstart import run
 
-    run(args.preset, args.seed, args.out, args.per_modality, args.steps_scale, args.eval_samples, args.batch_size)
+    run(args.preset, args.seed, args.out, args.per_modality, args.steps_scale, args.eval_samples, args.batch_size,
+        audio_visual=args.audio_visual)
     return 0
 
 
@@ -99,7 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     cap = sub.add_parser("caption", help="caption (or answer a question about) files of any modality")
     cap.add_argument("files", nargs="+", help="input files, or .npy arrays of the tokenizer's input shape")
     cap.add_argument("--model", default="tiny", help="a save_pretrained directory or a preset name (default: tiny)")
-    cap.add_argument("--modality", help="the files' modality (default: guessed from the extension)")
+    cap.add_argument("--modality", action="append", metavar="NAME",
+                     help="the files' modality (default: guessed from the extension); with --together one "
+                          "per file, in order, repeated or comma-separated")
+    cap.add_argument("--together", action="store_true",
+                     help="all the files are one prompt's inputs (a video and a sound, say), answered in one line")
+    cap.add_argument("--with-audio", action="store_true",
+                     help="ask about each video file together with its own soundtrack (the model needs an audio input)")
     cap.add_argument("--companion", action="append", metavar="FILE",
                      help="a file the input needs beside it (the RGB image of a depth or normal map, "
                           "the ROI mask of an fMRI volume); repeat for several")
@@ -133,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's max_steps")
     quick.add_argument("--eval-samples", type=int, default=40, help="held-out samples per modality and task")
     quick.add_argument("--batch-size", type=int, default=16, help="training batch size of every stage")
+    quick.add_argument("--audio-visual", action="store_true",
+                       help="then train stage 5 on videos with their soundtrack and compare both inputs with either alone")
     quick.set_defaults(func=_quickstart)
     for add_parser in _component_parsers():
         add_parser(sub)

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 STAGES = ("stage1-image", "stage2-video-audio-point", "stage3-depth-normal-imu-fmri", "stage4-instruct")
+AUDIO_VISUAL_STAGE, AUDIO_VISUAL_SCENE = "stage5-audio-visual", "audiovisual"
 METRIC = "CIDEr"
 
 
@@ -83,7 +84,7 @@ def _example(out: Path, task: str) -> str:
 
 def run(preset: str = "tiny", seed: int = 0, out: str = "quickstart-run", per_modality: int = 400,
         steps_scale: float = 1.0, eval_samples: int = 40, batch_size: int = 16,
-        replay_samples: int = 300) -> dict[str, Any]:
+        replay_samples: int = 300, audio_visual: bool = False) -> dict[str, Any]:
     from .data.synth.world import synthesize_world
 
     start = time.perf_counter()
@@ -100,9 +101,11 @@ def run(preset: str = "tiny", seed: int = 0, out: str = "quickstart-run", per_mo
     probe = work / "data" / "replay-probe"
     synthesize_world(probe, per_modality=replay_samples, seed=seed + 1, modalities=[first],
                      split_fractions=(0, 0, 1), progress=False)
-    print(f"[2/5] training stages 1-4 on the {preset} preset")
-    for name in STAGES:
-        _fit(work, configs[name], work / "configs" / f"{name}.yaml", preset, seed, steps_scale, batch_size)
+    print(f"[2/5] training stages 1-{5 if audio_visual else 4} on the {preset} preset")
+    stages = [*STAGES, AUDIO_VISUAL_STAGE] if audio_visual else list(STAGES)
+    for name in stages:
+        config = configs.get(name) or _stage_config(name)
+        _fit(work, config, work / "configs" / f"{name}.yaml", preset, seed, steps_scale, batch_size)
     print("[3/5] the same stages 2-3 without replay")
     for number, name in ((2, STAGES[1]), (3, STAGES[2])):
         earlier = configs[STAGES[number - 2]]["model"]["modalities"]
@@ -125,9 +128,37 @@ def run(preset: str = "tiny", seed: int = 0, out: str = "quickstart-run", per_mo
     qa = _evaluate(runs / "stage4/export", modalities, "qa", evals / "stage4-qa", eval_samples, synth)
     print("[5/5] results")
     summary = _report(table, qa, modalities, evals, first, replay)
+    if audio_visual:
+        summary["audio_visual"] = _audio_visual(runs / "stage5/export", synth / f"{AUDIO_VISUAL_SCENE}.jsonl",
+                                                evals / "audio-visual", None)
     summary["wall_time_s"] = round(time.perf_counter() - start, 1)
     print(f"done in {summary['wall_time_s']:.0f} s; everything is under {work}")
     return summary
+
+
+def _audio_visual(model_dir: Path, manifest: Path, out: Path, samples: int | None = None) -> dict[str, dict[str, float]]:
+    """Caption CIDEr and QA accuracy on the held-out audio-visual samples, asked with both
+    inputs, with the video alone and with the sound alone."""
+    from transformers import GenerationConfig
+
+    from .eval.runner import run_eval
+    from .eval.tasks import manifest_tasks, with_inputs
+    from .model.onellm import OneLLM
+
+    model = OneLLM.from_pretrained(model_dir)
+    tasks = manifest_tasks(manifest)
+    runs = {"video + audio": tasks, **{f"{m} only": [with_inputs(t, [m]) for t in tasks] for m in ("video", "audio")}}
+    rows = {}
+    for label, chosen in runs.items():
+        results = {r["kind"]: r["metrics"] for r in run_eval(
+            model, chosen, None, out, GenerationConfig(max_new_tokens=96), prompting="template", batch_size=32,
+            max_samples=samples, model_name=str(model_dir))}
+        rows[label] = {METRIC: results["caption"][METRIC], "qa_accuracy": results["qa"]["accuracy"]}
+    print(f"\naudio-visual stage, {manifest.name} test split: caption {METRIC} and QA accuracy by the inputs given")
+    print("| inputs | caption CIDEr | QA acc. |\n|---|---|---|")
+    for label, row in rows.items():
+        print(f"| {label} | {row[METRIC]:.2f} | {row['qa_accuracy']:.2f} |")
+    return rows
 
 
 def _untrained(preset: str, modalities: list[str], directory: Path) -> None:

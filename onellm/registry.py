@@ -1,5 +1,6 @@
 """Registries of named things that plugins extend: modalities (`onellm.modalities`), eval
-tasks (`onellm.eval_tasks`) and data converters (`onellm.converters`). onellm's own arrive
+tasks (`onellm.eval_tasks`), data converters (`onellm.converters`) and synthetic scenes of
+several inputs (`onellm.scenes`). onellm's own arrive
 through the same entry-point groups as a plugin's, discovered on first use; `register`
 covers notebooks and tests. ONELLM_DISABLE_PLUGIN_AUTOLOAD switches discovery off."""
 from __future__ import annotations
@@ -10,6 +11,7 @@ from importlib.metadata import entry_points
 from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from .modality import ModalitySpec
+from .scene import SceneSpec
 
 T = TypeVar("T")
 
@@ -112,6 +114,15 @@ MODALITIES: Registry[ModalitySpec] = Registry(
     "onellm.modalities", "modality", _modality,
     hint="; a modality from elsewhere needs the plugin package that provides it installed",
 )
+
+
+def _scene(name: str, spec: Any) -> list[tuple[str, SceneSpec]]:
+    if not isinstance(spec, SceneSpec) or spec.name != name:
+        raise TypeError(f"entry point {name!r} must give a SceneSpec named {name!r}")
+    return [(name, spec)]
+
+
+SCENES: Registry[SceneSpec] = Registry("onellm.scenes", "scene", _scene)
 
 
 def register_modality(spec: ModalitySpec, source: str = "runtime", replace: bool = False) -> None:

@@ -19,8 +19,8 @@ def test_caption_png_and_npy(tmp_path, capsys, monkeypatch):
     from onellm.model.onellm import OneLLM
 
     # An untrained model may generate tabs and line breaks; they must not split the output line.
-    real = OneLLM.caption
-    monkeypatch.setattr(OneLLM, "caption", lambda self, *a, **k: [t + "\tand\nmore" for t in real(self, *a, **k)])
+    real = OneLLM.answer
+    monkeypatch.setattr(OneLLM, "answer", lambda self, *a, **k: [t + "\tand\nmore" for t in real(self, *a, **k)])
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 70, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     np.save(tmp_path / "w.npy", np.random.default_rng(1).normal(size=(6, 400)).astype(np.float32))
     assert main(["caption", "--model", "tiny", "--max-new-tokens", "4", str(tmp_path / "a.png"), str(tmp_path / "w.npy")]) == 0
@@ -139,7 +139,7 @@ def test_caption_asks_as_the_model_was_trained_unless_told(tmp_path, capsys, mon
     Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     prompts = []
 
-    def generate(self, input_ids, attention_mask, modality_mask, modality, inputs, **kwargs):
+    def generate(self, input_ids, attention_mask, modality_mask, modality=None, inputs=None, **kwargs):
         prompts.append(self.processor.tokenizer.decode(input_ids[0][~modality_mask[0]].tolist(), skip_special_tokens=True))
         return torch.tensor([[ord("x")]])
 
@@ -153,3 +153,108 @@ def test_caption_asks_as_the_model_was_trained_unless_told(tmp_path, capsys, mon
     capsys.readouterr()
     assert main(run + ["--bare-prompt", "--question", "What colour?"]) == 2
     assert "--bare-prompt asks nothing" in capsys.readouterr().err
+
+
+def _clip(path, sound: bool = True):
+    """A 2 s mp4: a bar moving right over 20 frames and, with `sound`, a 440 Hz tone in AAC."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("mpeg4", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = container.add_stream("aac", rate=16000, layout="mono") if sound else None
+        for i in range(20):
+            frame = np.full((48, 64, 3), 20, np.uint8)
+            frame[:, 2 * i : 2 * i + 12] = (200, 80, 30)
+            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(video.encode())
+        if audio is not None:
+            wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(32000) / 16000)).astype(np.float32)
+            for start in range(0, wave.size, 1024):
+                chunk = av.AudioFrame.from_ndarray(wave[None, start : start + 1024], format="fltp", layout="mono")
+                chunk.sample_rate = 16000
+                container.mux(audio.encode(chunk))
+            container.mux(audio.encode())
+    return path
+
+
+def _expected(model, inputs: dict) -> str:
+    from onellm.inputs import load_input
+
+    loaded = {m: load_input([p], m, model.tokenizers[m]).unsqueeze(0) for m, p in inputs.items()}
+    return " ".join(model.answer(loaded, max_new_tokens=4)[0].split())
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(a model, its directory): a preset's weights are random, so the command loads these."""
+    from onellm.model.onellm import OneLLM
+
+    model, directory = OneLLM.from_pretrained("tiny").eval(), tmp_path_factory.mktemp("tiny")
+    model.save_pretrained(directory)
+    return model, str(directory)
+
+
+def test_caption_together_is_one_prompt_of_all_the_files(tmp_path, capsys, tiny):
+    import soundfile
+
+    clip = _clip(tmp_path / "clip.mp4")
+    soundfile.write(tmp_path / "tone.wav", np.sin(np.arange(16000) / 5).astype(np.float32) * 0.3, 16000)
+    files = [str(clip), str(tmp_path / "tone.wav")]
+    model, directory = tiny
+    assert main(["caption", "--model", directory, "--max-new-tokens", "4", *files, "--together"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1, out
+    named, modalities, text = out.rstrip("\n").split("\t")
+    assert named == "+".join(files) and modalities == "video+audio"
+    assert text == _expected(model, {"video": clip, "audio": tmp_path / "tone.wav"})
+    # Given modalities, repeated or comma-separated, one per file in order.
+    given = ["--modality", "video", "--modality", "audio"]
+    assert main(["caption", "--model", directory, "--max-new-tokens", "4", "--together", *given, *files]) == 0
+    assert capsys.readouterr().out == out
+
+
+def test_with_audio_asks_each_video_with_its_own_sound(tmp_path, capsys, tiny):
+    clip = _clip(tmp_path / "clip.mp4")
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "a.png")
+    model, directory = tiny
+    assert main(["caption", "--model", directory, "--max-new-tokens", "4", "--with-audio", str(clip),
+                 str(tmp_path / "a.png")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[:2] for line in lines] == [[str(clip), "video+audio"], [str(tmp_path / "a.png"), "image"]]
+    assert lines[0].split("\t")[2] == _expected(model, {"video": clip, "audio": clip})
+
+
+def test_with_audio_tells_of_a_silent_video_and_goes_on(tmp_path, capsys):
+    silent, clip = _clip(tmp_path / "silent.mp4", sound=False), _clip(tmp_path / "clip.mp4")
+    assert main(["caption", "--max-new-tokens", "2", "--with-audio", str(silent), str(clip)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"onellm caption: error: {silent}: audio: no audio stream; "
+                            "leave out --with-audio to caption its pictures alone\n")
+    assert [line.split("\t")[:2] for line in captured.out.splitlines()] == [[str(clip), "video+audio"]]
+    assert main(["caption", "--max-new-tokens", "2", str(silent)]) == 0  # its pictures alone
+
+
+def test_several_inputs_options_that_do_not_fit_are_one_line(tmp_path, capsys):
+    from onellm.config import OneLLMConfig
+    from onellm.model.onellm import OneLLM
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    Image.new("RGB", (32, 32)).save(tmp_path / "b.png")
+    a, b = str(tmp_path / "a.png"), str(tmp_path / "b.png")
+    said = {
+        "one --modality per file, in order (2 files, 1 given)": ["--together", "--modality", "image", a, b],
+        "a.png and " + b + " are both image inputs": ["--together", a, b],
+        "several --modality values name each file's modality with --together": ["--modality", "image,video", a, b],
+    }
+    for expected, args in said.items():
+        assert main(["caption", *args]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1
+    config = OneLLMConfig.from_preset("tiny")
+    config.modalities = {"image": {}, "video": {}}
+    OneLLM(config).save_pretrained(tmp_path / "silent-model")
+    capsys.readouterr()
+    assert main(["caption", "--model", str(tmp_path / "silent-model"), "--with-audio", a]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # after the LLM's own loading bar
+    assert err.startswith(f"onellm caption: error: --with-audio needs a model with an audio input; {tmp_path}")

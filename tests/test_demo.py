@@ -20,7 +20,7 @@ from onellm.demo.chat import modality_choices, stream_answer  # noqa: E402
 from onellm.errors import BadInputError  # noqa: E402
 from onellm.inputs import load_input  # noqa: E402
 from onellm.model.llm import decoding  # noqa: E402
-from onellm.registry import get_modality  # noqa: E402
+from onellm.registry import caption_prompt, get_modality  # noqa: E402
 
 SETTINGS = (12, 0.0, 1.0)  # max new tokens, temperature, top-p
 
@@ -39,18 +39,28 @@ def _image(d: Path, rng) -> list[Path]:
     return [_rgb(d / "photo.png", rng)]
 
 
-def _video(d: Path, rng) -> list[Path]:
+def _video(d: Path, rng, sound: bool = False) -> list[Path]:
+    """Two seconds of a bar moving right; with `sound`, a 440 Hz tone in an AAC stream beside it."""
     import av
 
     path = d / "clip.mp4"
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=10)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        audio = container.add_stream("aac", rate=16000, layout="mono") if sound else None  # before any muxing
         for i in range(20):
             frame = np.full((48, 64, 3), 20, np.uint8)
             frame[:, 2 * i : 2 * i + 12] = (200, 80, 30)  # a bar moving right
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
+        if audio is not None:
+            wave = 0.3 * np.sin(2 * np.pi * 440 * np.arange(32000) / 16000) + 0.01 * rng.standard_normal(32000)
+            for start in range(0, wave.size, 1024):
+                chunk = av.AudioFrame.from_ndarray(wave[None, start : start + 1024].astype(np.float32),
+                                                   format="fltp", layout="mono")
+                chunk.sample_rate = 16000
+                container.mux(audio.encode(chunk))
+            container.mux(audio.encode())
     return [path]
 
 
@@ -191,6 +201,43 @@ def test_upload_detects_modality_and_caption_matches_the_model(served, tmp_path,
     assert sum(weights) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_a_video_with_its_sound_is_two_inputs_answered_as_the_model_does(served, tmp_path):
+    model, client = served
+    path = _video(tmp_path, np.random.default_rng(0), sound=True)[0]
+    file = client_lib.handle_file(str(path))
+    inputs = {m: load_input([path], m, model.tokenizers[m]).unsqueeze(0) for m in ("video", "audio")}
+
+    history, router = client.predict(file, None, "video", [], *SETTINGS, True, api_name="/caption")
+    assert caption_prompt(["video", "audio"]) in str(history[0]["content"])
+    assert _last_answer(history) == model.answer(inputs, max_new_tokens=SETTINGS[0])[0] != ""
+    assert sum(row[1] for row in router["data"]) == pytest.approx(1.0, abs=1e-4)  # over both inputs' tokens
+
+    question = "What do you hear?"
+    history, _ = client.predict(file, None, "video", question, [], *SETTINGS, True, api_name="/chat")
+    assert _last_answer(history) == model.answer(inputs, question, max_new_tokens=SETTINGS[0])[0] != ""
+    # Left out, the box is unticked: the pictures alone, as before.
+    history, _ = client.predict(file, None, "video", [], *SETTINGS, api_name="/caption")
+    assert _last_answer(history) == model.caption("video", inputs["video"], max_new_tokens=SETTINGS[0])[0]
+
+
+def test_a_silent_video_asked_with_its_sound_says_what_to_do(served, tmp_path):
+    _, client = served
+    file = client_lib.handle_file(str(_video(tmp_path, np.random.default_rng(0))[0]))
+    with pytest.raises(client_lib.exceptions.AppError) as caught:
+        client.predict(file, None, "video", [], *SETTINGS, True, api_name="/caption")
+    assert str(caught.value) == ("clip.mp4: audio: no audio stream; "
+                                 "untick \"use the video's sound\" to ask about its pictures alone")
+
+
+def test_each_input_is_previewed(tmp_path):
+    from onellm.demo.app import PREVIEW_KINDS, _previews
+
+    path = str(_video(tmp_path, np.random.default_rng(0), sound=True)[0])
+    alone = {kind for kind, shown in zip(PREVIEW_KINDS, _previews("video", path, None)) if shown["visible"]}
+    both = {kind for kind, shown in zip(PREVIEW_KINDS, _previews("video", path, None, sound=True)) if shown["visible"]}
+    assert alone == {"video"} and both == {"video", "plot"}  # the player, and the soundtrack's spectrogram
+
+
 def test_bad_file_shows_the_loader_error_and_the_server_keeps_serving(served, tmp_path):
     model, client = served
     broken = tmp_path / "broken.png"
@@ -233,7 +280,7 @@ def test_streamed_answer_matches_greedy_caption(tiny_model):
     x = tiny_model.tokenizers["image"].example_input(1, torch.Generator().manual_seed(0))
     question = get_modality("image").caption_prompt()
     generation = decoding(max_new_tokens=24, temperature=0.0)
-    pieces = list(stream_answer(tiny_model, "image", x[0], tiny_model.processor.prompt(question), generation))
+    pieces = list(stream_answer(tiny_model, [("image", x[0])], tiny_model.processor.prompt(question), generation))
     expected = tiny_model.caption("image", x, max_new_tokens=24)[0]
     assert len(pieces) > 1 and pieces[-1] == expected != ""
     assert all(b.startswith(a) for a, b in zip(pieces, pieces[1:]))  # grows, never rewrites
@@ -260,7 +307,7 @@ def test_streaming_works_in_reduced_precision(tiny_model):
     model = _talkative(tiny_model).to(torch.bfloat16).eval()
     x = model.tokenizers["audio"].example_input(1, torch.Generator().manual_seed(0))
     prompt = model.processor.prompt(get_modality("audio").caption_prompt())
-    pieces = list(stream_answer(model, "audio", x[0], prompt, GenerationConfig(max_new_tokens=8)))
+    pieces = list(stream_answer(model, [("audio", x[0])], prompt, GenerationConfig(max_new_tokens=8)))
     assert pieces and pieces[-1] == model.caption("audio", x, max_new_tokens=8)[0] != ""
 
 
@@ -302,7 +349,7 @@ def test_caption_button_asks_a_caption_stage_model_nothing(tiny_model, tmp_path,
     from onellm.demo import app
 
     prompts = []
-    monkeypatch.setattr(app, "stream_answer", lambda model, modality, x, prompt, settings: prompts.append(prompt) or iter(["ok"]))
+    monkeypatch.setattr(app, "stream_answer", lambda model, inputs, prompt, settings: prompts.append(prompt) or iter(["ok"]))
     path = _rgb(tmp_path / "a.png", np.random.default_rng(0))
     for prompting, bare in (("bare", True), ("template", False)):
         tiny_model.config.prompting = prompting

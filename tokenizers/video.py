@@ -213,16 +213,30 @@ def to_yuv420p(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.concatenate([y, half(u), half(v)], axis=1), 0, 255).astype(np.uint8)
 
 
-def write_mp4(path: Path, frames: list[np.ndarray], fps: int) -> None:
+def write_mp4(path: Path, frames: list[np.ndarray], fps: int, sound: tuple[np.ndarray, int] | None = None) -> None:
+    """An MPEG-4 video of `frames`, with `sound` (mono float samples in [-1, 1], sample rate)
+    as its AAC soundtrack when given."""
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(CODEC, rate=fps)
         stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = 1  # slice threads would make the bytes vary
         stream.bit_rate = 800_000  # near-lossless at 64x64, so the named colours survive
+        if sound is not None:  # every stream before the first packet: the header lists them
+            wave, rate = sound
+            audio = container.add_stream("aac", rate=rate)
+            audio.layout = "mono"
         for frame in to_yuv420p(np.stack(frames)):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="yuv420p")))
         container.mux(stream.encode())
+        if sound is not None:
+            chunk = 1024  # AAC's frame size
+            samples = wave.astype(np.float32)
+            for start in range(0, len(samples), chunk):
+                frame = av.AudioFrame.from_ndarray(samples[None, start : start + chunk], format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = rate, start
+                container.mux(audio.encode(frame))
+            container.mux(audio.encode())
 
 
 def synthesize(out_dir: Path, sample_id: str, rng: np.random.Generator) -> dict:

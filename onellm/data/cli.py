@@ -16,13 +16,15 @@ def _synth(args: argparse.Namespace) -> int:
     from .synth.world import synthesize_world
 
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
+    scenes = None if args.scenes is None else [s.strip() for s in args.scenes.split(",") if s.strip() not in ("", "none")]
     manifests = synthesize_world(
-        Path(args.out), per_modality=args.per_modality, seed=args.seed, modalities=modalities, workers=args.workers
+        Path(args.out), per_modality=args.per_modality, seed=args.seed, modalities=modalities, workers=args.workers,
+        scenes=scenes,
     )
     for name, path in manifests.items():
         splits = Counter(s.split for s in read_manifest(path))
         counts = " ".join(f"{split}={n}" for split, n in sorted(splits.items()))
-        print(f"{name:<10} {sum(splits.values()):>6}  {counts:<28} {path}")
+        print(f"{name:<12} {sum(splits.values()):>6}  {counts:<28} {path}")
     return 0
 
 
@@ -82,6 +84,9 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     synth.add_argument("--per-modality", type=int, default=100, help="samples per modality (default: 100)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--modalities", help="comma-separated names (default: every modality with a synthesizer)")
+    synth.add_argument("--scenes", help="comma-separated scenes of several inputs per sample, or 'none' (default: "
+                                        "every scene whose modalities are written, e.g. audiovisual: a video with "
+                                        "its soundtrack)")
     synth.add_argument("--workers", type=int, default=1, help="processes (default: 1)")
     synth.set_defaults(func=_synth)
     shards = sub.add_parser("shards", help="pack manifests and their files into WebDataset-style tar shards")

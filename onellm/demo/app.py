@@ -2,13 +2,14 @@
 about it, and see how the router spread the input over the experts.
 
 Everything modality-specific comes from the registry (extensions, companions, caption
-prompt, preview); the page itself knows no modality by name."""
+prompt, preview); the page itself knows no modality by name but one pair: a video upload
+can be asked about together with its own sound, as a second (audio) input."""
 from __future__ import annotations
 
 import mimetypes
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gradio as gr
 import pandas as pd
@@ -17,11 +18,11 @@ from PIL import Image
 from ..errors import describe
 from ..inputs import guess_modality, load_input
 from ..model.llm import decoding
-from ..processor import PLACEHOLDER
-from ..registry import get_modality
+from ..registry import caption_prompt, get_modality
 from .chat import DEFAULT_GENERATION, modality_choices, stream_answer
 
 if TYPE_CHECKING:
+    import torch
     from transformers import GenerationConfig
 
     from ..model.onellm import OneLLM
@@ -29,7 +30,18 @@ if TYPE_CHECKING:
 # What a loader or previewer raises for a file it cannot use (BadInputError is a ValueError).
 INPUT_ERRORS = (ValueError, OSError)
 PREVIEW_KINDS = ("plot", "image", "video", "audio")
+# A video file's soundtrack, read by the audio loader, is the optional second input.
+VIDEO, AUDIO = "video", "audio"
+SOUND_LABEL = "use the video's sound"
 Message = dict[str, Any]
+
+
+class _Input(NamedTuple):
+    """One input of the prompt: `paths` (the file, then its companions) read as `modality`."""
+
+    modality: str
+    paths: list[Path]
+    soundtrack: bool = False
 
 
 def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | None = None) -> gr.Blocks:
@@ -54,18 +66,29 @@ def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | Non
     def on_companion(modality: str, file: str | None, companion: str | None) -> list[Any]:
         return _previews(modality, file, companion)
 
-    def caption(file, companion, modality, history, max_new_tokens, temperature, top_p) -> Iterator[list[Any]]:
-        question = get_modality(modality).caption_prompt()
+    def on_sound(modality: str, file: str | None, companion: str | None, sound: bool) -> list[Any]:
+        return _previews(modality, file, companion, sound)
+
+    def sound_reset(modality: str) -> dict[str, Any]:
+        """A new upload or modality starts as one input; the box is offered for a video when
+        the model hears too."""
+        return gr.update(value=False, visible=modality == VIDEO and AUDIO in choices)
+
+    def caption(file, companion, modality, history, max_new_tokens, temperature, top_p,
+                sound=False) -> Iterator[list[Any]]:
+        question = caption_prompt(_modalities(modality, sound))
         generation = decoding(int(max_new_tokens), float(temperature), float(top_p))
         # A model last trained on captions alone captions from the modality tokens, unasked.
         bare = model.config.prompting == "bare" and not history
-        yield from _respond(model, file, companion, modality, question, history, generation, meta, bare)
+        yield from _respond(model, file, companion, modality, question, history, generation, meta, bare, sound)
 
-    def chat(file, companion, modality, question, history, max_new_tokens, temperature, top_p) -> Iterator[list[Any]]:
+    def chat(file, companion, modality, question, history, max_new_tokens, temperature, top_p,
+             sound=False) -> Iterator[list[Any]]:
         if not (question or "").strip():
             raise gr.Error("Type a question first (or press Caption).")
         generation = decoding(int(max_new_tokens), float(temperature), float(top_p))
-        yield from _respond(model, file, companion, modality, question.strip(), history, generation, meta)
+        yield from _respond(model, file, companion, modality, question.strip(), history, generation, meta,
+                            sound=sound)
 
     with gr.Blocks(title=title) as demo:
         gr.Markdown(f"## {title}\nUpload a file, check its modality, then caption it or ask about it.")
@@ -73,6 +96,7 @@ def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | Non
             with gr.Column(scale=2):
                 file = gr.File(label="input file", type="filepath", elem_id="file")
                 modality = gr.Dropdown(choices, value=choices[0], label="modality", elem_id="modality")
+                sound = gr.Checkbox(False, label=SOUND_LABEL, visible=False, elem_id="sound")
                 companion = gr.File(type="filepath", **_companion_props(choices[0]))
                 plot = gr.Plot(label="preview", show_label=False, visible=False, elem_classes="preview")
                 image = gr.Image(label="preview", visible=False, interactive=False, elem_classes="preview")
@@ -100,15 +124,20 @@ def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | Non
 
         hidden = [gr.update(value=None, visible=False)] * len(previews)
         file.clear(lambda: hidden, None, previews, api_visibility="private")
-        file.upload(on_upload, [file, modality], [modality, companion, *previews, chatbot, router], api_name="upload")
-        modality.input(on_modality, [modality, file], [companion, *previews], api_name="set_modality")
+        file.upload(on_upload, [file, modality], [modality, companion, *previews, chatbot, router], api_name="upload") \
+            .then(sound_reset, modality, sound, api_visibility="private")
+        modality.input(on_modality, [modality, file], [companion, *previews], api_name="set_modality") \
+            .then(sound_reset, modality, sound, api_visibility="private")
         companion.upload(on_companion, [modality, file, companion], previews, api_name="preview")
-        # One model serves every request: both answer paths share one queue slot.
+        sound.input(on_sound, [modality, file, companion, sound], previews, api_visibility="private")
+        # One model serves every request: both answer paths share one queue slot. The box
+        # comes last, so that a client which leaves it out asks about the upload alone.
         answer = dict(outputs=[chatbot, router], concurrency_id="model", concurrency_limit=1)
-        caption_button.click(caption, [file, companion, modality, chatbot, *settings], api_name="caption", **answer)
+        caption_button.click(caption, [file, companion, modality, chatbot, *settings, sound], api_name="caption",
+                             **answer)
         gr.on(
             [send_button.click, question.submit], chat,
-            [file, companion, modality, question, chatbot, *settings], api_name="chat", **answer,
+            [file, companion, modality, question, chatbot, *settings, sound], api_name="chat", **answer,
         ).then(lambda: "", None, question, api_visibility="private")
         clear_button.click(lambda: ([], None), None, [chatbot, router], api_visibility="private")
     demo.queue(max_size=32)
@@ -125,29 +154,63 @@ def _respond(
     generation: GenerationConfig,
     meta: dict[str, Any] | None = None,
     bare: bool = False,
+    sound: bool = False,
 ) -> Iterator[list[Any]]:
     """Streams [conversation, router chart] updates; a file the loader rejects becomes an
     error message on the page and the server carries on. `bare`: generate right after the
-    modality tokens (the question is only shown)."""
+    modality tokens (the question is only shown). `sound`: a video is asked about together
+    with its own soundtrack."""
     if not file:
         raise gr.Error("Upload a file first.")
     history = list(history or [])
-    paths = _paths(modality, file, companion)
-    try:
-        x = load_input(paths, modality, model.tokenizers[modality], meta=meta)
-    except Exception as err:  # load_input names the file; anything else still ends this request only
-        raise gr.Error(_for_user(err, paths), duration=None, print_exception=False) from err
-    prompt = PLACEHOLDER if bare else model.processor.prompt(question, _turns(history))
+    inputs = _inputs(modality, file, companion, sound)
+    paths = [p for item in inputs for p in item.paths]
+    loaded = [(item.modality, _load(model, item, meta)) for item in inputs]
+    modalities = [m for m, _ in loaded]
+    if bare:
+        prompt = model.processor.placeholders(modalities)
+    else:
+        prompt = model.processor.prompt(question, _turns(history), modalities=modalities)
     asked = history + [{"role": "user", "content": question}]
     model.router_statistics(reset=True)
     text = ""
     try:
-        for text in stream_answer(model, modality, x, prompt, generation):
+        for text in stream_answer(model, loaded, prompt, generation):
             yield [asked + [{"role": "assistant", "content": text}], gr.skip()]
     except INPUT_ERRORS as err:  # the tokenizer's own shape check, say
         raise gr.Error(_for_user(err, paths), duration=None, print_exception=False) from err
-    weights = model.router_statistics(reset=True).get(modality, {}).get("mean_weight", [])
+    weights = _router_weights(model.router_statistics(reset=True), modalities)
     yield [asked + [{"role": "assistant", "content": text}], _router_frame(weights)]
+
+
+def _load(model: "OneLLM", item: _Input, meta: dict[str, Any] | None) -> "torch.Tensor":
+    try:
+        return load_input(item.paths, item.modality, model.tokenizers[item.modality], meta=meta)
+    except Exception as err:  # load_input names the file; anything else still ends this request only
+        hint = f"; untick \"{SOUND_LABEL}\" to ask about its pictures alone" if item.soundtrack else ""
+        raise gr.Error(_for_user(err, item.paths) + hint, duration=None, print_exception=False) from err
+
+
+def _modalities(modality: str, sound: bool) -> list[str]:
+    """The prompt's inputs: the upload's modality, and audio after a video asked with its sound."""
+    return [modality, AUDIO] if sound and modality == VIDEO else [modality]
+
+
+def _inputs(modality: str, file: str, companion: str | None, sound: bool = False) -> list[_Input]:
+    """The upload as `modality` (with its companion), then, with `sound`, its own soundtrack."""
+    inputs = [_Input(modality, _paths(modality, file, companion))]
+    inputs += [_Input(m, [Path(file)], soundtrack=True) for m in _modalities(modality, sound)[1:]]
+    return inputs
+
+
+def _router_weights(stats: dict[str, dict[str, Any]], modalities: list[str]) -> list[float]:
+    """Mean router weight per expert over all the inputs' routed tokens."""
+    rows = [stats[m] for m in dict.fromkeys(modalities) if m in stats]
+    if len(rows) < 2:  # one input: its own means, as they are
+        return rows[0]["mean_weight"] if rows else []
+    total = sum(row["tokens"] for row in rows)
+    return [sum(row["mean_weight"][e] * row["tokens"] for row in rows) / total
+            for e in range(len(rows[0]["mean_weight"]))]
 
 
 def _for_user(err: Exception, paths: list[Path]) -> str:
@@ -199,24 +262,30 @@ def _companion_update(modality: str) -> dict[str, Any]:
     return gr.update(value=None, **_companion_props(modality))
 
 
-def _previews(modality: str, file: str | None, companion: str | None) -> list[dict[str, Any]]:
-    """Whatever the modality's previewer returns, each item routed to the component that can
+def _previews(modality: str, file: str | None, companion: str | None, sound: bool = False) -> list[dict[str, Any]]:
+    """Whatever each input's previewer returns, each item routed to the component that can
     show it: a figure to the plot, a PIL image to the image, a path by its MIME type to the
-    image, video or audio."""
+    image, video or audio; where two items would share one, the first input's shows (a
+    video's own player plays its sound, beside the soundtrack's spectrogram)."""
     shown: dict[str, Any] = dict.fromkeys(PREVIEW_KINDS)
-    previewer = get_modality(modality).preview
-    if file and previewer is not None:
-        paths = _paths(modality, file, companion)
-        try:
-            result = previewer(paths)
-        except Exception as err:  # a plugin's previewer too: no preview, and the upload goes on
-            gr.Warning(f"no preview: {_for_user(err, paths)}")
-            result = None
-        for item in result if isinstance(result, (list, tuple)) else [result]:
-            kind = _preview_kind(item)
+    for item in _inputs(modality, file, companion, sound) if file else []:
+        for part in _preview_items(item):
+            kind = _preview_kind(part)
             if kind is not None and shown[kind] is None:
-                shown[kind] = str(item) if isinstance(item, Path) else item
+                shown[kind] = str(part) if isinstance(part, Path) else part
     return [gr.update(value=value, visible=value is not None) for value in shown.values()]
+
+
+def _preview_items(item: _Input) -> list[Any]:
+    previewer = get_modality(item.modality).preview
+    if previewer is None:
+        return []
+    try:
+        result = previewer(item.paths)
+    except Exception as err:  # a plugin's previewer too: no preview, and the upload goes on
+        gr.Warning(f"no preview: {_for_user(err, item.paths)}")
+        return []
+    return list(result) if isinstance(result, (list, tuple)) else [result]
 
 
 def _preview_kind(item: Any) -> str | None:

@@ -3,13 +3,14 @@ prompt, earlier turns included, is the processor's)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from ..model.llm import decoding, generate_kwargs
+from ..model.modality_batch import ModalityBatch
 from ..processor import ONELLM_STOP
 from ..registry import list_modalities
 
@@ -36,13 +37,19 @@ class _Cancelled(StoppingCriteria):
 
 
 def stream_answer(
-    model: "OneLLM", modality: str, x: torch.Tensor, prompt: str, generation: GenerationConfig = DEFAULT_GENERATION
+    model: "OneLLM",
+    inputs: Sequence[tuple[str, torch.Tensor]],
+    prompt: str,
+    generation: GenerationConfig = DEFAULT_GENERATION,
 ) -> Iterator[str]:
     """Yields the answer so far after each decoded piece; generation runs in a thread that
-    feeds transformers' TextIteratorStreamer. `generation`: see `onellm.model.llm.decoding`."""
+    feeds transformers' TextIteratorStreamer. `inputs`: (modality, input) for each of the
+    prompt's placeholders in order, e.g. [("video", v), ("audio", a)] for a video with its
+    sound. `generation`: see `onellm.model.llm.decoding`."""
     processor = model.processor
     device = model.encoder.image_pos_embed.device
     batch = {k: v.to(device) for k, v in processor([prompt]).items()}
+    modality_inputs = ModalityBatch.of_samples([inputs]).to(device)
     streamer = TextIteratorStreamer(processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
     stop = threading.Event()
     kwargs = {
@@ -55,7 +62,7 @@ def stream_answer(
 
     def run() -> None:
         try:
-            model.generate(**batch, modality=modality, inputs=x.unsqueeze(0).to(device), **kwargs)
+            model.generate(**batch, inputs=modality_inputs, **kwargs)
         except BaseException as err:  # handed to the reader, which re-raises it
             failure.append(err)
             streamer.end()
