@@ -48,7 +48,7 @@ def _caption(args: argparse.Namespace) -> int:
     failed = False
     for sample in _samples(args, modalities, model):
         try:
-            inputs = {item.modality: _load(item, args, model).unsqueeze(0) for item in sample}
+            inputs = [(item.modality, _load(item, args, model).unsqueeze(0)) for item in sample]
         except _NoSoundtrack as err:
             print(f"onellm caption: error: {err}", file=sys.stderr)
             failed = True
@@ -56,7 +56,7 @@ def _caption(args: argparse.Namespace) -> int:
         text = model.answer(inputs, args.question or None, bare=bare, max_new_tokens=args.max_new_tokens)[0]
         files = "+".join(dict.fromkeys(item.file for item in sample))  # a video with its sound: named once
         # one tab-separated line per prompt, whatever the model generates
-        print(f"{files}\t{'+'.join(inputs)}\t{' '.join(text.split())}")
+        print(f"{files}\t{'+'.join(item.modality for item in sample)}\t{' '.join(text.split())}")
     return 2 if failed else 0
 
 
@@ -102,18 +102,7 @@ def _samples(args: argparse.Namespace, modalities: list[str], model: "OneLLM") -
             sample.append(_Input(file, modality))
             if args.with_audio and modality == VIDEO:
                 sample.append(_Input(file, AUDIO, soundtrack=True))
-        _check_distinct(sample)
         yield sample
-
-
-def _check_distinct(sample: list[_Input]) -> None:
-    """A prompt holds one input of each modality (OneLLM.answer's contract)."""
-    seen: dict[str, str] = {}
-    for item in sample:
-        if item.modality in seen:
-            raise ValueError(f"{seen[item.modality]} and {item.file} are both {item.modality} inputs; a prompt "
-                             "takes one input of each modality: leave one out, or caption them separately")
-        seen[item.modality] = item.file
 
 
 def _load(item: _Input, args: argparse.Namespace, model: "OneLLM") -> "torch.Tensor":

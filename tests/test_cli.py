@@ -244,13 +244,14 @@ def test_several_inputs_options_that_do_not_fit_are_one_line(tmp_path, capsys):
     a, b = str(tmp_path / "a.png"), str(tmp_path / "b.png")
     said = {
         "one --modality per file, in order (2 files, 1 given)": ["--together", "--modality", "image", a, b],
-        "a.png and " + b + " are both image inputs": ["--together", a, b],
         "several --modality values name each file's modality with --together": ["--modality", "image,video", a, b],
     }
     for expected, args in said.items():
         assert main(["caption", *args]) == 2
         err = capsys.readouterr().err
         assert expected in err and err.count("\n") == 1
+    assert main(["caption", "--max-new-tokens", "2", "--together", a, b]) == 0  # two images in one prompt
+    assert capsys.readouterr().out.split("\t")[:2] == [f"{a}+{b}", "image+image"]
     config = OneLLMConfig.from_preset("tiny")
     config.modalities = {"image": {}, "video": {}}
     OneLLM(config).save_pretrained(tmp_path / "silent-model")

@@ -286,7 +286,8 @@ def test_cli_convert_subcommand(coco, tmp_path: Path, capsys) -> None:
 def test_recipe_configs_print_with_onellm_fit() -> None:
     configs = sorted(RECIPES.glob("*.yaml"))
     assert [c.name for c in configs] == ["stage1-image.yaml", "stage2-video-audio-point.yaml",
-                                         "stage3-depth-normal-imu-fmri.yaml", "stage4-instruct.yaml"]
+                                         "stage3-depth-normal-imu-fmri.yaml", "stage4-instruct.yaml",
+                                         "stage5-audio-visual.yaml"]
     # `onellm fit --config X --print_config` for each X in one subprocess: the torch +
     # lightning import dominates, and a process per config made this test 5x slower.
     script = ("import sys\nfrom onellm.cli import main\nfor c in sys.argv[1:]:\n"

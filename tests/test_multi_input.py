@@ -222,3 +222,37 @@ def test_multi_input_manifest_rows(tmp_path: Path) -> None:
     video_only = only_inputs(item, ["video"])
     assert video_only.modality == "video" and not video_only.inputs and video_only.files == ["clips/a.mp4"]
     assert only_inputs(item, ["audio"]).meta["channel"] == 0
+
+
+def test_audio_visual_world_converts_packs_checks_and_loads(model: OneLLM, tmp_path: Path) -> None:
+    """The synthetic scene's MP4s carry both streams; a folder of them converts to video+audio
+    samples; shards and `data check` keep both inputs."""
+    from onellm.data.check import check_manifests
+    from onellm.data.converters import convert
+    from onellm.data.shards import iter_shard_samples, pack_shards
+    from onellm.data.synth.world import synthesize_world
+
+    manifests = synthesize_world(tmp_path / "w", per_modality=3, modalities=["video", "audio"], progress=False)
+    assert set(manifests) == {"video", "audio", "audiovisual"}
+    samples = read_manifest(manifests["audiovisual"])
+    assert {s.modality for s in samples} == {"video+audio"}
+    first = samples[0]
+    seen, heard = first.caption.split(" while ")  # what moves, and what sounds
+    assert first.meta["colour"] in seen and first.meta["pitch"] in heard
+    video, audio = ManifestDataset(samples, dict(model.tokenizers))[0][1]
+    assert tuple(video.shape) == model.tokenizers["video"].input_shape
+    assert tuple(audio.shape) == model.tokenizers["audio"].input_shape and audio.std() > 0.1  # a tone, not silence
+
+    out = tmp_path / "folder.jsonl"
+    convert("folder", tmp_path / "w" / "audiovisual", out, modality="video+audio")
+    converted = read_manifest(out)
+    assert len(converted) == 3 and all(s.input_modalities() == ["video", "audio"] for s in converted)
+    assert converted[0].input_list()[1].paths == converted[0].paths()
+
+    packed = pack_shards(manifests["audiovisual"], tmp_path / "shards")
+    streamed = list(iter_shard_samples(sorted((tmp_path / "shards").glob("*.tar"))))
+    assert [s.input_modalities() for s, _ in streamed] == [["video", "audio"]] * 3
+    assert ManifestDataset(read_manifest(packed), dict(model.tokenizers))[0][1][1].shape == audio.shape
+
+    report = check_manifests([manifests["audiovisual"]], model="tiny")
+    assert report.checked == 3 and not report.bad

@@ -45,6 +45,13 @@ def _write_world(root: Path, per_modality: int = 24) -> Path:
                                   qa=[{"question": "Is it bright?", "answer": "yes" if label else "no"}],
                                   split=split))
         write_manifest(data / f"{m}.jsonl", samples)
+    # The audio-visual scene: each sample the video and the audio of the same index.
+    write_manifest(data / "audiovisual.jsonl", [
+        Sample(f"av-{i}", "video+audio", [], caption=f"a {WORDS[i % 2]} video with a {WORDS[i % 2]} sound",
+               qa=[{"question": "Is it bright?", "answer": "yes" if i % 2 else "no"}],
+               split="val" if i >= per_modality - 4 else "train",
+               inputs=[{"modality": m, "files": [f"{m}/{i}.npy"]} for m in ("video", "audio")])
+        for i in range(per_modality)])
     return data
 
 
@@ -61,9 +68,9 @@ def test_every_stage_runs_and_frozen_weights_stay(tmp_path):
     for config in STAGES:
         _onellm(["fit", "--config", str(config), "--trainer.max_steps", "3", "--trainer.limit_val_batches", "0",
                  "--trainer.enable_progress_bar", "false", "--data.batch_size", "4"], tmp_path)
-    exports = [tmp_path / "runs" / f"stage{i}" / "export" for i in range(1, 5)]
+    exports = [tmp_path / "runs" / f"stage{i}" / "export" for i in range(1, 6)]
     configs = [json.loads((e / "config.json").read_text()) for e in exports]
-    assert [len(c["modalities"]) for c in configs] == [1, 4, 8, 8]
+    assert [len(c["modalities"]) for c in configs] == [1, 4, 8, 8, 8]
     weights = [load_file(e / "onellm.safetensors") for e in exports]
     encoder = [k for k in weights[0] if k.startswith("encoder.")]
     assert encoder
@@ -73,6 +80,8 @@ def test_every_stage_runs_and_frozen_weights_stay(tmp_path):
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in upm)  # trained
     record = json.loads((tmp_path / "runs" / "stage2" / "csv" / "rank0.json").read_text())
     assert len(record["steps"]) == 3
+    audio_visual = json.loads((tmp_path / "runs" / "stage5" / "csv" / "rank0.json").read_text())
+    assert "video+audio" in {modality for _, modality in audio_visual["steps"]}
     saved = yaml.safe_load((tmp_path / "runs" / "stage1" / "csv" / "config.yaml").read_text())
     assert saved["trainer"]["plugins"] == [{"class_path": "onellm.training.checkpoint_io.AtomicCheckpointIO"}]
 

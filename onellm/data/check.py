@@ -91,11 +91,14 @@ def check_manifests(manifests: list[Path | str], model: str = "tiny", limit: int
                                 "dataset entry reads one; keep a manifest per modality")
         report.samples += samples
         to_load += samples[:limit]
-    contexts = model_contexts(model, {s.modality for s in to_load})
+    contexts = model_contexts(model, {m for s in to_load for m in s.input_modalities()})
+    loadable = []
     for s in to_load:
-        if s.modality not in contexts:
-            report.bad.append((s.id, f"{s.paths()[0]}: the model {model} has no {s.modality} modality"))
-    loadable = [s for s in to_load if s.modality in contexts]
+        lacking = [m for m in s.input_modalities() if m not in contexts]
+        if lacking:
+            report.bad.append((s.id, f"{s.paths()[0]}: the model {model} has no {' or '.join(lacking)} modality"))
+        else:
+            loadable.append(s)
     loader = DataLoader(_Verdicts(ManifestDataset(loadable, contexts)), batch_size=None, num_workers=workers)
     for sample, reason in zip(loadable, tqdm(loader, total=len(loadable), desc="checking", unit="sample", leave=False)):
         if reason is not None:

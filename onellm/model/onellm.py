@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -246,34 +246,34 @@ class OneLLM(nn.Module):
         return self.answer({modality: inputs}, question, bare, **generate_kwargs)
 
     def answer(
-        self, inputs: dict[str, torch.Tensor], question: str | None = None, bare: bool | None = None,
-        **generate_kwargs: Any,
+        self, inputs: dict[str, torch.Tensor] | Sequence[tuple[str, torch.Tensor]], question: str | None = None,
+        bare: bool | None = None, **generate_kwargs: Any,
     ) -> list[str]:
         """Answer `question` (default: a caption request naming the inputs' modalities) for each
-        sample of the batch, which has one input of each modality in `inputs` ([B, ...] each),
-        placed in the prompt in that order: `{"video": v, "audio": a}` asks about a video with
-        its sound. `bare` as in caption()."""
-        modalities = list(inputs)
-        if not modalities:
+        sample of the batch. Every sample has the same inputs: `inputs` maps each modality to
+        its batch [B, ...] (`{"video": v, "audio": a}`: a video with its sound), or is a list
+        of (modality, batch) pairs, which may repeat a modality (two images); they take their
+        places in the prompt in this order. `bare` as in caption()."""
+        pairs = list(inputs.items()) if isinstance(inputs, dict) else list(inputs)
+        if not pairs:
             raise ValueError("answer() needs at least one input; use the LM's generate() for text alone")
-        sizes = {x.shape[0] for x in inputs.values()}
+        sizes = {x.shape[0] for _, x in pairs}
         if len(sizes) != 1:
-            raise ValueError(f"every modality needs one input per sample; got batch sizes {sorted(sizes)}")
+            raise ValueError(f"every input needs one row per sample; got batch sizes {sorted(sizes)}")
         size = sizes.pop()
+        modalities = [m for m, _ in pairs]
         if bare is None:
             bare = question is None and self.config.prompting == "bare"
         if bare:
             prompt = self.processor.placeholders(modalities)
         else:
             prompt = self.processor.prompt(question or caption_prompt(modalities), modalities=modalities)
-        batch = self.processor([prompt] * size)
         device = self.encoder.image_pos_embed.device
-        batch = {k: v.to(device) for k, v in batch.items()}
-        order = [(m, i) for i in range(size) for m in modalities]
+        batch = {k: v.to(device) for k, v in self.processor([prompt] * size).items()}
+        per_sample = [[(m, x[i]) for m, x in pairs] for i in range(size)]
         generate_kwargs.setdefault("max_new_tokens", 32)
         generate_kwargs.setdefault("do_sample", False)
-        ids = self.generate(**batch, inputs=ModalityBatch({m: x.to(device) for m, x in inputs.items()}, order),
-                            **generate_kwargs)
+        ids = self.generate(**batch, inputs=ModalityBatch.of_samples(per_sample).to(device), **generate_kwargs)
         return self.processor.decode(ids)
 
     # router statistics -------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...errors import BadInputError
 from ..manifest import Sample, joined_modality, split_modality
-from .common import Media
+from .common import Media, file_sample
 
 MODALITY = "video+audio"
 MODALITY_HELP = "default: video+audio, a video and its soundtrack as two inputs; video or audio keeps one"
@@ -87,10 +87,7 @@ def _entries(folder: Path) -> list[os.DirEntry]:
 
 def video_sample(id: str, file: str, modalities: list[str], **fields: Any) -> Sample:
     """A sample of one video file: one input per stream, or a single-input sample."""
-    if len(modalities) == 1:
-        return Sample(id=id, modality=modalities[0], files=[file], **fields)
-    inputs = [{"modality": m, "files": [file]} for m in modalities]
-    return Sample(id=id, modality=joined_modality(modalities), files=[file], inputs=inputs, **fields)
+    return file_sample(joined_modality(modalities), [file], id=id, **fields)
 
 
 def video_file(media: Media, names: VideoNames, video_id: str) -> str | None:

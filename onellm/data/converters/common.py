@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator
 from tqdm.auto import tqdm
 
 from ...errors import BadInputError
-from ..manifest import SPLITS
+from ..manifest import SPLITS, Sample, split_modality
 
 URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 PROGRESS_FROM = 10_000  # rows; smaller files convert before a bar would be worth drawing
@@ -70,6 +70,16 @@ class Media:
 # What tables and folders call the three splits (Hugging Face says "validation", Kaggle "valid").
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "validation": "val", "valid": "val",
                "dev": "val", "test": "test", "testing": "test", "eval": "test"}
+
+
+def file_sample(modality: str, files: list[str], **fields: Any) -> Sample:
+    """A sample of `files` read as `modality`; a joined modality ("video+audio": a video and
+    its own soundtrack) reads the same files once per part, as that many inputs."""
+    parts = split_modality(modality)
+    if len(parts) == 1:
+        return Sample(modality=modality, files=files, **fields)
+    return Sample(modality=modality, files=files, inputs=[{"modality": m, "files": list(files)} for m in parts],
+                  **fields)
 
 
 def split_option(split: str | None) -> str | None:

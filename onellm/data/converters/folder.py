@@ -14,8 +14,8 @@ from typing import Iterator
 
 from ...errors import BadInputError
 from ...registry import get_modality, list_modalities
-from ..manifest import Sample
-from .common import SPLIT_NAMES, Media, progress
+from ..manifest import Sample, split_modality
+from .common import SPLIT_NAMES, Media, file_sample, progress
 
 HELP = "a folder of your files: captions from x.txt beside x.png, or from the folder names (ImageFolder)"
 DESCRIPTION = """\
@@ -49,7 +49,8 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
         raise ValueError("a folder does not say its modality: give --modality")
     if not path.is_dir():
         raise BadInputError(path, "not a folder (the folder converter reads a folder of files)")
-    spec = get_modality(modality)
+    # "video+audio": each video file is also read for its soundtrack; the first part's files count.
+    spec = get_modality(split_modality(modality)[0])
     if spec.companions:  # which rgb image goes with which depth map is not in a folder's layout
         raise BadInputError(path, f"{modality} samples need companion files ({', '.join(spec.companions)}); "
                                   "list them in a table and use `onellm data convert tsv --companion-columns`")
@@ -60,7 +61,7 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
     except (KeyError, IndexError, ValueError):
         raise ValueError(f"--caption-format {caption_format!r}: only {{label}} may stand in braces") from None
     path = path.absolute()
-    files = _media_files(path, modality)
+    files = _media_files(path, spec.name)
     split_folders = _split_folders([file.relative_to(path) for file, _ in files])
     if split_folders and (val_fraction or test_fraction):
         raise ValueError(f"has split folders ({', '.join(split_folders)}); --val-fraction/--test-fraction do not apply")
@@ -78,8 +79,8 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
             media.skip(f"not in the {split} split")
             continue
         caption, label = _caption(file, ext, relative, bool(split_folders), label_from_parent, caption_format)
-        yield Sample(id=relative.as_posix(), modality=modality, files=[media.relative(os.path.relpath(file, media.root))],
-                     caption=caption, split=row_split, meta={"label": label} if label else {})
+        yield file_sample(modality, [media.relative(os.path.relpath(file, media.root))], id=relative.as_posix(),
+                          caption=caption, split=row_split, meta={"label": label} if label else {})
 
 
 def _media_files(path: Path, modality: str) -> list[tuple[Path, str]]:

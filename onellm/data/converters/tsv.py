@@ -15,8 +15,8 @@ from typing import Iterator
 
 from ...errors import BadInputError
 from ...registry import get_modality
-from ..manifest import Sample
-from .common import URL, Media, count_lines, find_column, parse_split, pick_column, progress, read_table
+from ..manifest import Sample, split_modality
+from .common import URL, Media, count_lines, file_sample, find_column, parse_split, pick_column, progress, read_table
 
 HELP = "a table of your files (path + caption, optional question/answer and split): CSV, TSV, JSONL; also web dumps"
 DESCRIPTION = """\
@@ -67,7 +67,8 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
     if not modality:
         raise ValueError("a table does not say its modality: give --modality")
     # A table may list several modalities' files: each conversion keeps its own.
-    extensions = () if any_extension else get_modality(modality).extensions
+    # "video+audio": each video is also read for its soundtrack; the first part's extensions count.
+    extensions = () if any_extension else get_modality(split_modality(modality)[0]).extensions
     if path.suffix.lower() in JSONL_SUFFIXES:
         names, rows = read_jsonl_table(path)
     else:
@@ -115,7 +116,7 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
         if files is None:
             continue
         sample_id = row[id_col].strip() if id_col is not None else f"{path.stem}-{line:09d}"
-        yield Sample(id=sample_id, modality=modality, files=files, caption=caption or None, qa=qa, split=row_split)
+        yield file_sample(modality, files, id=sample_id, caption=caption or None, qa=qa, split=row_split)
 
 
 def _qa(row: list[str], question_col: int | None, answer_col: int | None, where: str) -> list[dict[str, str]]:
