@@ -190,10 +190,25 @@ def score(task: EvalTask, items: list[EvalItem], predictions: dict[str, str],
         with CaptionScorer() as own:
             return {**own(preds, refs), **labels}
     metrics = qa_accuracy(preds, refs)
+    for kind, ids in _question_types(scored).items():
+        metrics[f"accuracy[{kind}]"] = qa_accuracy({k: preds[k] for k in ids}, {k: refs[k] for k in ids})["accuracy"]
     if scored and all(i.choices for i in scored):
         choices = {i.id: i.choices or [] for i in scored}
         metrics.update(multiple_choice_accuracy(preds, choices, {i.id: i.references[0] for i in scored}))
     return metrics
+
+
+def _question_types(items: list[EvalItem]) -> dict[str, list[str]]:
+    """Item ids by their qa entry's `type` (MUSIC-AVQA's ["Audio", "Counting"] counts by its
+    first word, the stream it asks about); none when no item says."""
+    groups: dict[str, list[str]] = {}
+    for item in items:
+        kind = item.qa[0].get("type") if item.qa else None
+        if isinstance(kind, list):
+            kind = kind[0] if kind else None
+        if isinstance(kind, str) and kind:
+            groups.setdefault(kind, []).append(item.id)
+    return groups
 
 
 def evaluate_task(

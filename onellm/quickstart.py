@@ -153,11 +153,15 @@ def _audio_visual(model_dir: Path, manifest: Path, out: Path, samples: int | Non
         results = {r["kind"]: r["metrics"] for r in run_eval(
             model, chosen, None, out, GenerationConfig(max_new_tokens=96), prompting="template", batch_size=32,
             max_samples=samples, model_name=str(model_dir))}
-        rows[label] = {METRIC: results["caption"][METRIC], "qa_accuracy": results["qa"]["accuracy"]}
+        qa = results["qa"]
+        rows[label] = {METRIC: results["caption"][METRIC], "qa_accuracy": qa["accuracy"],
+                       "visual_questions": qa.get("accuracy[visual]", float("nan")),
+                       "audio_questions": qa.get("accuracy[audio]", float("nan"))}
     print(f"\naudio-visual stage, {manifest.name} test split: caption {METRIC} and QA accuracy by the inputs given")
-    print("| inputs | caption CIDEr | QA acc. |\n|---|---|---|")
+    print("| inputs | caption CIDEr | QA acc. | questions on the picture | questions on the sound |\n|---|---|---|---|---|")
     for label, row in rows.items():
-        print(f"| {label} | {row[METRIC]:.2f} | {row['qa_accuracy']:.2f} |")
+        print(f"| {label} | {row[METRIC]:.2f} | {row['qa_accuracy']:.2f} | {row['visual_questions']:.2f} | "
+              f"{row['audio_questions']:.2f} |")
     return rows
 
 

@@ -256,3 +256,19 @@ def test_audio_visual_world_converts_packs_checks_and_loads(model: OneLLM, tmp_p
 
     report = check_manifests([manifests["audiovisual"]], model="tiny")
     assert report.checked == 3 and not report.bad
+
+
+def test_qa_accuracy_per_question_type() -> None:
+    from onellm.eval.runner import score
+    from onellm.eval.tasks import QA, EvalTask
+
+    def item(n: int, answer: str, kind) -> EvalItem:
+        return EvalItem(f"s#{n}", "video+audio", ["a.mp4"], qa=[{"question": "?", "answer": answer, "type": kind}])
+
+    items = [item(0, "red", "visual"), item(1, "circle", "visual"), item(2, "low", "audio"),
+             item(3, "two", ["Audio", "Counting"]), item(4, "yes", ["Visual", "Existential"])]
+    task = EvalTask("t", "video+audio", QA, lambda root: items)
+    metrics = score(task, items, {"s#0": "red", "s#1": "square", "s#2": "low", "s#3": "three", "s#4": "yes"})
+    assert metrics["accuracy"] == pytest.approx(3 / 5)
+    assert metrics["accuracy[visual]"] == 0.5 and metrics["accuracy[audio]"] == 1.0
+    assert metrics["accuracy[Audio]"] == 0.0 and metrics["accuracy[Visual]"] == 1.0

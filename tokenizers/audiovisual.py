@@ -33,11 +33,12 @@ def synthesize(out_dir: Path, sample_id: str, rng: np.random.Generator) -> dict:
     return {
         "inputs": [{"modality": "video", "files": [path.name]}, {"modality": "audio", "files": [path.name]}],
         "caption": caption,
+        # `type`: the stream a question is about; evaluation reports accuracy per type.
         "qa": [
-            {"question": "What colour is the shape?", "answer": colour},
-            {"question": "What shape is in the video?", "answer": shape},
-            {"question": "Is the sound high, medium or low?", "answer": pitch_name},
-            {"question": "Does the sound stay steady, pulse or rise?", "answer": rhythm},
+            {"question": "What colour is the shape?", "answer": colour, "type": "visual"},
+            {"question": "What shape is in the video?", "answer": shape, "type": "visual"},
+            {"question": "Is the sound high, medium or low?", "answer": pitch_name, "type": "audio"},
+            {"question": "Does the sound stay steady, pulse or rise?", "answer": rhythm, "type": "audio"},
         ],
         "meta": {"shape": shape, "colour": colour, "motion": motion, "background": background,
                  "pitch": pitch_name, "rhythm": rhythm},
