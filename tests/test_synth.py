@@ -21,7 +21,7 @@ from onellm.data.manifest import SPLITS, read_manifest
 from onellm.modality import LoadContext
 from onellm.tokenizers import audio, depth, fmri, image, imu, normal, point, video
 from onellm.data.synth.common import BACKGROUNDS, COLOURS
-from onellm.data.synth.world import assign_split, sample_rng, synthesizable_modalities, synthesize_world
+from onellm.data.synth.world import assign_split, sample_rng, scenes_for, synthesizable_modalities, synthesize_world
 from onellm.registry import get_modality
 
 BUILT_IN = ("image", "video", "audio", "point", "depth", "normal", "imu", "fmri")
@@ -94,8 +94,10 @@ CHECKS = {".png": _check_png, ".mp4": _check_mp4, ".wav": _check_sound, ".flac":
 
 
 def test_world_has_a_manifest_per_builtin_modality_of_real_files(world):
-    assert set(BUILT_IN) <= set(world) == set(synthesizable_modalities())
-    for name, manifest in world.items():
+    assert set(BUILT_IN) <= set(world) == {*synthesizable_modalities(), *scenes_for(synthesizable_modalities())}
+    assert "audiovisual" in world  # video and audio are built in: so is their scene (test_multi_input.py)
+    for name in synthesizable_modalities():
+        manifest = world[name]
         samples = read_manifest(manifest)
         assert manifest == manifest.parent / f"{name}.jsonl" and len(samples) == 3
         for i, s in enumerate(samples):
