@@ -272,3 +272,23 @@ def test_qa_accuracy_per_question_type() -> None:
     assert metrics["accuracy"] == pytest.approx(3 / 5)
     assert metrics["accuracy[visual]"] == 0.5 and metrics["accuracy[audio]"] == 1.0
     assert metrics["accuracy[Audio]"] == 0.0 and metrics["accuracy[Visual]"] == 1.0
+
+
+def test_a_video_without_sound_is_one_bad_sample(model: OneLLM, tmp_path: Path) -> None:
+    """A video+audio sample whose file has no audio stream is skipped and counted by the
+    training collate, with the file and the problem, and the batch goes on without it."""
+    from onellm.data.dataset import BadSample
+    from onellm.tokenizers.video import write_mp4
+
+    frames = [np.full((32, 32, 3), 40 * i, np.uint8) for i in range(6)]
+    write_mp4(tmp_path / "silent.mp4", frames, 4)
+    write_mp4(tmp_path / "sound.mp4", frames, 4, sound=(np.sin(np.arange(24000) / 10).astype(np.float32) * 0.5, 16000))
+    rows = [{"id": name, "inputs": [{"modality": m, "files": [f"{name}.mp4"]} for m in ("video", "audio")],
+             "caption": "a clip"} for name in ("silent", "sound")]
+    (tmp_path / "av.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dataset = ManifestDataset(read_manifest(tmp_path / "av.jsonl"), dict(model.tokenizers), train=True)
+    bad = dataset[0]
+    assert isinstance(bad, BadSample) and bad.problem == "no audio stream"
+    assert str(tmp_path / "silent.mp4") in bad.reason and "audio" in bad.reason
+    batch = TextForSamples(model.processor, "caption")([bad, (*dataset[1], 0.0)])
+    assert batch["ids"] == ["sound"] and batch["bad"] == [bad] and len(batch["inputs"]) == 2
