@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
     from .model.onellm import OneLLM
 
-# A video file's own soundtrack is the audio input that --with-audio adds beside its frames.
-VIDEO, AUDIO = "video", "audio"
+# --with-audio adds the audio stream a file holds (ModalitySpec.streams: a video's soundtrack).
+AUDIO = "audio"
 
 
 class _Input(NamedTuple):
@@ -89,6 +89,7 @@ def _samples(args: argparse.Namespace, modalities: list[str], model: "OneLLM") -
     """Each prompt's inputs: every file alone, or all of them with --together; a video's
     soundtrack follows it with --with-audio. Files are checked and guessed as they come."""
     from .inputs import guess_modality, require_file
+    from .registry import get_modality
 
     if args.together:
         groups = [list(zip(args.files, modalities or [None] * len(args.files)))]
@@ -100,7 +101,7 @@ def _samples(args: argparse.Namespace, modalities: list[str], model: "OneLLM") -
             require_file(Path(file))
             modality = given or guess_modality(Path(file), dict(model.tokenizers))
             sample.append(_Input(file, modality))
-            if args.with_audio and modality == VIDEO:
+            if args.with_audio and AUDIO in get_modality(modality).streams:
                 sample.append(_Input(file, AUDIO, soundtrack=True))
         yield sample
 
@@ -182,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--together", action="store_true",
                      help="all the files are one prompt's inputs (a video and a sound, say), answered in one line")
     cap.add_argument("--with-audio", action="store_true",
-                     help="ask about each video file together with its own soundtrack (the model needs an audio input)")
+                     help="ask about each file that holds a sound stream (a video) together with its own "
+                          "soundtrack (the model needs an audio input)")
     cap.add_argument("--companion", action="append", metavar="FILE",
                      help="a file the input needs beside it (the RGB image of a depth or normal map, "
                           "the ROI mask of an fMRI volume); repeat for several")

@@ -122,6 +122,10 @@ class ModalitySpec:
     # video, audio) or a list of these; the demo shows it beside the answer. Import heavy
     # libraries (matplotlib) inside it, not at the top of the modality's module.
     preview: Callable[[list[Path]], Any] | None = None
+    # Other modalities a file of this one holds, each read from the same file by its own
+    # loader: a video's soundtrack is ("audio",). `onellm caption --with-audio` and the demo
+    # offer them as further inputs beside the file.
+    streams: tuple[str, ...] = ()
 
     def caption_prompt(self) -> str:
         return self.prompt.format(name=self.name)

@@ -226,7 +226,7 @@ def test_a_silent_video_asked_with_its_sound_says_what_to_do(served, tmp_path):
     with pytest.raises(client_lib.exceptions.AppError) as caught:
         client.predict(file, None, "video", [], *SETTINGS, True, api_name="/caption")
     assert str(caught.value) == ("clip.mp4: audio: no audio stream; "
-                                 "untick \"use the video's sound\" to ask about its pictures alone")
+                                 "untick \"use the file's audio too\" to ask about the upload alone")
 
 
 def test_each_input_is_previewed(tmp_path):

@@ -193,7 +193,9 @@ def preview(paths: list[Path]) -> list[Figure | Path]:
     fig = Figure(figsize=(6, 2.6), layout="constrained")
     ax = fig.add_subplot()
     if len(wave) >= 512:
-        ax.specgram(wave, Fs=rate, NFFT=512, noverlap=384, cmap="magma")
+        # Digital silence (an AAC track's leading padding) has zero power: -inf dB, drawn dark.
+        with np.errstate(divide="ignore"):
+            ax.specgram(wave, Fs=rate, NFFT=512, noverlap=384, cmap="magma")
     ax.set(xlabel="time (s)", ylabel="frequency (Hz)", title=f"{paths[0].name}: {len(wave) / rate:.1f} s at {rate} Hz")
     return [fig, Path(paths[0])]
 

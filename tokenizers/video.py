@@ -287,4 +287,5 @@ VIDEO = ModalitySpec(
     description="frames through the encoder's patch conv, averaged over time",
     synthesize=synthesize,
     preview=preview,
+    streams=("audio",),
 )

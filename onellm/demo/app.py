@@ -2,8 +2,9 @@
 about it, and see how the router spread the input over the experts.
 
 Everything modality-specific comes from the registry (extensions, companions, caption
-prompt, preview); the page itself knows no modality by name but one pair: a video upload
-can be asked about together with its own sound, as a second (audio) input."""
+prompt, preview, the other streams a file holds); the page itself knows no modality by name.
+A file that holds other modalities' streams (a video's soundtrack) can be asked about together
+with them, as further inputs."""
 from __future__ import annotations
 
 import mimetypes
@@ -30,9 +31,8 @@ if TYPE_CHECKING:
 # What a loader or previewer raises for a file it cannot use (BadInputError is a ValueError).
 INPUT_ERRORS = (ValueError, OSError)
 PREVIEW_KINDS = ("plot", "image", "video", "audio")
-# A video file's soundtrack, read by the audio loader, is the optional second input.
-VIDEO, AUDIO = "video", "audio"
-SOUND_LABEL = "use the video's sound"
+# The box that adds the streams a file holds (ModalitySpec.streams) as further inputs.
+STREAMS_LABEL = "use the file's {streams} too"
 Message = dict[str, Any]
 
 
@@ -41,7 +41,8 @@ class _Input(NamedTuple):
 
     modality: str
     paths: list[Path]
-    soundtrack: bool = False
+    stream: bool = False  # another modality's stream of the upload (a video's soundtrack)
+    source: str = ""  # the upload's own modality, for a stream
 
 
 def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | None = None) -> gr.Blocks:
@@ -70,9 +71,11 @@ def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | Non
         return _previews(modality, file, companion, sound)
 
     def sound_reset(modality: str) -> dict[str, Any]:
-        """A new upload or modality starts as one input; the box is offered for a video when
-        the model hears too."""
-        return gr.update(value=False, visible=modality == VIDEO and AUDIO in choices)
+        """A new upload or modality starts as one input; the box is offered when the file holds
+        other streams (a video's sound) that the model takes too."""
+        streams = get_modality(modality).streams
+        return gr.update(value=False, visible=bool(streams) and all(s in choices for s in streams),
+                         label=_streams_label(modality))
 
     def caption(file, companion, modality, history, max_new_tokens, temperature, top_p,
                 sound=False) -> Iterator[list[Any]]:
@@ -96,7 +99,7 @@ def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | Non
             with gr.Column(scale=2):
                 file = gr.File(label="input file", type="filepath", elem_id="file")
                 modality = gr.Dropdown(choices, value=choices[0], label="modality", elem_id="modality")
-                sound = gr.Checkbox(False, label=SOUND_LABEL, visible=False, elem_id="sound")
+                sound = gr.Checkbox(False, label=_streams_label(choices[0]), visible=False, elem_id="sound")
                 companion = gr.File(type="filepath", **_companion_props(choices[0]))
                 plot = gr.Plot(label="preview", show_label=False, visible=False, elem_classes="preview")
                 image = gr.Image(label="preview", visible=False, interactive=False, elem_classes="preview")
@@ -187,19 +190,24 @@ def _load(model: "OneLLM", item: _Input, meta: dict[str, Any] | None) -> "torch.
     try:
         return load_input(item.paths, item.modality, model.tokenizers[item.modality], meta=meta)
     except Exception as err:  # load_input names the file; anything else still ends this request only
-        hint = f"; untick \"{SOUND_LABEL}\" to ask about its pictures alone" if item.soundtrack else ""
+        hint = f"; untick \"{_streams_label(item.source)}\" to ask about the upload alone" if item.stream else ""
         raise gr.Error(_for_user(err, item.paths) + hint, duration=None, print_exception=False) from err
 
 
+def _streams_label(modality: str) -> str:
+    return STREAMS_LABEL.format(streams=" and ".join(get_modality(modality).streams) or "other streams")
+
+
 def _modalities(modality: str, sound: bool) -> list[str]:
-    """The prompt's inputs: the upload's modality, and audio after a video asked with its sound."""
-    return [modality, AUDIO] if sound and modality == VIDEO else [modality]
+    """The prompt's inputs: the upload's modality, then, with `sound`, the other streams its
+    file holds (a video's soundtrack)."""
+    return [modality, *get_modality(modality).streams] if sound else [modality]
 
 
 def _inputs(modality: str, file: str, companion: str | None, sound: bool = False) -> list[_Input]:
-    """The upload as `modality` (with its companion), then, with `sound`, its own soundtrack."""
+    """The upload as `modality` (with its companion), then, with `sound`, its other streams."""
     inputs = [_Input(modality, _paths(modality, file, companion))]
-    inputs += [_Input(m, [Path(file)], soundtrack=True) for m in _modalities(modality, sound)[1:]]
+    inputs += [_Input(m, [Path(file)], stream=True, source=modality) for m in _modalities(modality, sound)[1:]]
     return inputs
 
 
