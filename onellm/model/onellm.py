@@ -184,14 +184,14 @@ class OneLLM(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Text embeddings with each placeholder run overwritten by its input's tokens, and
         the router weights per modality. Each modality is encoded once for the whole batch."""
-        embeds = self.llm.get_input_embeddings()(input_ids)
-        encoded = {m: self.encode(m, x) for m, x in inputs.tensors.items()}
         expected = len(inputs) * self.processor.num_modality_tokens
         if int(modality_mask.sum()) != expected:
             raise ValueError(
                 f"the text has {int(modality_mask.sum())} modality positions for {len(inputs)} inputs "
                 f"of {self.processor.num_modality_tokens} tokens each"
             )
+        embeds = self.llm.get_input_embeddings()(input_ids)
+        encoded = {m: self.encode(m, x) for m, x in inputs.tensors.items()}
         if not encoded:
             return embeds, {}
         runs = inputs.gather({m: tokens for m, (tokens, _) in encoded.items()})
@@ -270,10 +270,13 @@ class OneLLM(nn.Module):
             prompt = self.processor.prompt(question or caption_prompt(modalities), modalities=modalities)
         device = self.encoder.image_pos_embed.device
         batch = {k: v.to(device) for k, v in self.processor([prompt] * size).items()}
-        per_sample = [[(m, x[i]) for m, x in pairs] for i in range(size)]
+        if len(set(modalities)) == len(modalities):  # each modality's batch as it is, no copy
+            given = ModalityBatch(dict(pairs), [(m, i) for i in range(size) for m in modalities])
+        else:
+            given = ModalityBatch.of_samples([[(m, x[i]) for m, x in pairs] for i in range(size)])
         generate_kwargs.setdefault("max_new_tokens", 32)
         generate_kwargs.setdefault("do_sample", False)
-        ids = self.generate(**batch, inputs=ModalityBatch.of_samples(per_sample).to(device), **generate_kwargs)
+        ids = self.generate(**batch, inputs=given.to(device), **generate_kwargs)
         return self.processor.decode(ids)
 
     # router statistics -------------------------------------------------------------------
