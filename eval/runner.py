@@ -183,7 +183,7 @@ def score(task: EvalTask, items: list[EvalItem], predictions: dict[str, str],
     scored = [i for i in items if i.id in predictions]
     preds = {i.id: predictions[i.id] for i in scored}
     refs = {i.id: i.references for i in scored}
-    if task.kind == CAPTION:
+    if task.scored_as == CAPTION:
         labels = label_metrics(preds, refs, [i.references for i in split or items])
         if scorer is not None:
             return {**scorer(preds, refs), **labels}
@@ -278,7 +278,7 @@ def task_fits(model: "OneLLM", task: EvalTask) -> bool:
 
 
 def _skipped(task: EvalTask, scorer: CaptionScorer | None) -> dict[str, str]:
-    if task.kind != CAPTION:
+    if task.scored_as != CAPTION:
         return {}
     return skipped_metrics(scorer.spice if scorer is not None else spice_available())
 
@@ -305,7 +305,7 @@ def run_eval(model: "OneLLM", tasks: list[EvalTask], data_root: Path | None, out
     evaluate_task's (prompting, batch_size, max_samples, model_name, dtype)."""
     results = []
     with CaptionScorer() as scorer:
-        if any(t.kind == CAPTION for t in tasks):
+        if any(t.scored_as == CAPTION for t in tasks):
             scorer.warm_up()  # METEOR's Java start-up overlaps the generation
         for task in tasks:
             results.append(evaluate_task(model, task, data_root, out_dir, generation, scorer=scorer, **options))

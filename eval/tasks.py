@@ -37,10 +37,19 @@ class EvalTask:
     max_new_tokens: int | None = None
     description: str = ""
     data: Path | None = None  # a file the task always reads (a manifest task's); None: the run's data root
+    # CAPTION: a QA task whose answers are sentences, scored with the caption metrics (AVSD's
+    # dialog answers, as its papers report them); None: the metrics of its kind.
+    metrics: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in (CAPTION, QA):
-            raise ValueError(f"task {self.name}: kind must be {CAPTION!r} or {QA!r}, got {self.kind!r}")
+        if self.kind not in (CAPTION, QA) or self.metrics not in (None, CAPTION, QA):
+            raise ValueError(f"task {self.name}: kind and metrics must be {CAPTION!r} or {QA!r}, "
+                             f"got {self.kind!r} and {self.metrics!r}")
+
+    @property
+    def scored_as(self) -> str:
+        """CAPTION or QA: which metrics score the predictions."""
+        return self.metrics or self.kind
 
     def source(self, data_root: Path | str | None) -> Path:
         """What `read` is given: the task's own file, else the run's data root."""
@@ -84,9 +93,10 @@ _BENCHMARKS = [
              description="NSD subject-1 fMRI with COCO captions of the seen images"),
     EvalTask("music-avqa-test", "video+audio", QA, formats.read_music_avqa,
              description="MUSIC-AVQA test questions over a video and its soundtrack (accuracy)"),
-    # Dialog answers are sentences, not words: asked as the question alone, with room for one.
+    # Dialog answers are sentences, not words: asked as the question alone, with room for one,
+    # and scored as captions (BLEU, METEOR, ROUGE-L, CIDEr), as the AVSD papers report.
     EvalTask("avsd-test", "video+audio", QA, formats.read_avsd, prompt=MANIFEST_QA_PROMPT,
-             max_new_tokens=DEFAULT_MAX_NEW_TOKENS[CAPTION],
+             max_new_tokens=DEFAULT_MAX_NEW_TOKENS[CAPTION], metrics=CAPTION,
              description="AVSD (DSTC7) test dialogs, one item per turn, asked without the dialog history"),
     EvalTask("valor32k-test", "video+audio", CAPTION, formats.read_valor,
              description="VALOR-32K audio-visual captions, test split"),

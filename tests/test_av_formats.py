@@ -256,3 +256,13 @@ def test_onellm_eval_on_music_avqa_with_the_tiny_model(music_avqa: Path, tmp_pat
         result = json.loads((out / task / "results.json").read_text())
         assert result["modality"] == "video+audio" and result["skipped"] == 0 and result["samples"] == 2
         assert "accuracy" in result["metrics"]
+
+
+def test_avsd_answers_are_scored_as_captions(avsd: Path) -> None:
+    from onellm.eval.runner import score
+
+    task = get_task("avsd-test")
+    items = task.items(avsd)
+    assert task.kind == "qa" and task.scored_as == "caption"
+    metrics = score(task, items, {i.id: i.references[0] for i in items})
+    assert metrics["CIDEr"] > 1.0 and "accuracy" not in metrics
