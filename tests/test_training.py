@@ -128,9 +128,12 @@ class KillAt(Callback):
 
 def _stage_config(tmp: Path, data: Path, steps: int, every: int, batch_size: int) -> Path:
     config = {
-        "model": {"model": "tiny", "modalities": ["image", "audio", "fmri"], "lr": 2e-3, "warmup_steps": 2},
+        "model": {"model": "tiny", "modalities": ["image", "audio", "fmri", "video"], "lr": 2e-3,
+                  "warmup_steps": 2},
+        # Single inputs and video+audio samples (two inputs each) interleaved batch by batch.
         "data": {"batch_size": batch_size, "seed": 3, "datasets": [
-            {"manifest": str(data / f"{m}.jsonl"), "modality": m} for m in ("image", "audio", "fmri")]},
+            *({"manifest": str(data / f"{m}.jsonl"), "modality": m} for m in ("image", "audio", "fmri")),
+            {"manifest": str(data / "audiovisual.jsonl"), "modality": "video+audio"}]},
         "checkpoint": {"every_n_train_steps": every},
         "trainer": {"max_steps": steps, "log_every_n_steps": 1, "limit_val_batches": 0,
                     "enable_progress_bar": False, "enable_model_summary": False, "accelerator": "cpu"},
@@ -198,7 +201,7 @@ def test_kill_9_at_any_step_resumes_to_the_same_losses(tmp_path):
 
 def test_kill_9_under_two_process_ddp_resumes_to_the_same_losses(tmp_path):
     records = _resume_matches(tmp_path, steps=12, every=4, kills=[6], devices=2)
-    assert len(records[0]["steps"]) == 12
+    assert len(records[0]["steps"]) == 12 and "video+audio" in {m for _, m in records[0]["steps"]}
     assert records[0]["steps"] == records[1]["steps"]
     assert records[0]["trained_weights_sha256"] == records[1]["trained_weights_sha256"]
 
