@@ -292,3 +292,34 @@ def test_a_video_without_sound_is_one_bad_sample(model: OneLLM, tmp_path: Path) 
     assert str(tmp_path / "silent.mp4") in bad.reason and "audio" in bad.reason
     batch = TextForSamples(model.processor, "caption")([bad, (*dataset[1], 0.0)])
     assert batch["ids"] == ["sound"] and batch["bad"] == [bad] and len(batch["inputs"]) == 2
+
+
+def test_eval_asks_with_both_inputs_or_the_ones_kept(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`onellm eval --manifest` on video+audio samples asks with both inputs; `--inputs video`
+    asks the same items with the video alone, reported as <task>@video."""
+    from onellm.cli import main
+    from onellm.data.synth.world import synthesize_world
+
+    manifest = synthesize_world(tmp_path / "w", per_modality=2, modalities=["video", "audio"],
+                                split_fractions=(0, 0, 1), progress=False)["audiovisual"]
+    asked: list[list[str]] = []
+    real = OneLLM.generate
+
+    def spy(self, *args, inputs=None, **kwargs):
+        asked.append([m for m, _ in inputs.order])
+        return real(self, *args, inputs=inputs, **kwargs)
+
+    monkeypatch.setattr(OneLLM, "generate", spy)
+    for extra, folder in (([], "both"), (["--inputs", "video"], "video")):
+        argv = ["eval", "--model", "tiny", "--manifest", str(manifest), "--out", str(tmp_path / folder),
+                "--max-new-tokens", "2", "--batch-size", "8", *extra]
+        assert main(argv) == 0, capsys.readouterr().err
+    suffix = "@video"
+    both, video = asked[: len(asked) // 2], asked[len(asked) // 2:]
+    assert all(order == ["video", "audio"] * (len(order) // 2) for order in both)
+    assert all(set(order) == {"video"} for order in video)
+    results = json.loads((tmp_path / "video" / "results.json").read_text())
+    names = {r["task"] for r in results["tasks"]}
+    assert names == {f"manifest-caption-audiovisual{suffix}", f"manifest-qa-audiovisual{suffix}"}
+    qa = json.loads((tmp_path / "video" / f"manifest-qa-audiovisual{suffix}" / "results.json").read_text())
+    assert qa["total"] == 8 and set(qa["metrics"]) >= {"accuracy[visual]", "accuracy[audio]"}
