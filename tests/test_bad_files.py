@@ -297,7 +297,8 @@ def test_dataset_turns_every_bad_file_into_a_bad_sample(cases):
             assert item.id == case.name and case.paths[0].name in item.reason and item.problem, item
         else:
             assert case.expect != "bad", case.name
-            assert item[1].shape == tokenizers[case.modality].input_shape and torch.isfinite(item[1]).all()
+            (x,) = item[1]  # one input per sample
+            assert x.shape == tokenizers[case.modality].input_shape and torch.isfinite(x).all()
         if case.expect != "good":
             tally.setdefault(case.modality, Counter())["bad" if isinstance(item, BadSample) else "valid"] += 1
     print("\ndamaged files per modality:", {m: dict(c) for m, c in tally.items()})
