@@ -6,7 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -18,28 +17,16 @@ from onellm.data.manifest import read_manifest
 from onellm.errors import BadInputError
 from onellm.eval.tasks import get_task
 from onellm.inputs import load_input
+from onellm.tokenizers.video import write_mp4
 
 
 def write_av(path: Path, seed: int = 0, seconds: float = 1.0, fps: int = 8, rate: int = 16000) -> Path:
     """A tiny video with an AAC soundtrack: both streams of one file, as the benchmarks ship."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("mpeg4", rate=fps)
-        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
-        audio = container.add_stream("aac", rate=rate)  # every stream before the first packet
-        audio.layout = "mono"
-        for _ in range(int(seconds * fps)):
-            frame = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
-            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(video.encode())
-        t = np.arange(int(seconds * rate)) / rate
-        wave = (0.3 * np.sin(2 * np.pi * (220 + 110 * seed) * t)).astype(np.float32)
-        for start in range(0, len(wave), 1024):  # AAC's frame size
-            chunk = av.AudioFrame.from_ndarray(wave[None, start:start + 1024], format="fltp", layout="mono")
-            chunk.sample_rate, chunk.pts = rate, start
-            container.mux(audio.encode(chunk))
-        container.mux(audio.encode())
+    frames = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(int(seconds * fps))]
+    t = np.arange(int(seconds * rate)) / rate
+    write_mp4(path, frames, fps, sound=((0.3 * np.sin(2 * np.pi * (220 + 110 * seed) * t)).astype(np.float32), rate))
     return path
 
 

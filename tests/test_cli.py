@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from media_files import bar_clip
 from onellm.cli import main
 
 
@@ -155,29 +156,6 @@ def test_caption_asks_as_the_model_was_trained_unless_told(tmp_path, capsys, mon
     assert "--bare-prompt asks nothing" in capsys.readouterr().err
 
 
-def _clip(path, sound: bool = True):
-    """A 2 s mp4: a bar moving right over 20 frames and, with `sound`, a 440 Hz tone in AAC."""
-    import av
-
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("mpeg4", rate=10)
-        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        audio = container.add_stream("aac", rate=16000, layout="mono") if sound else None
-        for i in range(20):
-            frame = np.full((48, 64, 3), 20, np.uint8)
-            frame[:, 2 * i : 2 * i + 12] = (200, 80, 30)
-            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(video.encode())
-        if audio is not None:
-            wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(32000) / 16000)).astype(np.float32)
-            for start in range(0, wave.size, 1024):
-                chunk = av.AudioFrame.from_ndarray(wave[None, start : start + 1024], format="fltp", layout="mono")
-                chunk.sample_rate = 16000
-                container.mux(audio.encode(chunk))
-            container.mux(audio.encode())
-    return path
-
-
 def _expected(model, inputs: dict) -> str:
     from onellm.inputs import load_input
 
@@ -198,7 +176,7 @@ def tiny(tmp_path_factory):
 def test_caption_together_is_one_prompt_of_all_the_files(tmp_path, capsys, tiny):
     import soundfile
 
-    clip = _clip(tmp_path / "clip.mp4")
+    clip = bar_clip(tmp_path / "clip.mp4")
     soundfile.write(tmp_path / "tone.wav", np.sin(np.arange(16000) / 5).astype(np.float32) * 0.3, 16000)
     files = [str(clip), str(tmp_path / "tone.wav")]
     model, directory = tiny
@@ -215,7 +193,7 @@ def test_caption_together_is_one_prompt_of_all_the_files(tmp_path, capsys, tiny)
 
 
 def test_with_audio_asks_each_video_with_its_own_sound(tmp_path, capsys, tiny):
-    clip = _clip(tmp_path / "clip.mp4")
+    clip = bar_clip(tmp_path / "clip.mp4")
     Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "a.png")
     model, directory = tiny
     assert main(["caption", "--model", directory, "--max-new-tokens", "4", "--with-audio", str(clip),
@@ -226,7 +204,7 @@ def test_with_audio_asks_each_video_with_its_own_sound(tmp_path, capsys, tiny):
 
 
 def test_with_audio_tells_of_a_silent_video_and_goes_on(tmp_path, capsys):
-    silent, clip = _clip(tmp_path / "silent.mp4", sound=False), _clip(tmp_path / "clip.mp4")
+    silent, clip = bar_clip(tmp_path / "silent.mp4", sound=False), bar_clip(tmp_path / "clip.mp4")
     assert main(["caption", "--max-new-tokens", "2", "--with-audio", str(silent), str(clip)]) == 2
     captured = capsys.readouterr()
     assert captured.err == (f"onellm caption: error: {silent}: audio: no audio stream; "

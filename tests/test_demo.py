@@ -14,6 +14,7 @@ from transformers import GenerationConfig
 gr = pytest.importorskip("gradio")
 client_lib = pytest.importorskip("gradio_client")
 
+from media_files import bar_clip  # noqa: E402
 from onellm import OneLLM  # noqa: E402
 from onellm.demo.app import build_app  # noqa: E402
 from onellm.demo.chat import modality_choices, stream_answer  # noqa: E402
@@ -41,27 +42,7 @@ def _image(d: Path, rng) -> list[Path]:
 
 def _video(d: Path, rng, sound: bool = False) -> list[Path]:
     """Two seconds of a bar moving right; with `sound`, a 440 Hz tone in an AAC stream beside it."""
-    import av
-
-    path = d / "clip.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        audio = container.add_stream("aac", rate=16000, layout="mono") if sound else None  # before any muxing
-        for i in range(20):
-            frame = np.full((48, 64, 3), 20, np.uint8)
-            frame[:, 2 * i : 2 * i + 12] = (200, 80, 30)  # a bar moving right
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-        if audio is not None:
-            wave = 0.3 * np.sin(2 * np.pi * 440 * np.arange(32000) / 16000) + 0.01 * rng.standard_normal(32000)
-            for start in range(0, wave.size, 1024):
-                chunk = av.AudioFrame.from_ndarray(wave[None, start : start + 1024].astype(np.float32),
-                                                   format="fltp", layout="mono")
-                chunk.sample_rate = 16000
-                container.mux(audio.encode(chunk))
-            container.mux(audio.encode())
-    return [path]
+    return [bar_clip(d / "clip.mp4", sound=sound)]
 
 
 def _audio(d: Path, rng) -> list[Path]:

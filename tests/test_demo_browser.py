@@ -19,6 +19,7 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+from media_files import bar_clip  # noqa: E402
 from onellm import OneLLM  # noqa: E402
 from onellm.demo.app import build_app  # noqa: E402
 from onellm.registry import get_modality  # noqa: E402
@@ -93,28 +94,6 @@ def test_upload_caption_and_screenshot(page, tmp_path):
         assert np.asarray(img.convert("L")).std() > 10  # a rendered page, not a blank one
 
 
-def _clip_with_sound(path: Path) -> Path:
-    """Two seconds of a bar moving right, with a 440 Hz tone in an AAC stream."""
-    import av
-
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("mpeg4", rate=10)
-        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        audio = container.add_stream("aac", rate=16000, layout="mono")
-        for i in range(20):
-            frame = np.full((48, 64, 3), 20, np.uint8)
-            frame[:, 2 * i : 2 * i + 12] = (200, 80, 30)
-            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(video.encode())
-        wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(32000) / 16000)).astype(np.float32)
-        for start in range(0, wave.size, 1024):
-            chunk = av.AudioFrame.from_ndarray(wave[None, start : start + 1024], format="fltp", layout="mono")
-            chunk.sample_rate = 16000
-            container.mux(audio.encode(chunk))
-        container.mux(audio.encode())
-    return path
-
-
 def _shown(driver, selector: str) -> list:
     return [e for e in driver.find_elements(By.CSS_SELECTOR, selector) if e.is_displayed()]
 
@@ -123,7 +102,7 @@ def test_a_video_is_asked_about_with_its_sound(page, tmp_path):
     wait = WebDriverWait(page, 30)
     assert not _shown(page, "#sound input[type=checkbox]")  # offered for a video only
     upload = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#file input[type=file]"))
-    upload.send_keys(str(_clip_with_sound(tmp_path / "clip.mp4")))
+    upload.send_keys(str(bar_clip(tmp_path / "clip.mp4")))
     box = wait.until(lambda d: _shown(d, "#sound input[type=checkbox]"))[0]
     assert page.find_element(By.CSS_SELECTOR, "#modality input").get_attribute("value") == "video"
     wait.until(lambda d: _shown(d, ".preview video"))
