@@ -9,7 +9,7 @@ from typing import Any
 
 from ...errors import BadInputError
 from ..manifest import Sample, joined_modality, split_modality
-from .common import Media, file_sample
+from .common import Media, file_sample, load_json
 
 MODALITY = "video+audio"
 MODALITY_HELP = "default: video+audio, a video and its soundtrack as two inputs; video or audio keeps one"
@@ -28,6 +28,19 @@ def streams(modality: str | None) -> list[str]:
         raise ValueError(f"--modality {modality!r}: a video gives only video and audio inputs (once each), "
                          "e.g. video+audio, video or audio")
     return chosen
+
+
+def read_annotation(path: Path, split: str | None, modality: str | None) -> tuple[list[str], str, Any]:
+    """What every audio-visual converter starts from: the streams to write, the split and the
+    parsed annotation file."""
+    return streams(modality), split_from_name(path, split), load_json(path)
+
+
+def json_list(rows: Any, what: str) -> list:
+    """`rows` when the file's top level is a list (of `what`)."""
+    if not isinstance(rows, list):
+        raise ValueError(f"expected a JSON list of {what}, got {type(rows).__name__}")
+    return rows
 
 
 def split_from_name(path: Path, split: str | None) -> str:

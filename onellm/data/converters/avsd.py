@@ -19,8 +19,8 @@ from typing import Any, Iterator
 
 from ..manifest import Sample
 from .av_common import MODALITY, MODALITY_HELP  # noqa: F401 (the converter's, as for every A/V format)
-from .av_common import VideoNames, split_from_name, streams, video_file, video_sample
-from .common import Media, load_json, need, progress
+from .av_common import VideoNames, read_annotation, video_file, video_sample
+from .common import Media, need, progress
 
 HELP = "AVSD dialogs JSON (train_set4DSTC7-AVSD.json, ...) over Charades videos"
 HIDDEN = "__UNDISCLOSED__"
@@ -31,9 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def samples(path: Path, media: Media, split: str | None = None, modality: str | None = None) -> Iterator[Sample]:
-    chosen = streams(modality)
-    split = split_from_name(path, split)
-    data = load_json(path)
+    chosen, split, data = read_annotation(path, split, modality)
     dialogs = need(data, "dialogs", list, "top level")
     names = VideoNames(media.root)
     seen: Counter[str] = Counter()  # a video with two dialogs gets two ids

@@ -20,8 +20,8 @@ from typing import Any, Iterator
 
 from ..manifest import Sample
 from .av_common import MODALITY, MODALITY_HELP  # noqa: F401 (the converter's, as for every A/V format)
-from .av_common import VideoNames, split_from_name, streams, video_file, video_sample
-from .common import Media, load_json, need, progress
+from .av_common import VideoNames, json_list, read_annotation, video_file, video_sample
+from .common import Media, need, progress
 
 HELP = "MUSIC-AVQA questions JSON (avqa-train.json, avqa-val.json, avqa-test.json)"
 SLOT = re.compile(r"<[^<>]*>")  # "<Object>", "<LR>": what templ_values fill
@@ -32,11 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def samples(path: Path, media: Media, split: str | None = None, modality: str | None = None) -> Iterator[Sample]:
-    chosen = streams(modality)
-    split = split_from_name(path, split)
-    rows = load_json(path)
-    if not isinstance(rows, list):
-        raise ValueError(f"expected a JSON list of questions, got {type(rows).__name__}")
+    chosen, split, rows = read_annotation(path, split, modality)
+    rows = json_list(rows, "questions")
     questions: dict[str, list[dict[str, Any]]] = {}  # video id -> its questions, in file order
     for i, row in enumerate(progress(rows, len(rows), f"music-avqa {path.name}")):
         where = f"[{i}]"

@@ -12,8 +12,8 @@ from typing import Iterator
 
 from ..manifest import Sample
 from .av_common import MODALITY, MODALITY_HELP  # noqa: F401 (the converter's, as for every A/V format)
-from .av_common import VideoNames, split_from_name, streams, video_file, video_sample
-from .common import Media, load_json, need, progress
+from .av_common import VideoNames, json_list, read_annotation, video_file, video_sample
+from .common import Media, need, progress
 
 HELP = "VALOR-32K descriptions JSON (desc_train.json, desc_val.json, desc_test.json)"
 
@@ -23,11 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def samples(path: Path, media: Media, split: str | None = None, modality: str | None = None) -> Iterator[Sample]:
-    chosen = streams(modality)
-    split = split_from_name(path, split)
-    rows = load_json(path)
-    if not isinstance(rows, list):
-        raise ValueError(f"expected a JSON list of {{video_id, desc}}, got {type(rows).__name__}")
+    chosen, split, rows = read_annotation(path, split, modality)
+    rows = json_list(rows, "{video_id, desc}")
     captions: dict[str, list[str]] = {}  # video id -> its descriptions, in file order
     seen: set[str] = set()
     for i, row in enumerate(progress(rows, len(rows), f"valor {path.name}")):
