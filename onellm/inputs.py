@@ -2,6 +2,7 @@
 files through the modality's registered loader."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -11,6 +12,10 @@ from .errors import BadInputError, describe
 from .modality import LoadContext, ModalityTokenizer
 from .readers import npy_shape, read_npy
 from .registry import get_modality
+from .sources import FileSource, MemoryFile, as_source
+
+# One file, rather than a list of them.
+_ONE_FILE = (str, os.PathLike, MemoryFile)
 
 
 def guess_modality(path: Path, tokenizers: dict[str, ModalityTokenizer | LoadContext]) -> str:
@@ -32,7 +37,7 @@ def guess_modality(path: Path, tokenizers: dict[str, ModalityTokenizer | LoadCon
 
 
 def load_input(
-    paths: Sequence[Path] | Path,
+    paths: Sequence[FileSource | str] | FileSource | str,
     modality: str,
     tokenizer: ModalityTokenizer | LoadContext,
     train: bool = False,
@@ -48,12 +53,12 @@ def load_input(
             raise BadInputError(err.path, err.problem, modality) from err
         raise
     if not torch.isfinite(x).all():
-        raise BadInputError(Path(paths if isinstance(paths, (str, Path)) else paths[0]),
+        raise BadInputError(as_source(paths if isinstance(paths, _ONE_FILE) else paths[0]),
                             "the input holds NaN or infinite values", modality)
     return x
 
 
-def require_file(path: Path) -> None:
+def require_file(path: FileSource) -> None:
     """BadInputError unless `path` is an existing file (a directory says so)."""
     if path.is_dir():
         raise BadInputError(path, "is a directory; pass the files in it")
@@ -61,9 +66,9 @@ def require_file(path: Path) -> None:
         raise BadInputError(path, "no such file")
 
 
-def _load(paths: Sequence[Path | str] | Path | str, modality: str, ctx: LoadContext, train: bool,
+def _load(paths: Sequence[FileSource | str] | FileSource | str, modality: str, ctx: LoadContext, train: bool,
           meta: dict | None) -> torch.Tensor:
-    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    paths = [as_source(p) for p in ([paths] if isinstance(paths, _ONE_FILE) else paths)]
     if not paths:
         raise ValueError(f"no files given for a {modality} input")
     for path in paths:
@@ -89,14 +94,14 @@ def _load(paths: Sequence[Path | str] | Path | str, modality: str, ctx: LoadCont
     return x
 
 
-def _load_raw(path: Path, modality: str, ctx: LoadContext) -> torch.Tensor:
+def _load_raw(path: FileSource, modality: str, ctx: LoadContext) -> torch.Tensor:
     x = torch.from_numpy(read_npy(path))
     if tuple(x.shape) != tuple(ctx.input_shape):
         raise BadInputError(path, f"array of shape {list(x.shape)}, but {modality} input is {list(ctx.input_shape)}")
     return x
 
 
-def _is_raw_tensor(path: Path, tokenizer: ModalityTokenizer | LoadContext) -> bool:
+def _is_raw_tensor(path: FileSource, tokenizer: ModalityTokenizer | LoadContext) -> bool:
     """A .npy that already holds the tokenizer's input shape (used as is when the loader
     cannot read it as a file of its own format)."""
     return path.suffix.lower() == ".npy" and npy_shape(path) == tuple(tokenizer.input_shape)

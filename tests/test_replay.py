@@ -1,10 +1,11 @@
 """The replay sampler: weights, determinism, resumption, agreement across ranks."""
 import collections
+import pickle
 
 import pytest
 
 from onellm.training.datamodule import _replay_shares
-from onellm.training.replay import ReplayBatchSampler
+from onellm.training.replay import ReplayBatchSampler, Shuffle
 
 SIZES = {"image": 50, "audio": 30, "imu": 20}
 
@@ -45,10 +46,34 @@ def test_ranks_share_modality_and_split_samples():
     ranks = [list(ReplayBatchSampler(SIZES, {"image": 1, "audio": 1, "imu": 1}, 2, 40, rank=r, world_size=2))
              for r in range(2)]
     sampler = ReplayBatchSampler(SIZES, {"image": 1, "audio": 1, "imu": 1}, 2, 40)
+    taken = collections.Counter()
     for step, (b0, b1) in enumerate(zip(*ranks)):
-        lo = {"image": 0, "audio": 50, "imu": 80}[sampler.modality_at(step)]
+        m = sampler.modality_at(step)
+        lo = {"image": 0, "audio": 50, "imu": 80}[m]
         assert all(lo <= i < lo + 50 for i, _ in b0 + b1)
-        assert not {i for i, _ in b0} & {i for i, _ in b1}
+        first, taken[m] = taken[m] * 4, taken[m] + 1
+        if first // SIZES[m] == (first + 3) // SIZES[m]:  # within one pass: no sample twice
+            assert not {i for i, _ in b0} & {i for i, _ in b1}
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 1000, 4097])
+def test_shuffle_is_a_seeded_permutation(n):
+    order = [Shuffle(n, seed=5)[i] for i in range(n)]
+    assert sorted(order) == list(range(n))
+    if n >= 64:
+        assert order != [Shuffle(n, seed=6)[i] for i in range(n)]
+        assert order != sorted(order)
+        # shuffled, not a rotation or a stride: neighbours land far apart on average
+        assert sum(abs(a - b) for a, b in zip(order, order[1:])) / (n - 1) > n / 5
+
+
+def test_sampler_memory_does_not_grow_with_the_data():
+    small = ReplayBatchSampler({"image": 100}, {"image": 1}, 4, 10)
+    huge = ReplayBatchSampler({"image": 10**9}, {"image": 1}, 4, 10)
+    batches = list(huge)  # a billion samples: no table of indices is built
+    assert len(batches) == 10 and all(0 <= i < 10**9 for b in batches for i, _ in b)
+    list(small)
+    assert len(pickle.dumps(huge)) < 2 * len(pickle.dumps(small))
 
 
 def test_bad_configuration_is_explained():

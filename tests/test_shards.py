@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from onellm.data.manifest import Sample, read_manifest, write_manifest
 from onellm.data.shards import iter_shard_samples, materialized, pack_shards, split_shard_path
 from onellm.errors import BadInputError
+from onellm.sources import MemoryFile
 
 
 @pytest.fixture
@@ -49,17 +50,17 @@ def test_pack_writes_shards_and_manifest_of_members(packed) -> None:
             original.caption, original.meta, original.conversations, original.split)
 
 
-def test_resolver_gives_identical_bytes_and_cleans_up(packed) -> None:
+def test_resolver_gives_identical_bytes_in_memory(packed) -> None:
     originals, manifest = packed
     for row, original in zip(read_manifest(manifest), originals):
-        with materialized(row.paths()) as paths:
-            assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in original.paths()]
-            # loaders dispatch on suffixes: ".depth.png" must survive
-            assert [p.name.split(".", 1)[1] for p in paths] == [Path(f).name.split(".", 1)[1] for f in original.files]
-        assert not any(p.exists() for p in paths)
+        paths = materialized(row.paths())
+        assert all(isinstance(p, MemoryFile) for p in paths)  # no temporary files
+        assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in original.paths()]
+        # loaders dispatch on suffixes: ".depth.png" must survive
+        assert [p.name.split(".", 1)[1] for p in paths] == [Path(f).name.split(".", 1)[1] for f in original.files]
+        assert [str(p) for p in paths] == [str(p) for p in row.paths()]  # errors name the shard member
     plain = originals[0].paths()
-    with materialized(plain) as paths:
-        assert paths == plain
+    assert materialized(plain) == plain
 
 
 class _ShardBytes(Dataset):
@@ -70,8 +71,8 @@ class _ShardBytes(Dataset):
         return len(self.rows)
 
     def __getitem__(self, i: int) -> tuple[int, bytes, str]:
-        with materialized(self.rows[i].paths()) as paths:
-            return os.getpid(), paths[0].read_bytes(), str(paths[0])
+        paths = materialized(self.rows[i].paths())
+        return os.getpid(), paths[0].read_bytes(), str(paths[0])
 
 
 def test_resolver_works_in_dataloader_workers(packed) -> None:
@@ -80,7 +81,6 @@ def test_resolver_works_in_dataloader_workers(packed) -> None:
     got = list(loader)
     assert [data for _, data, _ in got] == [s.paths()[0].read_bytes() for s in originals]
     assert {pid for pid, _, _ in got} - {os.getpid()}  # read in the workers, not here
-    assert not any(Path(path).exists() for _, _, path in got)
 
 
 def test_iter_shard_samples_streams_from_files_and_pipes(packed) -> None:
@@ -113,22 +113,19 @@ def test_corrupted_and_truncated_shards_give_clear_errors(packed, tmp_path: Path
     data[:512] = os.urandom(512)
     garbage.write_bytes(bytes(data))
     with pytest.raises(BadInputError, match=r"garbage\.tar: not a readable tar shard"):
-        with materialized([Path(f"{garbage}#coco_0.png")]):
-            pass
+        materialized([Path(f"{garbage}#coco_0.png")])
     with pytest.raises(BadInputError, match=r"garbage\.tar: not a readable tar shard"):
         list(iter_shard_samples([garbage]))
 
     truncated = tmp_path / "truncated.tar"
     truncated.write_bytes(good.read_bytes()[:1600])  # ends inside the second sample
     with pytest.raises(BadInputError, match=r"truncated\.tar: truncated shard"):
-        with materialized([Path(f"{truncated}#coco_0.png")]):
-            pass
+        materialized([Path(f"{truncated}#coco_0.png")])
     with pytest.raises(BadInputError, match=r"truncated\.tar"):
         list(iter_shard_samples([truncated]))
 
     with pytest.raises(BadInputError, match=r"shard-00000\.tar#nope\.png: no such member"):
-        with materialized([Path(f"{good}#nope.png")]):
-            pass
+        materialized([Path(f"{good}#nope.png")])
     no_json = tmp_path / "no-json.tar"
     with tarfile.open(no_json, "w") as tar:
         tar.add(manifest.parent.parent / "src" / "img" / "0.png", arcname="k0.png")
@@ -151,7 +148,7 @@ def test_data_shards_command_packs_each_manifest_into_its_folder(packed, tmp_pat
     write_manifest(src / "image.jsonl", [s for s in originals if s.modality == "image"])
     write_manifest(src / "point.jsonl", [s for s in originals if s.modality == "point"])
     args = ["data", "shards", str(src / "image.jsonl"), str(src / "point.jsonl"), "--out", str(tmp_path / "cli"),
-            "--samples-per-shard", "2"]
+            "--format", "tar", "--samples-per-shard", "2"]
     assert main(args) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert sorted(p.name for p in (tmp_path / "cli" / "image").glob("*.tar")) == ["shard-00000.tar", "shard-00001.tar"]
@@ -160,5 +157,5 @@ def test_data_shards_command_packs_each_manifest_into_its_folder(packed, tmp_pat
         originals_here = read_manifest(src / f"{name}.jsonl")
         assert [r.id for r in rows] == [o.id for o in originals_here]
         for row, original in zip(rows, originals_here):
-            with materialized(row.paths()) as paths:
-                assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in original.paths()]
+            paths = materialized(row.paths())
+            assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in original.paths()]

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from onellm.config import OneLLMConfig
 from onellm.data.manifest import Sample, write_manifest
+from onellm.data.streamed import write_streamed
 from onellm.registry import get_modality
 from onellm.training.checkpoint_io import AtomicCheckpointIO
 from onellm.training.datamodule import OneLLMDataModule
@@ -126,14 +127,20 @@ class KillAt(Callback):
 '''
 
 
-def _stage_config(tmp: Path, data: Path, steps: int, every: int, batch_size: int) -> Path:
+def _entry(data: Path, name: str, modality: str, streamed: bool) -> dict:
+    if streamed:
+        return {"streamed": str(data.parent / "streamed" / name), "modality": modality}
+    return {"manifest": str(data / f"{name}.jsonl"), "modality": modality}
+
+
+def _stage_config(tmp: Path, data: Path, steps: int, every: int, batch_size: int, streamed: tuple = ()) -> Path:
     config = {
         "model": {"model": "tiny", "modalities": ["image", "audio", "fmri", "video"], "lr": 2e-3,
                   "warmup_steps": 2},
         # Single inputs and video+audio samples (two inputs each) interleaved batch by batch.
         "data": {"batch_size": batch_size, "seed": 3, "datasets": [
-            *({"manifest": str(data / f"{m}.jsonl"), "modality": m} for m in ("image", "audio", "fmri")),
-            {"manifest": str(data / "audiovisual.jsonl"), "modality": "video+audio"}]},
+            *(_entry(data, m, m, m in streamed) for m in ("image", "audio", "fmri")),
+            _entry(data, "audiovisual", "video+audio", "audiovisual" in streamed)]},
         "checkpoint": {"every_n_train_steps": every},
         "trainer": {"max_steps": steps, "log_every_n_steps": 1, "limit_val_batches": 0,
                     "enable_progress_bar": False, "enable_model_summary": False, "accelerator": "cpu"},
@@ -167,10 +174,13 @@ def _fit_run(tmp: Path, config: Path, name: str, kill_at: int | None = None, res
     return out
 
 
-def _resume_matches(tmp: Path, steps: int, every: int, kills: list[int], devices: int) -> list[dict]:
+def _resume_matches(tmp: Path, steps: int, every: int, kills: list[int], devices: int,
+                    streamed: tuple = ()) -> list[dict]:
     data = _write_world(tmp, per_modality=16)
     (data / "image" / "1.npy").write_bytes(b"\x93NUMPY broken")  # skipped, and remembered across kills
-    config = _stage_config(tmp, data, steps, every, batch_size=4 // devices)
+    for name in streamed:  # packed as `onellm data shards` does; the broken file goes in too
+        write_streamed(data / f"{name}.jsonl", data.parent / "streamed" / name, chunk_bytes="100kB")
+    config = _stage_config(tmp, data, steps, every, batch_size=4 // devices, streamed=streamed)
     _fit_run(tmp, config, "full", devices=devices)
     full = _losses(tmp / "runs" / "full" / "csv")
     assert [s for s, _ in full] == list(range(steps))
@@ -204,6 +214,16 @@ def test_kill_9_under_two_process_ddp_resumes_to_the_same_losses(tmp_path):
     assert len(records[0]["steps"]) == 12 and "video+audio" in {m for _, m in records[0]["steps"]}
     assert records[0]["steps"] == records[1]["steps"]
     assert records[0]["trained_weights_sha256"] == records[1]["trained_weights_sha256"]
+
+
+def test_kill_9_under_two_process_ddp_over_streamed_shards_resumes_to_the_same_losses(tmp_path):
+    # Image and video+audio stream from litdata chunks (several per split), audio and fMRI
+    # from manifests in memory, in one stage; killed mid-pass and resumed.
+    records = _resume_matches(tmp_path, steps=12, every=4, kills=[6], devices=2, streamed=("image", "audiovisual"))
+    assert {"image", "video+audio"} <= {m for _, m in records[0]["steps"]}
+    assert records[0]["steps"] == records[1]["steps"]
+    assert records[0]["trained_weights_sha256"] == records[1]["trained_weights_sha256"]
+    assert len(list((tmp_path / "data" / "streamed" / "image" / "train").glob("chunk-*.bin"))) > 1
 
 
 def test_bad_samples_are_skipped_and_counted(tmp_path):

@@ -19,6 +19,7 @@ from onellm.config import EncoderConfig
 from onellm.data.synth.common import pick
 from onellm.errors import BadInputError, describe
 from onellm.modality import LoadContext, ModalitySpec, ModalityTokenizer, TokenGrid, learned_pos_embed
+from onellm.sources import FileSource, readable
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -59,16 +60,16 @@ class AudioTokenizer(ModalityTokenizer):
         return TokenGrid(patches.unsqueeze(1), self.pos_embed)
 
 
-def read_first_channel(path: Path) -> tuple[np.ndarray, int]:
+def read_first_channel(path: FileSource) -> tuple[np.ndarray, int]:
     """float32 samples of the first channel (kaldi's default) and the sample rate. soundfile
     reads wav/flac/ogg; PyAV decodes the rest (mp3, m4a) without a system ffmpeg."""
     try:
-        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        data, rate = soundfile.read(readable(path), dtype="float32", always_2d=True)
         return data[:, 0], rate
     except (soundfile.LibsndfileError, RuntimeError, TypeError, MemoryError):
         pass  # MemoryError: a damaged header declares more samples than there are; PyAV streams
     try:
-        with av.open(str(path)) as container:
+        with av.open(readable(path)) as container:
             if not container.streams.audio:
                 raise BadInputError(path, "no audio stream")
             stream = container.streams.audio[0]
@@ -103,7 +104,7 @@ def spec_augment(x: torch.Tensor) -> torch.Tensor:
     return T.TimeMasking(TIME_MASK_AT_1024 * frames // 1024)(x)
 
 
-def load_audio(paths: list[Path], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+def load_audio(paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
     """[1, mel, frames]: fbank padded at the end or cropped to `frames`, transposed, normalised."""
     o = ctx.options
     samples, rate = read_first_channel(paths[0])

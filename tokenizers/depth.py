@@ -18,6 +18,7 @@ from onellm.data.synth.common import describe_solid, render_solid
 from onellm.errors import BadInputError
 from onellm.modality import LoadContext, ModalitySpec
 from onellm.readers import open_image, read_npy
+from onellm.sources import FileSource
 
 from .image import FrameTokenizer, crop_views, open_rgb
 
@@ -40,7 +41,8 @@ class ImageMapPairTokenizer(FrameTokenizer):
         self.options = options
 
 
-def load_pair(paths: list[Path], ctx: LoadContext, train: bool, read_map: Callable[[Path], Image.Image]) -> torch.Tensor:
+def load_pair(paths: list[FileSource], ctx: LoadContext, train: bool,
+              read_map: Callable[[FileSource], Image.Image]) -> torch.Tensor:
     """[2, 3, S, S]: frame 0 the RGB image (paths[1]), frame 1 the map (paths[0]) resized to
     the RGB image's size; ONE crop for both (centre, or the same random resized crop when
     training), so the two frames stay pixel-aligned, as the published loader does."""
@@ -68,7 +70,7 @@ def render_depth(depth: np.ndarray) -> Image.Image:
     return Image.fromarray(out).convert("RGB")
 
 
-def read_depth(path: Path) -> Image.Image:
+def read_depth(path: FileSource) -> Image.Image:
     """A 16-bit PNG (millimetres) or .npy (metres) is metric and gets rendered; an 8-bit
     image is taken as already rendered and converted to RGB, as the original does."""
     if path.suffix.lower() == ".npy":
@@ -82,7 +84,7 @@ def read_depth(path: Path) -> Image.Image:
     return open_rgb(path)
 
 
-def load_depth(paths: list[Path], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+def load_depth(paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
     return load_pair(paths, ctx, train, read_depth)
 
 

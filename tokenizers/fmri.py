@@ -2,6 +2,7 @@
 whose region of interest carries the pattern of the stimulus seen; the demo's voxel plot."""
 from __future__ import annotations
 
+import gzip
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,6 +18,7 @@ from onellm.data.synth.common import pick, save_atomic
 from onellm.errors import BadInputError, describe
 from onellm.modality import LoadContext, ModalitySpec, ModalityTokenizer, TokenGrid, learned_pos_embed
 from onellm.readers import MAX_ARRAY_VALUES, read_npy
+from onellm.sources import FileSource, MemoryFile
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -45,11 +47,9 @@ class FMRITokenizer(ModalityTokenizer):
         return TokenGrid(patches.unsqueeze(1), self.pos_embed)
 
 
-def _read_nifti(path: Path) -> np.ndarray:
-    import nibabel  # only volumes need it
-
+def _read_nifti(path: FileSource) -> np.ndarray:
     try:
-        image = nibabel.load(str(path))
+        image = _load_nifti(path)
         values = int(np.prod(image.shape, dtype=np.int64))
         if values > MAX_ARRAY_VALUES:  # before get_fdata allocates them
             limit = f"over the {MAX_ARRAY_VALUES:,}-value limit"
@@ -61,7 +61,38 @@ def _read_nifti(path: Path) -> np.ndarray:
         raise BadInputError(path, f"not a readable NIfTI file ({describe(err)})") from err
 
 
-def read_voxels(paths: list[Path]) -> np.ndarray:
+def _load_nifti(path: FileSource):
+    """nibabel.load's lazy image: the header read, the voxels not yet."""
+    import nibabel  # only volumes need it
+
+    return _nifti_from_memory(path) if isinstance(path, MemoryFile) else nibabel.load(str(path))
+
+
+def _nifti_from_memory(path: MemoryFile):
+    """What nibabel.load does with a NIfTI file, over bytes: its choice among the single-file
+    NIfTI classes by the header's magic, a .gz decompressed as it is read, its errors."""
+    import nibabel
+    from nibabel.filebasedimages import ImageFileError
+
+    if not path.data:
+        raise ImageFileError(f"Empty file: '{path}'")
+    gz = path.suffix.lower() == ".gz"
+    stream = gzip.GzipFile(fileobj=path.open("rb")) if gz else path.open("rb")
+    try:
+        head = stream.read(1024)
+    except (OSError, EOFError):  # nibabel.load tells a damaged .gz by its signature, below
+        head = b""
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        for klass in (nibabel.Nifti1Image, nibabel.Cifti2Image, nibabel.Nifti2Image):  # nibabel.load's order
+            if klass.header_class.may_contain_header(head):
+                stream.seek(0)
+                return klass.from_stream(stream)
+    if gz and not path.data.startswith(b"\x1f\x8b"):
+        raise ImageFileError(f"File {path} is not a gzip file")
+    raise ImageFileError(f'Cannot work out file type of "{path}"')
+
+
+def read_voxels(paths: list[FileSource]) -> np.ndarray:
     """A NIfTI volume (4-D: repetitions averaged) masked by its ROI mask (paths[1], nonzero
     voxels in C order), or an .npy voxel vector [V] / [repetitions, V] (averaged)."""
     path = paths[0]
@@ -87,7 +118,7 @@ def read_voxels(paths: list[Path]) -> np.ndarray:
     return volume[mask != 0]  # boolean indexing walks the volume in C order
 
 
-def load_fmri(paths: list[Path], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+def load_fmri(paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
     """[voxels]: the ROI's voxel vector, which must have exactly the configured length."""
     voxels = read_voxels(paths)
     want = ctx.options.voxels

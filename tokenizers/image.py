@@ -17,6 +17,7 @@ from onellm.config import EncoderConfig
 from onellm.data.synth.common import BACKGROUNDS, COLOURS, SHAPES_2D, article, canvas, draw_shape, pick
 from onellm.modality import LoadContext, ModalitySpec, ModalityTokenizer, TokenGrid
 from onellm.readers import open_image
+from onellm.sources import FileSource
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -61,7 +62,7 @@ class ImageTokenizer(FrameTokenizer):
         return super().tokenize(x.unsqueeze(1), encoder)
 
 
-def open_rgb(path: Path) -> Image.Image:
+def open_rgb(path: FileSource) -> Image.Image:
     """Any PIL mode (L, LA, P, RGBA, CMYK, 16-bit, float) and the first frame of animations -> RGB.
     Transparent areas become white; 16-bit and float images are scaled by their maximum."""
     with open_image(path) as img:
@@ -106,7 +107,7 @@ def crop_views(images: list[Image.Image], size: int, train: bool = False) -> tor
                         for im in images])
 
 
-def load_image(paths: list[Path], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+def load_image(paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
     return crop_views([open_rgb(paths[0])], ctx.encoder.image_size, train)[0]
 
 

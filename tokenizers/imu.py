@@ -18,6 +18,7 @@ from onellm.data.synth.common import pick, rotation
 from onellm.errors import BadInputError, describe
 from onellm.modality import LoadContext, ModalitySpec, ModalityTokenizer, TokenGrid, learned_pos_embed
 from onellm.readers import read_npy
+from onellm.sources import FileSource
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -64,7 +65,7 @@ class IMUTokenizer(ModalityTokenizer):
         return TokenGrid(patches.unsqueeze(1), self.pos_embed)
 
 
-def read_imu(path: Path, channels: int) -> tuple[np.ndarray, np.ndarray | None]:
+def read_imu(path: FileSource, channels: int) -> tuple[np.ndarray, np.ndarray | None]:
     """[N, channels] float32 samples and the timestamps in seconds when the file has them."""
     if path.suffix.lower() == ".npy":
         array, times = read_npy(path), None
@@ -85,7 +86,7 @@ def read_imu(path: Path, channels: int) -> tuple[np.ndarray, np.ndarray | None]:
     return array, times
 
 
-def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def _read_csv(path: FileSource) -> tuple[np.ndarray, np.ndarray | None]:
     """With a header, a `timestamp` (or `time`) column in seconds and the channel columns in
     file order; without one, channel columns only."""
     with path.open(encoding="utf-8") as f:
@@ -96,9 +97,10 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         header = False
     except ValueError:
         header = True
-    with warnings.catch_warnings():  # an empty table is reported as no samples, not warned about
-        warnings.filterwarnings("ignore", "loadtxt: input contained no data")
-        table = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, skiprows=int(header))
+    # An open file, not the name: a file held in memory has none that numpy could open.
+    with path.open(encoding="utf-8") as f, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "loadtxt: input contained no data")  # reported as no samples
+        table = np.loadtxt(f, delimiter=",", dtype=np.float64, ndmin=2, skiprows=int(header))
     time_cols = [i for i, n in enumerate(names) if header and n in ("timestamp", "time")]
     if not time_cols:
         return table.astype(np.float32), None
@@ -106,7 +108,7 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return table[:, rest].astype(np.float32), table[:, time_cols[0]]
 
 
-def sample_rate(path: Path, times: np.ndarray | None, meta: dict) -> float:
+def sample_rate(path: FileSource, times: np.ndarray | None, meta: dict) -> float:
     if meta.get("sample_rate"):
         return float(meta["sample_rate"])
     if times is None:
@@ -133,7 +135,7 @@ def resample(x: torch.Tensor, rate: int, target: int, padding: str = "zeros") ->
     return out[:, skip : skip + math.ceil(x.shape[1] * target / rate)]
 
 
-def load_imu(paths: list[Path], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+def load_imu(paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
     """[channels, samples] at 200 Hz: the optional meta start/end window (seconds from the
     first sample), resampled, then cropped or zero-padded at the end."""
     o, meta = ctx.options, meta or {}

@@ -13,6 +13,7 @@ from onellm.data.synth.common import describe_solid, render_solid
 from onellm.errors import BadInputError
 from onellm.modality import LoadContext, ModalitySpec
 from onellm.readers import read_npy
+from onellm.sources import FileSource
 
 from .depth import ImageMapPairTokenizer, beside_rgb, load_pair
 from .image import open_rgb
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def read_normal(path: Path) -> Image.Image:
+def read_normal(path: FileSource) -> Image.Image:
     """A PNG already stores (n + 1) / 2 * 255; an .npy [H, W, 3] (or [3, H, W]) of unit
     normals in [-1, 1] is mapped the same way."""
     if path.suffix.lower() != ".npy":
@@ -35,7 +36,7 @@ def read_normal(path: Path) -> Image.Image:
     return Image.fromarray(np.round(image).astype(np.uint8), "RGB")
 
 
-def load_normal(paths: list[Path], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+def load_normal(paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
     return load_pair(paths, ctx, train, read_normal)
 
 

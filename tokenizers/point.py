@@ -16,6 +16,7 @@ from onellm.data.synth.common import COLOURS, SOLIDS, article, pick, rotation, s
 from onellm.errors import BadInputError, describe
 from onellm.modality import LoadContext, ModalitySpec, ModalityTokenizer, TokenGrid, learned_pos_embed
 from onellm.readers import read_npy
+from onellm.sources import FileSource, os_path
 
 from .point_ops import farthest_point_sample, gather_points, knn_indices
 
@@ -68,7 +69,7 @@ class PointTokenizer(ModalityTokenizer):
         return torch.cat([xyz, rest], dim=-1)
 
 
-def read_cloud(path: Path) -> np.ndarray:
+def read_cloud(path: FileSource) -> np.ndarray:
     """[N, 6] float32: xyz then rgb in [0, 1] (zeros when the file has no colours)."""
     if path.suffix.lower() == ".npy":
         cloud = read_npy(path)
@@ -81,9 +82,10 @@ def read_cloud(path: Path) -> np.ndarray:
 
         if path.suffix.lower() == ".ply":
             check_ply(path)
-        # Quiet: a file it cannot read is reported below, as an empty cloud.
-        with open3d.utility.VerbosityContextManager(open3d.utility.VerbosityLevel.Error):
-            pcd = open3d.io.read_point_cloud(str(path))
+        # Quiet: a file it cannot read is reported below, as an empty cloud. The format goes by
+        # the suffix, as open3d's own guess does: a memory file's name has none.
+        with open3d.utility.VerbosityContextManager(open3d.utility.VerbosityLevel.Error), os_path(path) as name:
+            pcd = open3d.io.read_point_cloud(name, format=path.suffix[1:].lower())
         cloud = np.asarray(pcd.points, dtype=np.float32)
         colours = np.asarray(pcd.colors, dtype=np.float32) if pcd.has_colors() else np.zeros_like(cloud)
         cloud = np.concatenate([cloud, colours], axis=1)
@@ -100,7 +102,7 @@ _PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort"
               "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8}
 
 
-def check_ply(path: Path) -> None:
+def check_ply(path: FileSource) -> None:
     """Refuse a PLY file that open3d would trip on, before it reads it: its reader prints to
     stderr on a damaged file, reads a truncated one in part, and allocates whatever vertex
     count the header declares. The header must parse and the data must have room for every
@@ -150,7 +152,7 @@ def normalize_xyz(cloud: torch.Tensor) -> torch.Tensor:
     return torch.cat([xyz / radius, cloud[:, 3:]], dim=1)
 
 
-def load_point(paths: list[Path], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+def load_point(paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
     """[points, channels] from .ply/.pcd/.xyz (open3d) or .npy [N, 3] / [N, 6]."""
     o = ctx.options
     cloud = read_cloud(paths[0])

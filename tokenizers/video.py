@@ -24,6 +24,7 @@ from onellm.data.synth.common import BACKGROUNDS, COLOURS, SHAPES_2D, article, c
 from onellm.errors import BadInputError, describe
 from onellm.modality import LoadContext, ModalitySpec
 from onellm.readers import check_pixels
+from onellm.sources import FileSource, readable
 
 from .image import CLIP_MEAN, CLIP_STD, FrameTokenizer, crop_views
 
@@ -61,13 +62,13 @@ def clip_start_times(duration: float, clips: int) -> np.ndarray:
     return np.arange(clips) * max(duration - CLIP_SECONDS, 0.0) / clips
 
 
-def decode_clip_frames(path: Path, clips: int) -> list[Image.Image]:
+def decode_clip_frames(path: FileSource, clips: int) -> list[Image.Image]:
     """The first frame at or after each clip start. A video with fewer frames than clips (or
     shorter than a second) gives the same frame to several clips."""
     try:
-        with av.open(str(path)) as container:
+        with av.open(readable(path)) as container:
             duration = _duration(path, container)
-        with av.open(str(path)) as container:
+        with av.open(readable(path)) as container:
             stream = container.streams.video[0]
             if stream.codec_context.width and stream.codec_context.height:  # 0 when only decoding tells
                 check_pixels(path, stream.codec_context.width, stream.codec_context.height)
@@ -82,7 +83,7 @@ def decode_clip_frames(path: Path, clips: int) -> list[Image.Image]:
     return [frame.to_image() for frame in frames]
 
 
-def _duration(path: Path, container: av.container.InputContainer) -> float:
+def _duration(path: FileSource, container: av.container.InputContainer) -> float:
     """Seconds, from the stream or container header, else from the packet timestamps."""
     if not container.streams.video:
         raise BadInputError(path, "no video stream")
@@ -154,7 +155,7 @@ def three_crops(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.stack(crops, dim=1).flatten(0, 1)
 
 
-def load_video(paths: list[Path], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+def load_video(paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
     """[frames, 3, S, S]: clips x crops, clip-major. With crops=3 (the published setting) the
     crops are fixed in training too; with crops=1 training draws one random resized crop per
     video and evaluation takes the centre crop."""

@@ -1,6 +1,6 @@
 """`onellm data ...`: `synth` (the synthetic world), `convert` (your files or public datasets
 -> manifests), `merge` (manifests -> one), `check` (does every file load?) and `shards`
-(manifests -> tar shards)."""
+(manifests -> streamed litdata datasets, or WebDataset tar shards)."""
 from __future__ import annotations
 
 import argparse
@@ -30,12 +30,24 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _shards(args: argparse.Namespace) -> int:
     from .shards import pack_shards
+    from .streamed import write_streamed
 
+    status = 0
     for manifest in args.manifests:
         out = Path(args.out) / Path(manifest).stem if len(args.manifests) > 1 else Path(args.out)
-        packed = pack_shards(manifest, out, samples_per_shard=args.samples_per_shard)
-        print(f"{manifest} -> {len(list(packed.parent.glob('*.tar')))} shards, manifest {packed}")
-    return 0
+        if args.format == "tar":
+            packed = pack_shards(manifest, out, samples_per_shard=args.samples_per_shard)
+            print(f"{manifest} -> {len(list(packed.parent.glob('*.tar')))} shards, manifest {packed}")
+            continue
+        report = write_streamed(manifest, out, chunk_bytes=args.chunk_bytes)
+        splits = " ".join(f"{split}={n}" for split, n in sorted(report["written"].items()))
+        print(f"{manifest} -> {out} ({splits}); train with `streamed: {out}` in a dataset entry")
+        if report["skipped"]:
+            status = 2
+            print(f"{manifest}: {report['skipped']} sample(s) left out, their files unreadable, e.g.", file=sys.stderr)
+            for problem in report["problems"]:
+                print(f"  {problem}", file=sys.stderr)
+    return status
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -89,11 +101,16 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                                         "its soundtrack)")
     synth.add_argument("--workers", type=int, default=1, help="processes (default: 1)")
     synth.set_defaults(func=_synth)
-    shards = sub.add_parser("shards", help="pack manifests and their files into WebDataset-style tar shards")
+    shards = sub.add_parser("shards", help="pack manifests and their files for streaming: litdata chunks (to train "
+                                           "with) or WebDataset tar shards")
     shards.add_argument("manifests", nargs="+", help="<modality>.jsonl manifests")
     shards.add_argument("--out", required=True,
-                        help="folder for the shards and the packed manifest (one sub-folder per manifest when several)")
-    shards.add_argument("--samples-per-shard", type=int, default=1000)
+                        help="folder for the packed data (one sub-folder per manifest when several)")
+    shards.add_argument("--format", choices=("litdata", "tar"), default="litdata",
+                        help="litdata: one chunked dataset per split, <out>/<split>/, for `streamed:` dataset entries "
+                             "(default); tar: WebDataset-style shards and a manifest pointing into them")
+    shards.add_argument("--chunk-bytes", default="64MB", help="litdata chunk size (default 64MB)")
+    shards.add_argument("--samples-per-shard", type=int, default=1000, help="tar: samples per shard")
     shards.set_defaults(func=_shards)
     add_convert_parser(sub)
     merge = sub.add_parser("merge", help="join manifests into one, paths rewritten relative to it (`cat` breaks them)")

@@ -7,6 +7,8 @@ module counts it and writes its reason."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import torch
 from torch.utils.data import Dataset
@@ -15,7 +17,10 @@ from ..errors import BadInputError
 from ..inputs import load_input
 from ..modality import LoadContext, ModalityTokenizer
 from .manifest import Sample
+from ..sources import FileSource
 from .shards import materialized
+
+Sources = Callable[[list[Path]], list[FileSource]]
 
 
 @dataclass  # not frozen: Lightning's batch transfer rebuilds dataclasses
@@ -39,20 +44,18 @@ class ManifestDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def load(self, sample: Sample) -> list[torch.Tensor]:
+    def load(self, sample: Sample, sources: Sources = materialized) -> list[torch.Tensor]:
         """The sample's inputs in prompt order (a video and its own soundtrack read one file
-        twice, once by each loader)."""
-        loaded = []
-        for part in sample.input_list():
-            with materialized(part.paths) as paths:
-                loaded.append(load_input(paths, part.modality, self.contexts[part.modality], train=self.train,
-                                         meta=part.meta))
-        return loaded
+        twice, once by each loader); `sources` gives the loaders each input's files."""
+        return [load_input(sources(part.paths), part.modality, self.contexts[part.modality], train=self.train,
+                           meta=part.meta) for part in sample.input_list()]
 
     def __getitem__(self, index: int) -> tuple[Sample, list[torch.Tensor]] | BadSample:
-        sample = self.samples[index]
+        return self.loaded(self.samples[index])
+
+    def loaded(self, sample: Sample, sources: Sources = materialized) -> tuple[Sample, list[torch.Tensor]] | BadSample:
         try:
-            return sample, self.load(sample)
+            return sample, self.load(sample, sources)
         except BadInputError as err:
             return BadSample(sample.id, str(err), err.problem)
         except Exception as err:  # whatever else a file made fail (a shard member, say): one bad sample

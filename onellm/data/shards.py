@@ -2,35 +2,35 @@
 
 A sample with key k is stored as the members `k.<ext>` (its files, in manifest order) and
 `k.json` (its manifest fields, `files` naming those members). The packed manifest's files
-read "shard-00000.tar#k.png"; `materialized(paths)` turns such paths into real files for the
-loaders (which take paths), and `iter_shard_samples` streams a shard front to back, for
-data on a pipe or object store where seeking is not possible."""
+read "shard-00000.tar#k.png"; `materialized(paths)` turns such paths into MemoryFiles for the
+loaders, and `iter_shard_samples` streams a shard front to back, for data on a pipe or
+object store where seeking is not possible.
+
+For training on more data than fits one manifest in memory, `onellm data shards` writes the
+litdata format instead (see streamed.py); these tar shards stay for WebDataset tools."""
 from __future__ import annotations
 
 import io
 import json
 import os
 import re
-import shutil
 import tarfile
 import tempfile
-from contextlib import contextmanager
-from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
 from ..errors import BadInputError
+from ..sources import FileSource, MemoryFile
 from .manifest import Sample, read_manifest, sample_from_json, write_manifest
 
 SEPARATOR = "#"
 SHARD_NAME = "shard-{:05d}.tar"
 
-# Per process: {tar path: {member name: (data offset, size)}}, and the folder members are
-# written to. A forked DataLoader worker inherits the index (still valid) but makes its own folder.
+# Per process: {tar path: {member name: (data offset, size)}}; a forked DataLoader worker
+# inherits it (still valid).
 _index: dict[str, dict[str, tuple[int, int]]] = {}
-_cache: dict[int, Path] = {}
 
 
 def split_shard_path(path: str | os.PathLike) -> tuple[Path, str] | None:
@@ -42,7 +42,7 @@ def split_shard_path(path: str | os.PathLike) -> tuple[Path, str] | None:
     return Path(tar), member
 
 
-def _member_names(key: str, files: list[str]) -> list[str]:
+def member_names(key: str, files: list[str]) -> list[str]:
     """`key.<ext>` with the file's full suffix ("depth.png": loaders tell maps by it); a
     suffix already taken within the sample gets the file's position in front."""
     names: list[str] = []
@@ -80,10 +80,10 @@ def pack_shards(manifest: Path | str, out_dir: Path | str, samples_per_shard: in
         try:
             with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
                 for sample in samples[first : first + samples_per_shard]:
-                    key = _unique_key(sample.id, keys)
-                    members = _member_names(key, sample.files)
+                    key = unique_key(sample.id, keys)
+                    members = member_names(key, sample.files)
                     for path, member in zip(sample.paths(), members):
-                        _add(tar, member, _read_source(path))
+                        _add(tar, member, read_source(path))
                     row = sample.with_files(dict(zip(sample.files, members)))
                     _add(tar, f"{key}.json", json.dumps(row, ensure_ascii=False).encode())
                     inside = {f: f"{shard}{SEPARATOR}{m}" for f, m in zip(sample.files, members)}
@@ -98,7 +98,7 @@ def pack_shards(manifest: Path | str, out_dir: Path | str, samples_per_shard: in
     return out_manifest
 
 
-def _unique_key(sample_id: str, taken: set[str]) -> str:
+def unique_key(sample_id: str, taken: set[str]) -> str:
     # WebDataset splits a member name at its first dot: keys keep no dots or slashes.
     key = re.sub(r"[^A-Za-z0-9_-]", "_", sample_id) or "sample"
     candidate, n = key, 1
@@ -108,7 +108,7 @@ def _unique_key(sample_id: str, taken: set[str]) -> str:
     return candidate
 
 
-def _read_source(path: Path) -> bytes:
+def read_source(path: Path) -> bytes:
     inside = split_shard_path(path)
     if inside is not None:
         return read_member(*inside)
@@ -160,39 +160,14 @@ def read_member(tar_path: Path | str, member: str) -> bytes:
     return data
 
 
-def _cache_dir() -> Path:
-    pid = os.getpid()
-    if pid not in _cache:
-        folder = Path(tempfile.mkdtemp(prefix=f"onellm-shards-{pid}-"))
-        # multiprocessing runs its finalizers when a worker process exits (atexit does not).
-        Finalize(None, shutil.rmtree, args=(str(folder),), kwargs={"ignore_errors": True}, exitpriority=0)
-        _cache[pid] = folder
-    return _cache[pid]
-
-
-@contextmanager
-def materialized(paths: Iterable[Path]) -> Iterator[list[Path]]:
-    """Real files for `paths`: shard members are written to this process's cache folder
-    (keeping their names, whose suffixes the loaders go by) and removed on exit; plain
-    paths pass through unchanged."""
-    paths = list(paths)
-    if not any(split_shard_path(p) for p in paths):
-        yield paths
-        return
-    folder = Path(tempfile.mkdtemp(dir=_cache_dir()))
-    try:
-        out = []
-        for path in paths:
-            inside = split_shard_path(path)
-            if inside is None:
-                out.append(path)
-                continue
-            target = folder / Path(inside[1]).name
-            target.write_bytes(read_member(*inside))
-            out.append(target)
-        yield out
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+def materialized(paths: Iterable[Path]) -> list[FileSource]:
+    """What the loaders read for `paths`: a shard member's bytes as a MemoryFile (named as
+    the member, whose suffix the loaders go by); plain paths unchanged."""
+    out: list[FileSource] = []
+    for path in paths:
+        inside = split_shard_path(path)
+        out.append(path if inside is None else MemoryFile(inside[1], read_member(*inside), str(path)))
+    return out
 
 
 def iter_shard_samples(shards: Iterable[Path | str | IO[bytes]]) -> Iterator[tuple[Sample, list[bytes]]]:

@@ -2,20 +2,23 @@
 joined one such as "video+audio"), chosen by the replay sampler."""
 from __future__ import annotations
 
+import bisect
 import random
 import re
 import string
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from ..data.dataset import BadSample, ManifestDataset
 from ..data.manifest import Sample, read_manifest, split_modality
+from ..data.streamed import StreamedSamples, is_url, split_location
 from ..model.modality_batch import ModalityBatch
 from ..modality import LoadContext
 from ..processor import OneLLMProcessor
@@ -29,32 +32,43 @@ _MEDIA_MARKER = re.compile(r"<[a-z][a-z0-9_-]*>")
 
 @dataclass
 class DatasetEntry:
-    """One manifest in a stage: `weight` is its modality's share of the steps (the weights
-    of a stage's entries are normalised together, so replayed modalities get theirs too).
-    `modality` is the samples' modality: "video+audio" for samples with a video and an
+    """One dataset in a stage: a `manifest` (.jsonl, held in memory) or a `streamed` one (a
+    folder or URL written by `onellm data shards`, read item by item; its `<split>/` and
+    `val/` sub-datasets are used). `weight` is its modality's share of the steps (the
+    weights of a stage's entries are normalised together, so replayed modalities get theirs
+    too). `modality` is the samples' modality: "video+audio" for samples with a video and an
     audio input."""
 
-    manifest: str
     modality: str
+    manifest: str = ""
+    streamed: str = ""
     weight: float = 1.0
     split: str = "train"
     name: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.manifest) == bool(self.streamed):
+            raise ValueError(f"dataset entry {self.name or self.modality}: give either manifest (a .jsonl file) or "
+                             "streamed (a folder or URL from `onellm data shards`), not both or neither")
 
 
 class SeededSamples(Dataset):
     """Modality datasets concatenated; item (index, seed) loads under that seed, so training
     augmentation is a function of the sample and the step, whatever the worker or resume."""
 
-    def __init__(self, parts: dict[str, ManifestDataset]) -> None:
+    def __init__(self, parts: dict[str, Dataset]) -> None:
         self.parts = parts
-        self.index: list[tuple[str, int]] = [(m, i) for m, ds in parts.items() for i in range(len(ds))]
+        self.modalities = list(parts)
+        # Where each modality's indices start: no per-sample table, whatever the data's size.
+        self.starts = np.cumsum([0] + [len(ds) for ds in parts.values()]).tolist()
 
     def __len__(self) -> int:
-        return len(self.index)
+        return self.starts[-1]
 
     def __getitem__(self, item: tuple[int, int]) -> Any:
         index, seed = item
-        modality, local = self.index[index]
+        part = bisect.bisect_right(self.starts, index) - 1
+        modality, local = self.modalities[part], index - self.starts[part]
         np_state, py_state = np.random.get_state(), random.getstate()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -118,6 +132,14 @@ class TextForSamples:
         return batch
 
 
+def _joined(order: list[str], held: dict[str, Dataset], streamed: dict[str, list[Dataset]],
+            keep: Callable[[str], bool] = lambda m: True) -> dict[str, Dataset]:
+    """Per modality, in the stage's order (the replay sampler's draws depend on it), its
+    in-memory samples and its streamed datasets as one dataset."""
+    parts = {m: ([held[m]] if m in held else []) + [ds for ds in streamed.get(m, []) if len(ds)] for m in order}
+    return {m: ds[0] if len(ds) == 1 else ConcatDataset(ds) for m, ds in parts.items() if ds and keep(m)}
+
+
 def _replay_shares(weights: dict[str, float], replayed: set[str], share: float) -> dict[str, float]:
     """Weights rescaled so the replayed modalities take `share` of the steps together."""
     old = {m: w for m, w in weights.items() if m in replayed}
@@ -160,40 +182,71 @@ class OneLLMDataModule(L.LightningDataModule):
         if replay is not None and not 0.0 <= replay < 1.0:
             raise ValueError(f"data.replay is a share of the steps, 0 <= replay < 1; got {replay}")
         self.seed, self.task, self.val_samples, self.replay = seed, task, val_samples, replay
-        self.train_parts: dict[str, ManifestDataset] = {}
+        self.train_parts: dict[str, Dataset] = {}
         self.weights: dict[str, float] = {}
-        self.val_parts: dict[str, ManifestDataset] = {}
+        self.val_parts: dict[str, Dataset] = {}
 
     def manifest_path(self, entry: DatasetEntry) -> Path:
-        return Path(string.Template(entry.manifest).safe_substitute(DATA_ROOT=self.data_root))
+        return Path(self._located(entry.manifest))
+
+    def _located(self, location: str) -> str:
+        return string.Template(location).safe_substitute(DATA_ROOT=self.data_root)
+
+    def _read_entry(self, entry: DatasetEntry) -> tuple[list[Sample], list[Sample]]:
+        """A manifest entry's (training, validation) samples, checked."""
+        samples = read_manifest(self.manifest_path(entry))
+        wrong = [s.id for s in samples if s.modality != entry.modality]
+        if wrong:
+            raise ValueError(f"{self.manifest_path(entry)}: sample {wrong[0]} is not {entry.modality}")
+        mute = [s.id for s in samples if not (s.caption or s.qa or len(s.conversations) >= 2)]
+        if mute:
+            raise ValueError(f"{self.manifest_path(entry)}: {len(mute)} sample(s), e.g. {mute[0]}, have no "
+                             "caption, QA pair or conversation to train on")
+        return [s for s in samples if s.split == entry.split], [s for s in samples if s.split == "val"]
+
+    def _streamed_val(self, entry: DatasetEntry, contexts: dict) -> StreamedSamples | None:
+        location = split_location(self._located(entry.streamed), "val")
+        if not is_url(location) and not Path(location).is_dir():
+            return None
+        try:
+            return StreamedSamples(location, contexts, entry.modality, limit=self.val_samples)
+        except (FileNotFoundError, OSError, ValueError) as err:
+            warnings.warn(f"{location}: no validation data for {entry.modality} ({err})", stacklevel=2)
+            return None
 
     def setup(self, stage: str | None = None) -> None:
         model = self.trainer.lightning_module.model
+        # Workers get the loaders' options and input shapes, not the tokenizers' weights.
+        contexts = {m: LoadContext.of(t) for m, t in model.tokenizers.items()}
         train: dict[str, list[Sample]] = {}
         val: dict[str, list[Sample]] = {}
+        streamed: dict[str, list[Dataset]] = {}
+        streamed_val: dict[str, list[Dataset]] = {}
         for entry in self.datasets:
             lacking = [m for m in split_modality(entry.modality) if m not in model.tokenizers]
             if lacking:
-                raise ValueError(f"dataset {entry.name or entry.manifest} is {entry.modality}; the model lacks "
-                                 f"{', '.join(lacking)} (it has {', '.join(model.modalities)})")
-            samples = read_manifest(self.manifest_path(entry))
-            wrong = [s.id for s in samples if s.modality != entry.modality]
-            if wrong:
-                raise ValueError(f"{self.manifest_path(entry)}: sample {wrong[0]} is not {entry.modality}")
-            mute = [s.id for s in samples if not (s.caption or s.qa or len(s.conversations) >= 2)]
-            if mute:
-                raise ValueError(f"{self.manifest_path(entry)}: {len(mute)} sample(s), e.g. {mute[0]}, have no "
-                                 "caption, QA pair or conversation to train on")
-            train.setdefault(entry.modality, []).extend(s for s in samples if s.split == entry.split)
-            val.setdefault(entry.modality, []).extend(s for s in samples if s.split == "val")
+                raise ValueError(f"dataset {entry.name or entry.manifest or entry.streamed} is {entry.modality}; the "
+                                 f"model lacks {', '.join(lacking)} (it has {', '.join(model.modalities)})")
+            if entry.streamed:
+                location = split_location(self._located(entry.streamed), entry.split)
+                streamed.setdefault(entry.modality, []).append(
+                    StreamedSamples(location, contexts, entry.modality, train=True))
+                held_out = self._streamed_val(entry, contexts)
+                if held_out is not None:
+                    streamed_val.setdefault(entry.modality, []).append(held_out)
+            else:
+                samples, held = self._read_entry(entry)
+                train.setdefault(entry.modality, []).extend(samples)
+                val.setdefault(entry.modality, []).extend(held)
             self.weights[entry.modality] = self.weights.get(entry.modality, 0.0) + entry.weight
         if self.replay is not None:
             self.weights = _replay_shares(self.weights, self.trainer.lightning_module.replayed_modalities, self.replay)
-        # Workers get the loaders' options and input shapes, not the tokenizers' weights.
-        contexts = {m: LoadContext.of(t) for m, t in model.tokenizers.items()}
-        self.train_parts = {m: ManifestDataset(s, contexts, train=True) for m, s in train.items()
-                            if s and self.weights.get(m, 0) > 0}
-        self.val_parts = {m: ManifestDataset(s[: self.val_samples], contexts) for m, s in val.items() if s}
+        order = list(dict.fromkeys(entry.modality for entry in self.datasets))
+        self.train_parts = _joined(
+            order, {m: ManifestDataset(s, contexts, train=True) for m, s in train.items() if s}, streamed,
+            keep=lambda m: self.weights.get(m, 0) > 0)
+        self.val_parts = _joined(
+            order, {m: ManifestDataset(s[: self.val_samples], contexts) for m, s in val.items() if s}, streamed_val)
         self.processor = model.processor
 
     def train_dataloader(self) -> DataLoader:

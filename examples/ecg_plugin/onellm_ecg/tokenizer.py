@@ -12,6 +12,7 @@ from onellm import ModalityTokenizer, TokenGrid
 from onellm.config import EncoderConfig
 from onellm.errors import BadInputError
 from onellm.modality import LoadContext, learned_pos_embed
+from onellm.sources import FileSource
 
 
 @dataclass
@@ -38,17 +39,20 @@ class ECGTokenizer(ModalityTokenizer):
         return TokenGrid(patches.unsqueeze(1), self.pos_embed)
 
 
-def read_ecg(path: Path) -> np.ndarray:
-    """The array in the file, as float32: .npy, or .csv of comma-separated numbers."""
+def read_ecg(path: FileSource) -> np.ndarray:
+    """The array in the file, as float32: .npy, or .csv of comma-separated numbers. Opened
+    through `path.open`, so that a file held in memory (a streamed shard's) reads as well."""
     try:
-        if str(path).endswith(".csv"):
-            return np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
-        return np.load(path, allow_pickle=False).astype(np.float32)
+        if path.name.endswith(".csv"):
+            with path.open(encoding="utf-8") as f:
+                return np.loadtxt(f, delimiter=",", dtype=np.float32, ndmin=2)
+        with path.open("rb") as f:
+            return np.load(f, allow_pickle=False).astype(np.float32)
     except (OSError, ValueError) as err:
         raise BadInputError(path, f"not a readable ECG array ({err})") from err
 
 
-def load_ecg(paths: list[Path], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+def load_ecg(paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
     """.npy or .csv (paths[0]) of [samples, leads] or [leads, samples] in millivolts; cropped
     or zero-padded to the configured length, each lead standardised. `ctx` carries the
     tokenizer's options and input shape (not the tokenizer itself)."""
