@@ -68,14 +68,15 @@ def memory(pid: str = "self") -> dict[str, float]:
     return fields
 
 
-def workers_private() -> float:
-    """The memory this process's children (the DataLoader workers) hold alone, summed, in MB:
-    their RssAnon would count the pages they share with the parent since the fork."""
+def workers_anon() -> float:
+    """The anonymous memory of this process's children (the DataLoader workers), summed, in
+    MB, each page shared since the fork counted in proportion (Pss_Anon): RssAnon would count
+    the parent's pages again in every worker, and private counts the chunk files' pages."""
     pids = [pid for task in Path("/proc/self/task").iterdir() for pid in (task / "children").read_text().split()]
     total = 0
     for pid in pids:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+            if line.startswith("Pss_Anon:"):
                 total += int(line.split()[1])
     return total / 1024
 
@@ -109,10 +110,10 @@ def measure(location: str, in_memory: bool, batches: int, batch: int, workers: i
     start, count, workers_mb = time.perf_counter(), 0, 0.0
     for got in batches_it:
         count += len(got["ids"])
-        workers_mb = max(workers_mb, workers_private())
+        workers_mb = max(workers_mb, workers_anon())
     rate = count / (time.perf_counter() - start)
     return {"samples": len(dataset), "open_s": opened, "samples_per_s": rate, "base": base, "setup": setup,
-            "after": memory(), "workers_private": workers_mb}
+            "after": memory(), "workers_anon": workers_mb}
 
 
 def compare(out: Path, n: int) -> None:
@@ -190,6 +191,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-manifest", action="store_true", help="skip the in-memory manifest rows")
+    parser.add_argument("--reuse", action="store_true", help="keep data packed by an earlier run (no packing rate)")
     parser.add_argument("--compare", type=int, help="only compare litdata and WebDataset on this many samples")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--in-memory", action="store_true", help=argparse.SUPPRESS)
@@ -209,10 +211,12 @@ def main() -> None:
     rows = []
     for n in args.sizes:
         folder = args.out / f"n{n}"
-        manifest = write_manifest_of(folder, n)
-        start = time.perf_counter()
-        write_streamed(manifest, folder / "streamed")
-        packing = n / (time.perf_counter() - start)
+        manifest, packing = folder / "image.jsonl", None
+        if not (args.reuse and (folder / "streamed" / "train" / "index.json").is_file()):
+            write_manifest_of(folder, n)
+            start = time.perf_counter()
+            write_streamed(manifest, folder / "streamed")
+            packing = n / (time.perf_counter() - start)
         kinds = [("streamed", str(folder / "streamed" / "train"), [])]
         if not args.no_manifest:
             kinds.append(("manifest in memory", str(manifest), ["--in-memory"]))
@@ -226,14 +230,14 @@ def main() -> None:
             print(f"{n:>9,} {kind}: {json.dumps(result)}", file=sys.stderr)
     print(f"\ntiny training, image, batch {args.batch}: {training:.0f} samples/s\n")
     print("Memory in MB. 'dataset' is what building the dataset, sampler and loader added to the "
-          "process's own memory (RssAnon); 'main' is RssAnon after the batches, 'workers' the memory "
-          "the DataLoader workers hold alone (private pages).\n")
+          "process's own memory (RssAnon); 'main' is RssAnon after the batches, 'workers' the "
+          "workers' anonymous memory, pages shared with the main process counted in proportion (Pss_Anon).\n")
     print(f"| samples | data path | dataset | main after {args.batches} batches | workers ({args.workers}) | VmRSS | "
           f"setup s | loader samples/s | loader / training | packing samples/s |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, kind, packing, r in rows:
         added = r["setup"]["RssAnon"] - r["base"]["RssAnon"]
-        print(f"| {n:,} | {kind} | {added:.0f} | {r['after']['RssAnon']:.0f} | {r['workers_private']:.0f} | "
+        print(f"| {n:,} | {kind} | {added:.0f} | {r['after']['RssAnon']:.0f} | {r['workers_anon']:.0f} | "
               f"{r['after']['VmRSS']:.0f} | {r['open_s']:.1f} | {r['samples_per_s']:.0f} | "
               f"{r['samples_per_s'] / training:.1f} | {'' if packing is None else f'{packing:.0f}'} |")
 
