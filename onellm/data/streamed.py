@@ -34,11 +34,11 @@ from .shards import member_names, read_source, unique_key
 # downloaded index.
 ITEM_FORMAT = ["str", "bytes"]
 ITEM_LOADER = "PyTreeLoader"
-URL_SCHEMES = ("s3://", "gs://", "gcs://", "azure://", "abfs://", "hf://", "http://", "https://", "local:")
 
 
 def is_url(location: str) -> bool:
-    return location.startswith(URL_SCHEMES)
+    """An object-store address (s3://, gs://, ...), which litdata fetches and caches."""
+    return "://" in location
 
 
 def split_location(location: str, split: str) -> str:
