@@ -226,6 +226,32 @@ def test_kill_9_under_two_process_ddp_over_streamed_shards_resumes_to_the_same_l
     assert len(list((tmp_path / "data" / "streamed" / "image" / "train").glob("chunk-*.bin"))) > 1
 
 
+def _fit_losses(tmp: Path, name: str, datasets: list[dict]) -> tuple[list[tuple[int, float]], list[str]]:
+    L.seed_everything(0)
+    module = OneLLMModule(model="tiny", modalities=["image", "audio"], lr=1e-3)
+    trainer = L.Trainer(max_steps=6, val_check_interval=3, check_val_every_n_epoch=None, log_every_n_steps=1,
+                        logger=L.pytorch.loggers.CSVLogger(tmp, name=name, version="v"), enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1)
+    trainer.fit(module, OneLLMDataModule(datasets, batch_size=4, seed=1))
+    with open(tmp / name / "v" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    val = sorted(k for r in rows for k, v in r.items() if k.startswith("val/") and v)
+    return _losses(tmp / name / "v"), [f"{k}={r[k]}" for r in rows for k in val if r.get(k)]
+
+
+def test_streamed_entries_train_and_validate_exactly_as_manifests(tmp_path):
+    data = _write_world(tmp_path, per_modality=12)
+    for m in ("image", "audio"):
+        write_streamed(data / f"{m}.jsonl", tmp_path / "streamed" / m, chunk_bytes="100kB")
+    manifests = [{"manifest": str(data / f"{m}.jsonl"), "modality": m} for m in ("image", "audio")]
+    streamed = [{"streamed": str(tmp_path / "streamed" / m), "modality": m} for m in ("image", "audio")]
+    held, held_val = _fit_losses(tmp_path, "manifest", manifests)
+    got, got_val = _fit_losses(tmp_path, "streamed", streamed)
+    assert [s for s, _ in got] == list(range(6))
+    assert got == held  # same samples, same inputs, same order: the same losses
+    assert got_val and got_val == held_val  # validated on the streamed val/ split
+
+
 def test_bad_samples_are_skipped_and_counted(tmp_path):
     data = _write_world(tmp_path, per_modality=12)
     rows = (data / "image.jsonl").read_text().splitlines()
