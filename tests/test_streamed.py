@@ -129,3 +129,24 @@ def test_foreign_or_missing_streams_are_refused_with_what_to_do(tmp_path) -> Non
         DatasetEntry(modality="image")
     with pytest.raises(ValueError, match="either manifest .* or streamed"):
         DatasetEntry(modality="image", manifest="a.jsonl", streamed="s3://bucket/image")
+
+
+def test_data_check_reads_streamed_folders(world, tmp_path, capsys) -> None:
+    from onellm.cli import main
+
+    write_streamed(world["image"], tmp_path / "image")
+    write_streamed(world["audiovisual"], tmp_path / "av")
+    assert main(["data", "check", str(tmp_path / "image"), str(tmp_path / "av")]) == 0
+    out = capsys.readouterr().out
+    total = sum(1 for _ in read_manifest(world["image"])) + sum(1 for _ in read_manifest(world["audiovisual"]))
+    assert f"all {total} checked samples load" in out
+    # Damage one member's bytes inside a chunk: check names the stream's member.
+    chunk = next((tmp_path / "image" / "train").glob("chunk-*.bin"))
+    data = bytearray(chunk.read_bytes())
+    start = data.find(b"\x89PNG")
+    data[start + 40 : start + 400] = bytes(360)
+    chunk.write_bytes(bytes(data))
+    assert main(["data", "check", str(tmp_path / "image" / "train")]) == 1
+    assert f"{tmp_path / 'image' / 'train'}#" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="onellm data shards"):
+        main(["--debug", "data", "check", str(tmp_path)])

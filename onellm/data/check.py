@@ -1,5 +1,5 @@
 """`onellm data check`: does every sample's file load through its modality's loader, as
-training will load it? Also counts per modality and split, and the problems training would
+training will load it? Manifests and streamed datasets (`onellm data shards` folders) alike. Also counts per modality and split, and the problems training would
 meet later: samples with nothing to train on, duplicate ids, a missing val split, a manifest
 that mixes modalities (a training dataset entry reads one)."""
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ..modality import LoadContext
 from ..registry import get_modality
 from .dataset import BadSample, ManifestDataset
 from .manifest import SPLITS, Sample, read_manifest
+from .streamed import StreamedSamples, decode_item, is_url, open_streamed, split_location
 
 SHOWN = 10  # bad files named in the report; the rest are counted
 
@@ -49,18 +50,18 @@ def _row(name: str, samples: list[Sample], bad_ids: set[str]) -> str:
 
 
 class _Verdicts(Dataset):
-    """A sample's reason for not loading (None when it loads): the input itself stays in
+    """A sample's (id, reason) for not loading, None when it loads: the input itself stays in
     the worker, only the verdict crosses back."""
 
-    def __init__(self, dataset: ManifestDataset) -> None:
+    def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> str | None:
+    def __getitem__(self, index: int) -> tuple[str, str] | None:
         item = self.dataset[index]
-        return item.reason if isinstance(item, BadSample) else None
+        return (item.id, item.reason) if isinstance(item, BadSample) else None
 
 
 def model_contexts(model: str, modalities: set[str]) -> dict[str, LoadContext]:
@@ -80,10 +81,19 @@ def model_contexts(model: str, modalities: set[str]) -> dict[str, LoadContext]:
 
 def check_manifests(manifests: list[Path | str], model: str = "tiny", limit: int | None = None,
                     workers: int = 0) -> CheckReport:
-    """Load the files of every sample (the first `limit` of each manifest, when given)."""
+    """Load the files of every sample (the first `limit` of each manifest or streamed split,
+    when given). A folder or URL is a streamed dataset: its splits' records are read, then
+    their files loaded from the stream."""
     report = CheckReport([])
     to_load: list[Sample] = []
+    streams: list[tuple[str, list[Sample]]] = []
     for path in manifests:
+        if is_url(str(path)) or Path(path).is_dir():
+            for location in _streamed_splits(str(path)):
+                samples = _read_streamed(location, report)
+                report.samples += samples
+                streams.append((location, samples))
+            continue
         samples = read_manifest(path)
         modalities = sorted({s.modality for s in samples})
         if len(modalities) > 1:
@@ -91,21 +101,50 @@ def check_manifests(manifests: list[Path | str], model: str = "tiny", limit: int
                                 "dataset entry reads one; keep a manifest per modality")
         report.samples += samples
         to_load += samples[:limit]
-    contexts = model_contexts(model, {m for s in to_load for m in s.input_modalities()})
-    loadable = []
-    for s in to_load:
-        lacking = [m for m in s.input_modalities() if m not in contexts]
+    every = to_load + [s for _, samples in streams for s in samples[:limit]]
+    contexts = model_contexts(model, {m for s in every for m in s.input_modalities()})
+    def loads(sample: Sample) -> bool:
+        lacking = [m for m in sample.input_modalities() if m not in contexts]
         if lacking:
-            report.bad.append((s.id, f"{s.paths()[0]}: the model {model} has no {' or '.join(lacking)} modality"))
-        else:
-            loadable.append(s)
-    loader = DataLoader(_Verdicts(ManifestDataset(loadable, contexts)), batch_size=None, num_workers=workers)
-    for sample, reason in zip(loadable, tqdm(loader, total=len(loadable), desc="checking", unit="sample", leave=False)):
-        if reason is not None:
-            report.bad.append((sample.id, reason))
-    report.checked = len(to_load)
+            report.bad.append((sample.id, f"{sample.paths()[0]}: the model {model} has no {' or '.join(lacking)} modality"))
+        return not lacking
+
+    datasets: list[Dataset] = [ManifestDataset([s for s in to_load if loads(s)], contexts)]
+    for location, samples in streams:
+        if all([loads(s) for s in samples[:limit]]) and samples:
+            datasets.append(StreamedSamples(location, contexts, samples[0].modality, limit=limit))
+    for dataset in datasets:
+        loader = DataLoader(_Verdicts(dataset), batch_size=None, num_workers=workers)
+        for verdict in tqdm(loader, total=len(dataset), desc="checking", unit="sample", leave=False):
+            if verdict is not None:
+                report.bad.append(verdict)
+    report.checked = len(every)
     report.notes += _notes(report.samples)
     return report
+
+
+def _streamed_splits(location: str) -> list[str]:
+    """A streamed split itself, or the splits of a folder `onellm data shards` wrote."""
+    if is_url(location) or (Path(location) / "index.json").is_file():
+        return [location]
+    found = [split_location(location, split) for split in SPLITS if (Path(location) / split / "index.json").is_file()]
+    if not found:
+        raise FileNotFoundError(f"{location}: a folder, but no streamed dataset in it (no <split>/index.json); "
+                                "pass .jsonl manifests or a folder written by `onellm data shards`")
+    return found
+
+
+def _read_streamed(location: str, report: CheckReport) -> list[Sample]:
+    """Every record of a streamed split (their files are not read here); a malformed one is bad."""
+    reader = open_streamed(location)
+    samples = []
+    for index in tqdm(range(len(reader)), desc=f"reading {location}", unit="sample", leave=False):
+        where = f"{location}[{index}]"
+        try:
+            samples.append(decode_item(reader[index], location, where)[0])
+        except ValueError as err:
+            report.bad.append((where, f"{where}: {err}"))
+    return samples
 
 
 def _notes(samples: list[Sample]) -> list[str]:

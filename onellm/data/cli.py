@@ -120,10 +120,11 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                        help="put '<manifest name>/' before every id (else an id in two inputs is an error)")
     merge.set_defaults(func=_merge)
     check = sub.add_parser("check", help="load every sample's files as training will; counts and problems")
-    check.add_argument("manifests", nargs="+", help=".jsonl manifests")
+    check.add_argument("manifests", nargs="+", help=".jsonl manifests, or streamed folders from `data shards`")
     check.add_argument("--model", default="tiny",
                        help="preset or save_pretrained folder whose input shapes to load to (default: tiny, all built-in modalities)")
-    check.add_argument("--limit", type=int, help="load only the first N samples of each manifest (all are counted)")
+    check.add_argument("--limit", type=int, help="load only the first N samples of each manifest or streamed split "
+                                                 "(all are counted)")
     check.add_argument("--workers", type=int, default=0, help="loader processes (default: 0, load here)")
     check.set_defaults(func=_check)
     return data
