@@ -1,11 +1,12 @@
 """The replay sampler: weights, determinism, resumption, agreement across ranks."""
 import collections
 import pickle
+import warnings
 
 import pytest
 
 from onellm.training.datamodule import _replay_shares
-from onellm.training.replay import ReplayBatchSampler, Shuffle
+from onellm.training.replay import ReplayBatchSampler, ResumableLoader, Shuffle
 
 SIZES = {"image": 50, "audio": 30, "imu": 20}
 
@@ -91,3 +92,21 @@ def test_replay_share_splits_steps_between_earlier_and_new_modalities():
     assert _replay_shares(weights, set(), 0.25) == weights  # a first stage has nothing to replay
     with pytest.raises(ValueError, match="nothing new"):
         _replay_shares(weights, set(weights), 0.25)
+
+
+def test_resuming_a_loader_state_warns_when_the_stream_differs():
+    def loader(**kwargs):
+        sampler = ReplayBatchSampler(SIZES, {"image": 1, "audio": 1}, 2, 30, **kwargs)
+        return ResumableLoader(range(100), batch_sampler=sampler, position=lambda: 7)
+
+    state = loader(seed=1).state_dict()
+    same = loader(seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same.load_state_dict(state)
+    assert same.batch_sampler.start_step == 7
+    with pytest.warns(UserWarning, match="seed changed"):
+        loader(seed=2).load_state_dict(state)
+    older = {k: v for k, v in state.items() if k != "order"}  # written before the order was recorded
+    with pytest.warns(UserWarning, match="order changed"):
+        loader(seed=1).load_state_dict(older)
