@@ -6,7 +6,7 @@ import warnings
 import pytest
 
 from onellm.training.datamodule import _replay_shares
-from onellm.training.replay import ReplayBatchSampler, ResumableLoader, Shuffle
+from onellm.training.replay import BlockShuffle, ReplayBatchSampler, ResumableLoader, Shuffle
 
 SIZES = {"image": 50, "audio": 30, "imu": 20}
 
@@ -110,3 +110,27 @@ def test_resuming_a_loader_state_warns_when_the_stream_differs():
     older = {k: v for k, v in state.items() if k != "order"}  # written before the order was recorded
     with pytest.warns(UserWarning, match="order changed"):
         loader(seed=1).load_state_dict(older)
+
+
+@pytest.mark.parametrize("n, block", [(10, 3), (100, 7), (5, 5), (4, 8), (1000, 64)])
+def test_block_shuffle_is_a_permutation_that_keeps_blocks_together(n, block):
+    order = [BlockShuffle(n, seed=2, block=block)[i] for i in range(n)]
+    assert sorted(order) == list(range(n))
+    full = n // block * block
+    for start in range(0, full, block):  # each run of `block` positions is one block's indices
+        assert len({i // block for i in order[start : start + block]}) == 1
+    assert sorted(order[full:]) == list(range(full, n))
+    if n // block > 3:
+        assert [i // block for i in order[:full:block]] != sorted(i // block for i in order[:full:block])
+
+
+def test_sampler_with_blocks_touches_few_blocks_per_pass_and_resumes():
+    sizes = {"image": 4096}
+    free = ReplayBatchSampler(sizes, {"image": 1}, 16, 64, seed=1)
+    local = ReplayBatchSampler(sizes, {"image": 1}, 16, 64, seed=1, block=512)
+    def chunks_touched(sampler):
+        return len({i // 512 for batch in sampler for i, _ in batch})
+    assert chunks_touched(local) == 2 and chunks_touched(free) == 8  # 1024 samples of 4096
+    resumed = ReplayBatchSampler(sizes, {"image": 1}, 16, 64, seed=1, block=512, start_step=21)
+    assert list(resumed) == list(local)[21:]
+    assert local.fingerprint()["order"] != free.fingerprint()["order"]

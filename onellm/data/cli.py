@@ -41,7 +41,9 @@ def _shards(args: argparse.Namespace) -> int:
             continue
         report = write_streamed(manifest, out, chunk_bytes=args.chunk_bytes)
         splits = " ".join(f"{split}={n}" for split, n in sorted(report["written"].items()))
-        print(f"{manifest} -> {out} ({splits}); train with `streamed: {out}` in a dataset entry")
+        chunk = report["per_chunk"].get("train")
+        block = f", about {chunk} samples per chunk (--data.shuffle_block {chunk} from an object store)" if chunk else ""
+        print(f"{manifest} -> {out} ({splits}{block}); train with `streamed: {out}` in a dataset entry")
         if report["skipped"]:
             status = 2
             print(f"{manifest}: {report['skipped']} sample(s) left out, their files unreadable, e.g.", file=sys.stderr)

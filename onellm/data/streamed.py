@@ -48,7 +48,8 @@ def split_location(location: str, split: str) -> str:
 def write_streamed(manifest: Path | str, out_dir: Path | str, chunk_bytes: str = "64MB") -> dict[str, Any]:
     """Write `manifest`'s samples as `out_dir/<split>/`, a litdata dataset per split, each
     replaced atomically once complete. A sample whose file cannot be read is left out and
-    counted. Returns {"written": {split: n}, "skipped": n, "problems": [first reasons]}."""
+    counted. Returns {"written": {split: n}, "skipped": n, "problems": [first reasons],
+    "per_chunk": {split: mean samples per chunk}}."""
     from litdata.streaming.writer import BinaryWriter
 
     manifest, out_dir = Path(manifest), Path(out_dir)
@@ -58,6 +59,7 @@ def write_streamed(manifest: Path | str, out_dir: Path | str, chunk_bytes: str =
     staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".streamed-"))
     writers: dict[str, BinaryWriter] = {}
     written: dict[str, int] = {}
+    per_chunk: dict[str, int] = {}
     skipped, problems, keys = 0, [], set()
     try:
         for sample in tqdm(iter_manifest(manifest), desc=f"streaming {manifest.name}", unit="sample", leave=False):
@@ -79,13 +81,15 @@ def write_streamed(manifest: Path | str, out_dir: Path | str, chunk_bytes: str =
             writer.done()
             writer.merge()
         for split in writers:
+            chunks = json.loads((staging / split / "index.json").read_text())["chunks"]
+            per_chunk[split] = round(sum(c["chunk_size"] for c in chunks) / len(chunks))
             target = out_dir / split
             if target.exists():
                 shutil.rmtree(target)
             os.replace(staging / split, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {"written": written, "skipped": skipped, "problems": problems}
+    return {"written": written, "skipped": skipped, "problems": problems, "per_chunk": per_chunk}
 
 
 def open_streamed(location: str) -> Any:

@@ -164,7 +164,12 @@ class OneLLMDataModule(L.LightningDataModule):
     `replay`: the share of steps for the modalities an earlier stage trained (those of the
     model's `init_from`), split among them by their weights; the new modalities share the
     rest. 0 trains without replay (the earlier modalities are still validated, so forgetting
-    shows); None (default) uses the entries' weights as given."""
+    shows); None (default) uses the entries' weights as given.
+
+    `shuffle_block`: shuffle runs of this many neighbouring samples together (runs in random
+    order, samples shuffled within each) instead of all samples freely, so that streaming
+    from an object store fetches each chunk once per pass: set it near a chunk's item count
+    (`onellm data shards` prints it). None (default): a free shuffle."""
 
     def __init__(
         self,
@@ -176,6 +181,7 @@ class OneLLMDataModule(L.LightningDataModule):
         task: str = "caption",
         val_samples: int = 32,
         replay: float | None = None,
+        shuffle_block: int | None = None,
     ) -> None:
         super().__init__()
         if not datasets:
@@ -185,6 +191,7 @@ class OneLLMDataModule(L.LightningDataModule):
         if replay is not None and not 0.0 <= replay < 1.0:
             raise ValueError(f"data.replay is a share of the steps, 0 <= replay < 1; got {replay}")
         self.seed, self.task, self.val_samples, self.replay = seed, task, val_samples, replay
+        self.shuffle_block = shuffle_block
         self.train_parts: dict[str, Dataset] = {}
         self.weights: dict[str, float] = {}
         self.val_parts: dict[str, Dataset] = {}
@@ -265,6 +272,7 @@ class OneLLMDataModule(L.LightningDataModule):
             seed=self.seed,
             rank=trainer.global_rank,
             world_size=trainer.world_size,
+            block=self.shuffle_block,
         )
         return ResumableLoader(SeededSamples(self.train_parts), batch_sampler=sampler, num_workers=self.num_workers,
                                collate_fn=TextForSamples(self.processor, self.task),

@@ -51,6 +51,31 @@ class Shuffle:
         return x
 
 
+class BlockShuffle:
+    """A seeded permutation of range(n) that keeps neighbours together: blocks of `block`
+    consecutive indices in shuffled order, each block's indices shuffled within it (a short
+    last block comes last). Reading a streamed dataset from an object store in this order
+    fetches each chunk once per pass instead of once per sample."""
+
+    def __init__(self, n: int, seed: int, block: int) -> None:
+        if block < 1:
+            raise ValueError(f"block must be at least 1, got {block}")
+        self.n, self.block, self.seed = n, block, seed
+        self.full = n // block
+        self.blocks = Shuffle(self.full, _seed(seed, "blocks")) if self.full else None
+        self.tail = Shuffle(n - self.full * block, _seed(seed, "tail")) if n % block else None
+        self._within: tuple[int, Shuffle] | None = None
+
+    def __getitem__(self, position: int) -> int:
+        start = self.full * self.block
+        if position >= start:
+            return start + self.tail[position - start]
+        which = self.blocks[position // self.block]
+        if self._within is None or self._within[0] != which:
+            self._within = (which, Shuffle(self.block, _seed(self.seed, "block", which)))
+        return which * self.block + self._within[1][position % self.block]
+
+
 class ReplayBatchSampler(Sampler[list[tuple[int, int]]]):
     """Yields, per step, one batch of one modality as (global index, sample seed) pairs.
 
@@ -59,8 +84,9 @@ class ReplayBatchSampler(Sampler[list[tuple[int, int]]]):
     function of (seed, s) alone, so every rank agrees and a resumed run (start_step = the
     batches already trained) continues exactly where the interrupted one stopped. Within a
     modality, samples follow a seeded permutation per pass (a `Shuffle`: memory does not
-    grow with the dataset); rank r takes every world-th sample of each step's slice. The
-    per-sample seed drives training augmentation.
+    grow with the dataset; with `block`, a `BlockShuffle` that keeps runs of `block`
+    neighbouring samples together); rank r takes every world-th sample of each step's slice.
+    The per-sample seed drives training augmentation.
     """
 
     def __init__(
@@ -73,6 +99,7 @@ class ReplayBatchSampler(Sampler[list[tuple[int, int]]]):
         start_step: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        block: int | None = None,
     ) -> None:
         missing = set(weights) - set(sizes)
         if missing:
@@ -90,8 +117,8 @@ class ReplayBatchSampler(Sampler[list[tuple[int, int]]]):
         self.probs = torch.tensor([weights[m] for m in self.modalities], dtype=torch.float64)
         self.probs /= self.probs.sum()
         self.batch_size, self.steps, self.seed = batch_size, steps, seed
-        self.start_step, self.rank, self.world_size = start_step, rank, world_size
-        self._orders: dict[str, tuple[int, Shuffle]] = {}
+        self.start_step, self.rank, self.world_size, self.block = start_step, rank, world_size, block
+        self._orders: dict[str, tuple[int, Shuffle | BlockShuffle]] = {}
 
     def __len__(self) -> int:
         # The whole run, wherever iteration starts: Lightning ends the epoch when its batch
@@ -100,7 +127,7 @@ class ReplayBatchSampler(Sampler[list[tuple[int, int]]]):
 
     def fingerprint(self) -> dict[str, Any]:
         """What fixes the stream of global batches (the rank split does not change it)."""
-        return {"order": "feistel", "seed": self.seed, "steps": self.steps,
+        return {"order": "feistel" if self.block is None else f"feistel-blocks-of-{self.block}", "seed": self.seed, "steps": self.steps,
                 "global_batch": self.batch_size * self.world_size,
                 "sizes": dict(self.sizes), "modalities": list(self.modalities),
                 "probs": [round(float(p), 12) for p in self.probs]}
@@ -131,10 +158,13 @@ class ReplayBatchSampler(Sampler[list[tuple[int, int]]]):
                 batch.append((self.offsets[m] + order[pos], _seed(self.seed, m, step, k)))
             yield batch
 
-    def _permutation(self, modality: str, epoch: int) -> Shuffle:
+    def _permutation(self, modality: str, epoch: int) -> Shuffle | BlockShuffle:
         cached = self._orders.get(modality)
         if cached is None or cached[0] != epoch:
-            cached = self._orders[modality] = (epoch, Shuffle(self.sizes[modality], _seed(self.seed, "order", modality, epoch)))
+            seed = _seed(self.seed, "order", modality, epoch)
+            order = Shuffle(self.sizes[modality], seed) if self.block is None else \
+                BlockShuffle(self.sizes[modality], seed, self.block)
+            cached = self._orders[modality] = (epoch, order)
         return cached[1]
 
 
