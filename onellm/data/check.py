@@ -111,7 +111,8 @@ def check_manifests(manifests: list[Path | str], model: str = "tiny", limit: int
 
     datasets: list[Dataset] = [ManifestDataset([s for s in to_load if loads(s)], contexts)]
     for location, samples in streams:
-        if all([loads(s) for s in samples[:limit]]) and samples:
+        verdicts = [loads(s) for s in samples[:limit]]  # a list, not all(...): every lacking sample is reported
+        if samples and all(verdicts):
             datasets.append(StreamedSamples(location, contexts, samples[0].modality, limit=limit))
     for dataset in datasets:
         loader = DataLoader(_Verdicts(dataset), batch_size=None, num_workers=workers)

@@ -140,7 +140,7 @@ class StreamedSamples(ManifestDataset):
         try:
             sample, files = decode_item(self.reader[index], self.location, where)
         except ValueError as err:
-            return BadSample(f"{self.location}[{index}]", f"{where}: {err}", "bad streamed item")
+            return BadSample(where, f"{where}: {err}", "bad streamed item")
         if sample.modality != self.modality:
             return BadSample(sample.id, f"{where}: sample {sample.id} is {sample.modality}, the dataset entry "
                                         f"says {self.modality}", "wrong modality")

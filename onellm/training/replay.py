@@ -60,7 +60,7 @@ class BlockShuffle:
     def __init__(self, n: int, seed: int, block: int) -> None:
         if block < 1:
             raise ValueError(f"block must be at least 1, got {block}")
-        self.n, self.block, self.seed = n, block, seed
+        self.block, self.seed = block, seed
         self.full = n // block
         self.blocks = Shuffle(self.full, _seed(seed, "blocks")) if self.full else None
         self.tail = Shuffle(n - self.full * block, _seed(seed, "tail")) if n % block else None
