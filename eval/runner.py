@@ -11,6 +11,7 @@ import json
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -300,11 +301,13 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def run_eval(model: "OneLLM", tasks: list[EvalTask], data_root: Path | None, out_dir: Path,
-             generation: "GenerationConfig | None" = None, **options: Any) -> list[dict[str, Any]]:
-    """Every task in turn (sharing one METEOR process), then the summary files. `options`:
-    evaluate_task's (prompting, batch_size, max_samples, model_name, dtype)."""
+             generation: "GenerationConfig | None" = None, scorer: CaptionScorer | None = None,
+             **options: Any) -> list[dict[str, Any]]:
+    """Every task in turn (sharing one METEOR process: `scorer`'s, which stays open, or a
+    new one for this call), then the summary files. `options`: evaluate_task's (prompting,
+    batch_size, max_samples, model_name, dtype)."""
     results = []
-    with CaptionScorer() as scorer:
+    with nullcontext(scorer) if scorer is not None else CaptionScorer() as scorer:
         if any(t.scored_as == CAPTION for t in tasks):
             scorer.warm_up()  # METEOR's Java start-up overlaps the generation
         for task in tasks:

@@ -13,9 +13,12 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from .eval.metrics import CaptionScorer
 
 STAGES = ("stage1-image", "stage2-video-audio-point", "stage3-depth-normal-imu-fmri", "stage4-instruct")
 AUDIO_VISUAL_STAGE, AUDIO_VISUAL_SCENE = "stage5-audio-visual", "audiovisual"
@@ -58,7 +61,7 @@ def _fit(work: Path, config: dict[str, Any], path: Path, preset: str, seed: int,
 
 
 def _evaluate(model_dir: Path, modalities: list[str], kind: str, out: Path, samples: int | None,
-              data_root: Path, bare_prompt: bool = False) -> dict[str, dict[str, Any]]:
+              data_root: Path, scorer: CaptionScorer, bare_prompt: bool = False) -> dict[str, dict[str, Any]]:
     from transformers import GenerationConfig
 
     from .eval.runner import run_eval
@@ -70,7 +73,7 @@ def _evaluate(model_dir: Path, modalities: list[str], kind: str, out: Path, samp
     # The tiny preset's tokens are bytes: a caption needs more new tokens than the task default.
     generation = GenerationConfig(max_new_tokens=96 if kind == "caption" else 32)
     results = run_eval(model, tasks, data_root, out, generation, prompting="bare" if bare_prompt else "template",
-                       batch_size=32, max_samples=samples, model_name=str(model_dir))
+                       batch_size=32, max_samples=samples, model_name=str(model_dir), scorer=scorer)
     return {r["modality"]: r for r in results}
 
 
@@ -86,6 +89,7 @@ def run(preset: str = "tiny", seed: int = 0, out: str = "quickstart-run", per_mo
         steps_scale: float = 1.0, eval_samples: int = 40, batch_size: int = 16,
         replay_samples: int = 300, audio_visual: bool = False) -> dict[str, Any]:
     from .data.synth.world import synthesize_world
+    from .eval.metrics import CaptionScorer
 
     start = time.perf_counter()
     work = Path(out).resolve()
@@ -114,29 +118,34 @@ def run(preset: str = "tiny", seed: int = 0, out: str = "quickstart-run", per_mo
     print("[4/5] evaluating captions on held-out samples")
     shutil.rmtree(evals, ignore_errors=True)  # predictions of an earlier run's models are stale
     _untrained(preset, modalities, runs / "untrained")
-    # Stages 1-3 align without a prompt template, so they caption right after the tokens.
-    table = {
-        "untrained": _evaluate(runs / "untrained", modalities, "caption", evals / "untrained", eval_samples, synth),
-        "stage3": _evaluate(runs / "stage3/export", modalities, "caption", evals / "stage3", eval_samples, synth, True),
-        "stage4": _evaluate(runs / "stage4/export", modalities, "caption", evals / "stage4", eval_samples, synth),
-    }
-    replay = {
-        run_name: _evaluate(runs / run_name / "export", [first], "caption", evals / "replay" / run_name, None,
-                            probe, True)
-        for run_name in ("stage1", "stage3", "stage3-noreplay")
-    }
-    qa = _evaluate(runs / "stage4/export", modalities, "qa", evals / "stage4-qa", eval_samples, synth)
-    print("[5/5] results")
-    summary = _report(table, qa, modalities, evals, first, replay)
-    if audio_visual:
-        summary["audio_visual"] = _audio_visual(runs / "stage5/export", synth / f"{AUDIO_VISUAL_SCENE}.jsonl",
-                                                evals / "audio-visual", None)
+    # One METEOR process for every evaluation: its Java start-up costs seconds each time.
+    with CaptionScorer() as scorer:
+        # Stages 1-3 align without a prompt template, so they caption right after the tokens.
+        table = {
+            "untrained": _evaluate(runs / "untrained", modalities, "caption", evals / "untrained", eval_samples,
+                                   synth, scorer),
+            "stage3": _evaluate(runs / "stage3/export", modalities, "caption", evals / "stage3", eval_samples, synth,
+                                scorer, True),
+            "stage4": _evaluate(runs / "stage4/export", modalities, "caption", evals / "stage4", eval_samples, synth,
+                                scorer),
+        }
+        replay = {
+            run_name: _evaluate(runs / run_name / "export", [first], "caption", evals / "replay" / run_name, None,
+                                probe, scorer, True)
+            for run_name in ("stage1", "stage3", "stage3-noreplay")
+        }
+        qa = _evaluate(runs / "stage4/export", modalities, "qa", evals / "stage4-qa", eval_samples, synth, scorer)
+        print("[5/5] results")
+        summary = _report(table, qa, modalities, evals, first, replay)
+        if audio_visual:
+            summary["audio_visual"] = _audio_visual(runs / "stage5/export", synth / f"{AUDIO_VISUAL_SCENE}.jsonl",
+                                                    evals / "audio-visual", scorer)
     summary["wall_time_s"] = round(time.perf_counter() - start, 1)
     print(f"done in {summary['wall_time_s']:.0f} s; everything is under {work}")
     return summary
 
 
-def _audio_visual(model_dir: Path, manifest: Path, out: Path, samples: int | None = None) -> dict[str, dict[str, float]]:
+def _audio_visual(model_dir: Path, manifest: Path, out: Path, scorer: CaptionScorer) -> dict[str, dict[str, float]]:
     """Caption CIDEr and QA accuracy on the held-out audio-visual samples, asked with both
     inputs, with the video alone and with the sound alone."""
     from transformers import GenerationConfig
@@ -152,7 +161,7 @@ def _audio_visual(model_dir: Path, manifest: Path, out: Path, samples: int | Non
     for label, chosen in runs.items():
         results = {r["kind"]: r["metrics"] for r in run_eval(
             model, chosen, None, out, GenerationConfig(max_new_tokens=96), prompting="template", batch_size=32,
-            max_samples=samples, model_name=str(model_dir))}
+            model_name=str(model_dir), scorer=scorer)}
         qa = results["qa"]
         rows[label] = {METRIC: results["caption"][METRIC], "qa_accuracy": qa["accuracy"],
                        "visual_questions": qa.get("accuracy[visual]", float("nan")),

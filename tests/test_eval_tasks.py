@@ -12,6 +12,7 @@ from transformers import GenerationConfig
 
 from onellm.eval import runner
 from onellm.eval.cli import add_eval_parser
+from onellm.eval.metrics import CaptionScorer
 from onellm.eval.items import qa_item
 from onellm.eval.tasks import QA_PROMPT, EvalTask, get_task, register_task, resolve_tasks, synth_tasks
 from onellm.inputs import load_input
@@ -322,6 +323,26 @@ def test_caption_run_scores_with_coco_metrics(tmp_path, tiny_model):
     assert "| synth-caption-image | image | 2 | 0 |" in table and "CIDEr" in table
     summary = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [t["task"] for t in summary["tasks"]] == ["synth-caption-image"]
+
+
+def test_a_given_scorer_serves_several_runs_and_stays_open(tmp_path, tiny_model):
+    """The quickstart evaluates nine times: one METEOR process serves them all."""
+    write_synth_images(tmp_path / "data", 2)
+    tasks, generation = [get_task("synth-caption-image")], GenerationConfig(max_new_tokens=6)
+
+    def run(out, **kw):
+        return runner.run_eval(tiny_model, tasks, tmp_path / "data", tmp_path / out, generation, batch_size=2,
+                               model_name="tiny", **kw)[0]["metrics"]
+
+    own = run("own")
+    with CaptionScorer(spice=False) as scorer:
+        first = run("first", scorer=scorer)
+        process = scorer._meteor.meteor_p
+        second = run("second", scorer=scorer)
+        assert scorer._meteor.meteor_p is process and process.poll() is None
+    assert process.poll() is not None
+    for name in ("METEOR", "CIDEr", "BLEU-4"):
+        assert first[name] == second[name] == own[name]
 
 
 def run_cli(argv, capsys):
