@@ -14,8 +14,9 @@ as a loop of torch ops). It stands in for the original code, which cannot run on
 published: its attention is flash-attn's CUDA kernel. So the stand-in's attention is
 torch's fused CPU kernel (scaled_dot_product_attention) by default, the nearest thing the
 original would run here; `--baseline-attention math` gives it a plain softmax(QK^T)V
-instead, as earlier versions of this benchmark did. Both run in this process, alternating, on the same weights (converted with to_official);
-figures are medians of the timed steps after a warm-up.
+instead, as earlier versions of this benchmark did. Both run in this process, alternating,
+on the same weights (converted with to_official); figures are medians of the timed steps
+after a warm-up.
 
 "kernels" is the time one profiled step of ours spends inside matrix-product, attention
 and convolution kernels: the published math's arithmetic, which no rewrite around those
