@@ -6,6 +6,8 @@ SPICE also needs the Stanford CoreNLP jars, which pycocoevalcap would download o
 use: we never download, we only run it when they are already there."""
 from __future__ import annotations
 
+from collections import Counter
+
 import importlib.util
 import shutil
 from pathlib import Path
@@ -124,6 +126,16 @@ def qa_accuracy(predictions: dict[str, str], references: dict[str, list[str]]) -
         contains += float(bool(said) and any(said in g or g in said for g in given if g))
         words += float(any(contains_words(said, g) for g in given))
     return {"accuracy": exact / len(ids), "contains_accuracy": contains / len(ids), "word_accuracy": words / len(ids)}
+
+
+def majority_accuracy(references: dict[str, list[str]]) -> float:
+    """The `accuracy` of answering every question with the commonest answer: the baseline a
+    QA score must beat before it says the model looked at the input."""
+    if not references:
+        return float("nan")
+    answers = Counter(normalize_answer(r[0]) for r in references.values() if r)
+    constant = answers.most_common(1)[0][0] if answers else ""
+    return qa_accuracy({k: constant for k in references}, references)["accuracy"]
 
 
 def multiple_choice_accuracy(

@@ -10,7 +10,7 @@ SUMMARY, TABLE = "results.json", "results.md"  # in <out>/, beside the task fold
 # Columns in this order; any other metric follows alphabetically.
 METRIC_ORDER = ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE",
                 "label_accuracy", "label_chance", "label_majority",
-                "accuracy", "contains_accuracy", "word_accuracy", "mc_accuracy"]
+                "accuracy", "accuracy_majority", "contains_accuracy", "word_accuracy", "mc_accuracy"]
 
 
 def collect(out_dir: Path) -> list[dict[str, Any]]:

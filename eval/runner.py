@@ -22,7 +22,7 @@ from onellm.model.llm import generate_kwargs
 
 from .items import EvalItem
 from .labels import label_metrics
-from .metrics import CaptionScorer, multiple_choice_accuracy, qa_accuracy, skipped_metrics, spice_available
+from .metrics import CaptionScorer, majority_accuracy, multiple_choice_accuracy, qa_accuracy, skipped_metrics, spice_available
 from .report import write_summary
 from .tasks import CAPTION, EvalTask
 
@@ -191,6 +191,8 @@ def score(task: EvalTask, items: list[EvalItem], predictions: dict[str, str],
         with CaptionScorer() as own:
             return {**own(preds, refs), **labels}
     metrics = qa_accuracy(preds, refs)
+    if metrics:
+        metrics["accuracy_majority"] = majority_accuracy(refs)
     for kind, ids in _question_types(scored).items():
         metrics[f"accuracy[{kind}]"] = qa_accuracy({k: preds[k] for k in ids}, {k: refs[k] for k in ids})["accuracy"]
     if scored and all(i.choices for i in scored):

@@ -52,18 +52,43 @@ class OneLLMProcessor:
                modalities: Sequence[str] = ("modality",)) -> str:
         """The evaluation / instruction prompt for one question about the inputs of
         `modalities` (default: one input), after the earlier (question, answer) turns of
-        `history` (the demo's chat); the inputs' placeholders lead the first turn."""
-        markers = self.placeholders(modalities) if modalities else ""
+        `history` (the demo's chat, or the turns before it when training a conversation).
+        The inputs' placeholders lead the first turn unless a turn already holds them (where
+        the data put them). Each earlier answer ends with the end-of-text token, as training
+        ends every answer, so a conversation's prompts extend one another (see `segments`)."""
+        asked = [q for q, _ in history] + [question]
+        markers = self.placeholders(modalities) if modalities and not any(self.markers(q) for q in asked) else ""
         if self.prompt_template == "chat":
             messages = []
-            for asked, answered in history:
-                messages += [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]
+            for q, answered in history:
+                messages += [{"role": "user", "content": q}, {"role": "assistant", "content": answered}]
             messages.append({"role": "user", "content": question})
             if markers:
                 messages[0]["content"] = f"{markers}\n{messages[0]['content']}"
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        turns = "".join(f"### Human: {asked}\n### Assistant: {answered}\n" for asked, answered in history)
+        eos = self.tokenizer.eos_token or ""
+        turns = "".join(f"### Human: {q}\n### Assistant:{answered}{eos}\n" for q, answered in history)
         return f"{markers}{ONELLM_SYSTEM}\n\n{turns}### Human: {question}\n### Assistant:"
+
+    def segments(self, turns: Sequence[tuple[str, str]], modalities: Sequence[str] = ("modality",)) -> list[tuple[str, bool]]:
+        """A whole conversation as (text, is_answer) pieces in order: each turn's prompt text
+        (its history included by the turns before it) then its answer, so that every answer
+        is trained in one sequence with the history it follows."""
+        if not turns:
+            raise ValueError("a conversation needs at least one (question, answer) turn")
+        if any(self.markers(question) for question, _ in turns):
+            modalities = ()  # the turns place the inputs themselves, from the first turn on
+        pieces, done = [], ""
+        for n, (question, answer) in enumerate(turns):
+            text = self.prompt(question, turns[:n], modalities)
+            if not text.startswith(done):
+                # A chat template that rewrites earlier turns (e.g. drops past reasoning) cannot
+                # train several answers in one sequence.
+                raise ValueError(f"the {self.prompt_template!r} prompt of turn {n + 1} does not extend the "
+                                 "turns before it; train such conversations one turn at a time")
+            pieces += [(text[len(done):], False), (answer, True)]
+            done = text + answer + (self.tokenizer.eos_token or "")
+        return pieces
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
@@ -80,8 +105,12 @@ class OneLLMProcessor:
         """Token ids and, per position, whether an input's token run goes there."""
         bos = self.tokenizer.bos_token_id
         ids = [bos] if bos is not None and self.prompt_template == "onellm" else []
+        more, mask = self._encode_piece(text)
+        return ids + more, [False] * len(ids) + mask
+
+    def _encode_piece(self, text: str) -> tuple[list[int], list[bool]]:
         pieces = self._marker_pattern().split(text)  # text, marker name, text, marker name, ..., text
-        ids += self._ids(pieces[0])
+        ids = self._ids(pieces[0])
         mask = [False] * len(ids)
         for n in range(1, len(pieces), 2):
             ids += [self.tokenizer.pad_token_id] * self.num_modality_tokens
@@ -89,6 +118,20 @@ class OneLLMProcessor:
             ids += self._ids(pieces[n + 1])
             mask += [False] * (len(ids) - len(mask))
         return ids, mask
+
+    def encode_conversation(self, pieces: Sequence[tuple[str, bool]]) -> tuple[list[int], list[bool], list[int]]:
+        """`segments` (or any (text, is_answer) pieces) -> ids, modality mask and labels:
+        every answer and the end-of-text token after it labelled, everything else -100."""
+        ids, mask = self.encode("")
+        labels = [-100] * len(ids)
+        for text, is_answer in pieces:
+            if is_answer:
+                more = self._ids(text) + [self.tokenizer.eos_token_id]
+                ids, mask, labels = ids + more, mask + [False] * len(more), labels + more
+            else:
+                more, more_mask = self._encode_piece(text)
+                ids, mask, labels = ids + more, mask + more_mask, labels + [-100] * len(more)
+        return ids, mask, labels
 
     def check_inputs(self, prompts: Sequence[str], modalities: Sequence[Sequence[str]]) -> None:
         """Each prompt's placeholders against the modalities of its sample's inputs, in order."""
@@ -102,27 +145,29 @@ class OneLLMProcessor:
                                  f"{', '.join(given) or 'none'}: {text[:80]!r}")
 
     def __call__(
-        self, prompts: list[str], answers: list[str] | None = None, padding_side: str | None = None,
-        modalities: Sequence[Sequence[str]] | None = None,
+        self, prompts: Sequence[str] | None = None, answers: Sequence[str] | None = None,
+        padding_side: str | None = None, modalities: Sequence[Sequence[str]] | None = None,
+        conversations: Sequence[Sequence[tuple[str, bool]]] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Batch of prompts (and answers, for training) -> input_ids, attention_mask,
         modality_mask and, with answers, labels (-100 everywhere but the answer and EOS).
-        `modalities`: each sample's input modalities, checked against its placeholders.
+        Or, for training whole conversations, `conversations`: each sample's `segments`,
+        every answer labelled. `modalities`: each sample's input modalities, checked against
+        its placeholders.
 
         Generation pads on the left, training on the right, unless told otherwise."""
-        if answers is not None and len(answers) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
+        if (prompts is None) == (conversations is None):
+            raise ValueError("give either prompts (with or without answers) or conversations")
+        if conversations is None:
+            if answers is not None and len(answers) != len(prompts):
+                raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
+            conversations = [[(text, False)] + ([(answers[i], True)] if answers is not None else [])
+                             for i, text in enumerate(prompts)]
         if modalities is not None:
-            self.check_inputs(prompts, modalities)
-        side = padding_side or ("right" if answers is not None else "left")
-        rows = []
-        for i, text in enumerate(prompts):
-            ids, mask = self.encode(text)
-            labels = [-100] * len(ids)
-            if answers is not None:
-                answer = self._ids(answers[i]) + [self.tokenizer.eos_token_id]
-                ids, mask, labels = ids + answer, mask + [False] * len(answer), labels + answer
-            rows.append((ids, mask, labels))
+            self.check_inputs(["".join(t for t, answer in c if not answer) for c in conversations], modalities)
+        labelled = any(answer for c in conversations for _, answer in c)
+        side = padding_side or ("right" if labelled else "left")
+        rows = [self.encode_conversation(pieces) for pieces in conversations]
         length = max(len(r[0]) for r in rows)
         pad = self.tokenizer.pad_token_id
         out = {k: torch.full((len(rows), length), v, dtype=torch.long) for k, v in
@@ -134,7 +179,7 @@ class OneLLMProcessor:
             out["attention_mask"][i, span] = 1
             out["modality_mask"][i, span] = torch.tensor(mask)
             out["labels"][i, span] = torch.tensor(labels)
-        if answers is None:
+        if not labelled:
             del out["labels"]
         return out
 

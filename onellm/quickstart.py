@@ -164,12 +164,15 @@ def _audio_visual(model_dir: Path, manifest: Path, out: Path, scorer: CaptionSco
             model_name=str(model_dir), scorer=scorer)}
         qa = results["qa"]
         rows[label] = {METRIC: results["caption"][METRIC], "qa_accuracy": qa["accuracy"],
+                       "qa_majority": qa["accuracy_majority"],
                        "visual_questions": qa.get("accuracy[visual]", float("nan")),
                        "audio_questions": qa.get("accuracy[audio]", float("nan"))}
     print(f"\naudio-visual stage, {manifest.name} test split: caption {METRIC} and QA accuracy by the inputs given")
-    print("| inputs | caption CIDEr | QA acc. | questions on the picture | questions on the sound |\n|---|---|---|---|---|")
+    print("| inputs | caption CIDEr | QA acc. | QA majority answer | questions on the picture | questions on the sound |"
+          "\n|---|---|---|---|---|---|")
     for label, row in rows.items():
-        print(f"| {label} | {row[METRIC]:.2f} | {row['qa_accuracy']:.2f} | {row['visual_questions']:.2f} | "
+        print(f"| {label} | {row[METRIC]:.2f} | {row['qa_accuracy']:.2f} | {row['qa_majority']:.2f} | "
+              f"{row['visual_questions']:.2f} | "
               f"{row['audio_questions']:.2f} |")
     return rows
 
@@ -191,14 +194,15 @@ def _metric(results: dict[str, dict[str, Any]], modality: str, name: str = METRI
 def _report(table: dict[str, dict[str, dict[str, Any]]], qa: dict[str, dict[str, Any]], modalities: list[str],
             evals: Path, first: str, replay: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
     print(f"\ncaption {METRIC} on held-out synthetic samples (BLEU-4 in brackets), QA accuracy after stage 4")
-    print(f"| modality | untrained | stage 3 | stage 4 | QA acc. |\n|---|---|---|---|---|")
+    print(f"| modality | untrained | stage 3 | stage 4 | QA acc. | QA majority answer |\n|---|---|---|---|---|---|")
     rows = {}
     for m in modalities:
         rows[m] = {s: _metric(table[s], m) for s in ("untrained", "stage3", "stage4")}
         rows[m]["qa_accuracy"] = _metric(qa, m, "accuracy")
+        rows[m]["qa_majority"] = _metric(qa, m, "accuracy_majority")
         text = " | ".join(f"{_metric(table[s], m):.2f} ({_metric(table[s], m, 'BLEU-4'):.2f})"
                           for s in ("untrained", "stage3", "stage4"))
-        print(f"| {m} | {text} | {rows[m]['qa_accuracy']:.2f} |")
+        print(f"| {m} | {text} | {rows[m]['qa_accuracy']:.2f} | {rows[m]['qa_majority']:.2f} |")
     stage1, kept, lost = (_metric(replay[r], first) for r in ("stage1", "stage3", "stage3-noreplay"))
     share = (lambda v: f"{v / stage1:.0%} of stage 1") if stage1 > 0 else (lambda v: "stage 1 scored 0")
     count = replay["stage1"][first]["samples"]

@@ -8,6 +8,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from .best import BestCheckpoint
 from .checkpoint_io import AtomicCheckpointIO
 from .datamodule import OneLLMDataModule
 from .module import OneLLMModule
@@ -15,11 +16,13 @@ from .module import OneLLMModule
 
 class OneLLMCLI(LightningCLI):
     """Checkpointing is always on and configured in its own section (`checkpoint:` in a
-    stage config, `--checkpoint.every_n_train_steps 20` on the command line)."""
+    stage config, `--checkpoint.every_n_train_steps 20` on the command line); `best:` chooses
+    the weights the export gets (`--best.monitor val/loss_image`, or null for the last)."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 50})
+        parser.add_lightning_class_args(BestCheckpoint, "best")
         parser.add_argument("--threads", type=Optional[int], default=None,
                             help="torch intra-op threads of each training process (default: torch's own)")
 

@@ -26,7 +26,7 @@ from ..registry import caption_prompt
 from .replay import ReplayBatchSampler, ResumableLoader
 
 # LLaVA-style conversations mark where the media goes with a tag such as <image> or
-# <video>; the processor places the modality tokens itself, so any such tag is dropped.
+# <video>; tags that do not match the sample's inputs one to one are dropped.
 _MEDIA_MARKER = re.compile(r"<[a-z][a-z0-9_-]*>")
 
 
@@ -91,32 +91,43 @@ class TextForSamples:
     side of each sample, one placeholder per input.
 
     task "caption": the caption follows the modality tokens directly (alignment stages);
-    task "instruct": a question/answer pair (or the first conversation turn) in the prompt template."""
+    task "instruct": in the prompt template, one of the sample's caption request, its QA
+    pairs packed as the turns of one conversation, or its whole conversation; every answer
+    of the chosen one is trained, each after the turns before it."""
 
     def __init__(self, processor: OneLLMProcessor, task: str) -> None:
         if task not in ("caption", "instruct"):
             raise ValueError(f"task must be 'caption' or 'instruct', got {task!r}")
         self.processor, self.task = processor, task
 
-    def _text(self, sample: Sample, pick: float) -> tuple[str, str]:
+    def _pieces(self, sample: Sample, pick: float) -> list[tuple[str, bool]]:
         modalities = sample.input_modalities()
         if self.task == "caption" and sample.caption:
-            return self.processor.placeholders(modalities), sample.caption
-
-        def prompt(question: str) -> str:
-            return self.processor.prompt(question, modalities=modalities)
-
-        # Instruction tuning: the caption request is one instruction among the QA pairs and
-        # conversation, so the tuned model still captions in the prompt template.
-        choices = [(prompt(q["question"]), q["answer"]) for q in sample.qa]
+            return [(self.processor.placeholders(modalities), False), (sample.caption, True)]
+        # The caption request is one instruction among the others, so the tuned model still
+        # captions in the prompt template.
+        choices = []
+        if sample.qa:
+            choices.append([(q["question"], q["answer"]) for q in sample.qa])
         if sample.caption:
-            choices.append((prompt(caption_prompt(modalities)), sample.caption))
-        if len(sample.conversations) >= 2:
-            question = _MEDIA_MARKER.sub("", sample.conversations[0]["value"]).strip()
-            choices.append((prompt(question), sample.conversations[1]["value"]))
+            choices.append([(caption_prompt(modalities), sample.caption)])
+        turns = self._conversation(sample)
+        if turns:
+            choices.append(turns)
         if not choices:
             raise ValueError(f"sample {sample.id}: no caption, QA pair or conversation to train on")
-        return choices[int(pick * len(choices))]
+        return self.processor.segments(choices[int(pick * len(choices))], modalities)
+
+    def _conversation(self, sample: Sample) -> list[tuple[str, str]]:
+        """(human, assistant) turns, in order. Media tags stay where the data put them when
+        there is one per input; otherwise they leave the text and the processor puts the
+        inputs before the first turn."""
+        turns = [(asked["value"], answered["value"])
+                 for asked, answered in zip(sample.conversations[::2], sample.conversations[1::2])]
+        tagged = sum(len(self.processor.markers(q)) for q, _ in turns)
+        if tagged != len(sample.input_modalities()):
+            turns = [(_MEDIA_MARKER.sub("", q).strip(), a) for q, a in turns]
+        return turns
 
     def __call__(self, items: list[Any]) -> dict[str, Any]:
         bad = [it for it in items if isinstance(it, BadSample)]
@@ -124,8 +135,7 @@ class TextForSamples:
         if not items:
             return {"bad": bad}
         samples, tensors, picks = zip(*items)
-        prompts, answers = zip(*(self._text(s, p) for s, p in zip(samples, picks)))
-        batch = self.processor(list(prompts), answers=list(answers))
+        batch = self.processor(conversations=[self._pieces(s, p) for s, p in zip(samples, picks)])
         batch["inputs"] = ModalityBatch.of_samples(
             [list(zip(s.input_modalities(), xs)) for s, xs in zip(samples, tensors)])
         names = sorted({s.modality for s in samples})

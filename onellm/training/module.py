@@ -170,6 +170,7 @@ class OneLLMModule(L.LightningModule):
         out = self.model(**{k: batch[k] for k in ("input_ids", "attention_mask", "modality_mask", "labels")},
                          inputs=batch["inputs"], loss_only=True)
         self.log(f"val/loss_{batch['modality']}", out.loss, batch_size=len(batch["ids"]))
+        self.log("val/loss", out.loss, batch_size=len(batch["ids"]))
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.model.parameters() if p.requires_grad]
