@@ -69,7 +69,7 @@ def checkpoint_bytes(pl_module: L.LightningModule, optimizers: list[torch.optim.
     """About the size of one checkpoint: the weights that train and the optimizer's state.
     OneLLMModule.on_save_checkpoint leaves frozen weights out (they come back from the
     preset or init_from), so they are not counted."""
-    frozen = {name for name, p in pl_module.named_parameters() if not p.requires_grad}
+    frozen = {name for name, p in pl_module.named_parameters(remove_duplicate=False) if not p.requires_grad}
     total = tensor_bytes({k: v for k, v in pl_module.state_dict().items() if k not in frozen})
     for opt in optimizers:
         for group in opt.param_groups:

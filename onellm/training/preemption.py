@@ -105,5 +105,5 @@ class PreemptionCheckpoint(Checkpoint):
         if self._saved_step == trainer.global_step and (cb.last_model_path or cb.best_model_path):
             return cb.last_model_path or cb.best_model_path
         path = os.path.join(cb.dirpath, (cb.CHECKPOINT_NAME_LAST or "last") + cb.FILE_EXTENSION)
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=cb.save_weights_only)
         return path
