@@ -82,17 +82,23 @@ def run(argv: list[str]) -> None:
     except Interrupted as err:
         err.resume_command = resume_command(argv)
         raise
-    except SIGTERMException as err:
-        # Lightning's handler, between its registration and the first step.
-        raise Interrupted("stopped by SIGTERM before the first step", None, rank_zero_only.rank == 0) from err
-    except SystemExit as err:
-        # Lightning turns Ctrl-C outside the training steps into sys.exit(1).
-        if isinstance(err.__context__, KeyboardInterrupt):
-            raise Interrupted("stopped by SIGINT before the first step", None, rank_zero_only.rank == 0) from err
-        raise
 
 
 def _run_cli(argv: list[str]) -> None:
+    try:
+        _cli(argv)
+    except SIGTERMException as err:
+        # Lightning's handler took it, in the sanity check before PreemptionCheckpoint's took over.
+        raise Interrupted("stopped by SIGTERM before the first step", None, rank_zero_only.rank == 0) from err
+    except SystemExit as err:
+        # Lightning turns Ctrl-C before the training loop (data setup) into sys.exit(1): as
+        # during the model's loading, an interruption with nothing to save.
+        if isinstance(err.__context__, KeyboardInterrupt):
+            raise err.__context__ from None
+        raise
+
+
+def _cli(argv: list[str]) -> None:
     OneLLMCLI(
         OneLLMModule,
         OneLLMDataModule,

@@ -70,6 +70,13 @@ class PreemptionCheckpoint(Checkpoint):
         if threading.current_thread() is threading.main_thread():
             for signum in SIGNALS:
                 signal.signal(signum, self._on_signal)
+        # A SIGTERM that Lightning's handler took since its registration: nothing trained yet.
+        if trainer.received_sigterm:
+            self._signum = self._signum or signal.SIGTERM
+        signum = self._signal_on_any_rank(trainer)
+        if signum:
+            raise Interrupted(f"stopped by {signal.Signals(signum).name} before the first step", None,
+                              rank_zero=trainer.is_global_zero)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
