@@ -13,7 +13,6 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from ..errors import Interrupted
-
 from .checkpoint_io import AtomicCheckpointIO
 from .datamodule import OneLLMDataModule
 from .disk import DiskSpaceCheck

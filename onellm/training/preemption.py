@@ -32,6 +32,7 @@ class PreemptionCheckpoint(Checkpoint):
         self.checkpoint_path: str | None = None
         self._signum = 0
         self._saved_step = -1
+        self._last_step = -1
         self._stop: Interrupted | None = None
 
     def _model_checkpoint(self, trainer: L.Trainer) -> ModelCheckpoint:
@@ -77,9 +78,15 @@ class PreemptionCheckpoint(Checkpoint):
         if signum:
             raise Interrupted(f"stopped by {signal.Signals(signum).name} before the first step", None,
                               rank_zero=trainer.is_global_zero)
+        self._last_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        # With gradient accumulation, only a batch that ended in an optimizer step leaves no
+        # half-accumulated gradients behind: a checkpoint there resumes exactly.
+        stepped, self._last_step = trainer.global_step != self._last_step, trainer.global_step
+        if not stepped:
+            return
         signum = self._signal_on_any_rank(trainer)
         if signum:
             path = self._save(trainer)
