@@ -158,13 +158,19 @@ def test_a_full_disk_ends_in_one_line_and_keeps_the_previous_checkpoint(tmp_path
 
 
 def test_max_time_from_a_fresh_ckpt_path_last_ends_with_checkpoint_export_and_status_0(tmp_path):
+    # `--ckpt_path last` with no checkpoint but a temporary file of one: a fresh start.
     data = write_world(tmp_path, per_modality=8)
     config = stage_config(tmp_path, data, steps=10_000, every=10_000, batch_size=4)
     export = tmp_path / "runs" / "timed" / "export"
+    ckpt = Path("runs", "timed", "csv", "checkpoints", "last.ckpt")
+    # What a kill -9 during a save leaves: never loaded, and removed.
+    stale = tmp_path / ckpt.parent / ".last.ckpt.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half a checkpoint")
     out = fit_run(tmp_path, config, "timed", extra=("--trainer.max_time", "00:00:00:08", "--model.export_dir",
                                                     str(export), "--ckpt_path", "last"))
-    ckpt = Path("runs", "timed", "csv", "checkpoints", "last.ckpt")
     assert f"no checkpoint in {ckpt.parent} yet: starting fresh" in out.stderr
+    assert not stale.exists()
     steps = len(losses(tmp_path / "runs" / "timed" / "csv"))
     assert 0 < steps < 10_000 and _step_of(tmp_path / ckpt) == steps
     assert out.stderr.strip().splitlines()[-1] == (
