@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from .errors import describe
+from .errors import EXIT_INTERRUPTED, Interrupted, describe
 from .meta_args import META_HELP, meta_item
 
 if TYPE_CHECKING:
@@ -160,7 +160,8 @@ DEBUG_ENV = "ONELLM_DEBUG"
 DEBUG_HINT = "(--debug for the traceback)"
 EPILOG = (
     "Exit status: 0 on success; 2 on an error, told in one line on stderr (onellm --debug COMMAND "
-    f"or {DEBUG_ENV}=1 shows the traceback instead); 130 when interrupted."
+    f"or {DEBUG_ENV}=1 shows the traceback instead); 130 when interrupted; {EXIT_INTERRUPTED} when "
+    "fit stopped on SIGTERM or SIGINT, with a checkpoint to resume from (docs/training.md)."
 )
 
 
@@ -244,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     command = f"onellm {argv[0]}" if argv and not argv[0].startswith("-") else "onellm"
     try:
         return _dispatch(argv)
+    except Interrupted as err:
+        if err.rank_zero:  # the other DDP ranks stop with it, silently
+            print(f"{command}: {err}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (Exception, KeyboardInterrupt) as err:
         if debug:
             raise

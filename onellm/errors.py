@@ -1,4 +1,4 @@
-"""The one error type for unreadable or malformed input files."""
+"""Errors the CLI tells in one line: unreadable input files, and training stopped on a signal."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +11,27 @@ class BadInputError(ValueError):
     def __init__(self, path: Path | str, problem: str, modality: str | None = None) -> None:
         self.path, self.problem, self.modality = str(path), problem, modality
         super().__init__(f"{path}: {modality + ': ' if modality else ''}{problem}")
+
+
+# sysexits.h EX_TEMPFAIL, "a temporary failure; the user is invited to retry": training
+# stopped on request and resumes where it stopped.
+EXIT_INTERRUPTED = 75
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal. `checkpoint`: the one to resume from, None when nothing
+    was trained since the last one; the CLI adds the command that resumes, prints the
+    message once (`rank_zero`) and exits with EXIT_INTERRUPTED."""
+
+    def __init__(self, what: str, checkpoint: str | None, rank_zero: bool) -> None:
+        self.what, self.checkpoint, self.rank_zero = what, checkpoint, rank_zero
+        self.resume_command: str | None = None
+        super().__init__(what)
+
+    def __str__(self) -> str:
+        saved = f"checkpoint {self.checkpoint}" if self.checkpoint else "nothing new to save"
+        resume = f"; resume with: {self.resume_command}" if self.resume_command else ""
+        return f"{self.what}; {saved}{resume}"
 
 
 def describe(err: BaseException) -> str:

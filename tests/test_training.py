@@ -9,51 +9,20 @@ import sys
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
 
-from onellm.config import OneLLMConfig
-from onellm.data.manifest import Sample, write_manifest
+from training_helpers import fit_run, losses, stage_config, write_world
+
 from onellm.data.streamed import write_streamed
-from onellm.registry import get_modality
 from onellm.training.checkpoint_io import AtomicCheckpointIO
 from onellm.training.datamodule import OneLLMDataModule
 from onellm.training.module import OneLLMModule, TooManyBadSamples
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = sorted((ROOT / "data_recipes" / "tiny-synth").glob("stage*.yaml"))
-WORDS = ["dark", "bright"]
-
-
-def _write_world(root: Path, per_modality: int = 24) -> Path:
-    """Preprocessed .npy inputs of the tiny preset's shapes whose caption names their sign."""
-    config = OneLLMConfig.from_preset("tiny")
-    rng = np.random.default_rng(0)
-    data = root / "data" / "synth"
-    for m, options in config.modalities.items():
-        shape = get_modality(m).tokenizer.from_options(config.encoder, options).input_shape
-        (data / m).mkdir(parents=True)
-        samples = []
-        for i in range(per_modality):
-            label = i % 2
-            x = rng.normal(size=shape).astype(np.float32) * 0.5 + (1.0 if label else -1.0)
-            np.save(data / m / f"{i}.npy", x)
-            split = "val" if i >= per_modality - 4 else "train"
-            samples.append(Sample(f"{m}-{i}", m, [f"{m}/{i}.npy"], caption=f"a {WORDS[label]} {m}",
-                                  qa=[{"question": "Is it bright?", "answer": "yes" if label else "no"}],
-                                  split=split))
-        write_manifest(data / f"{m}.jsonl", samples)
-    # The audio-visual scene: each sample the video and the audio of the same index.
-    write_manifest(data / "audiovisual.jsonl", [
-        Sample(f"av-{i}", "video+audio", [], caption=f"a {WORDS[i % 2]} video with a {WORDS[i % 2]} sound",
-               qa=[{"question": "Is it bright?", "answer": "yes" if i % 2 else "no"}],
-               split="val" if i >= per_modality - 4 else "train",
-               inputs=[{"modality": m, "files": [f"{m}/{i}.npy"]} for m in ("video", "audio")])
-        for i in range(per_modality)])
-    return data
 
 
 def _onellm(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -65,7 +34,7 @@ def _onellm(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Comple
 
 
 def test_every_stage_runs_and_frozen_weights_stay(tmp_path):
-    _write_world(tmp_path)
+    write_world(tmp_path)
     for config in STAGES:
         _onellm(["fit", "--config", str(config), "--trainer.max_steps", "3", "--trainer.limit_val_batches", "0",
                  "--trainer.enable_progress_bar", "false", "--data.batch_size", "4"], tmp_path)
@@ -88,7 +57,7 @@ def test_every_stage_runs_and_frozen_weights_stay(tmp_path):
 
 
 def test_replay_share_and_no_replay_switch(tmp_path):
-    _write_world(tmp_path)
+    write_world(tmp_path)
     common = ["--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false", "--data.batch_size", "4"]
     _onellm(["fit", "--config", str(STAGES[0]), "--trainer.max_steps", "2", *common], tmp_path)
     shares = {}
@@ -105,94 +74,25 @@ def test_replay_share_and_no_replay_switch(tmp_path):
     assert 0.1 <= shares["0.25"] <= 0.45  # 48 draws of p = 0.25
 
 
-def _losses(log_dir: Path) -> list[tuple[int, float]]:
-    with open(log_dir / "metrics.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
-    return [(int(r["step"]), float(r["train/loss"])) for r in rows]
-
-
-KILLER = '''
-import os, signal
-from lightning.pytorch.callbacks import Callback
-
-class KillAt(Callback):
-    """kill -9 of the whole job (every rank at once, as a scheduler's preemption) just before
-    the optimizer step `step`; no cleanup runs."""
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            os.killpg(0, signal.SIGKILL)
-'''
-
-
-def _entry(data: Path, name: str, modality: str, streamed: bool) -> dict:
-    if streamed:
-        return {"streamed": str(data.parent / "streamed" / name), "modality": modality}
-    return {"manifest": str(data / f"{name}.jsonl"), "modality": modality}
-
-
-def _stage_config(tmp: Path, data: Path, steps: int, every: int, batch_size: int, streamed: tuple = ()) -> Path:
-    config = {
-        "model": {"model": "tiny", "modalities": ["image", "audio", "fmri", "video"], "lr": 2e-3,
-                  "warmup_steps": 2},
-        # Single inputs and video+audio samples (two inputs each) interleaved batch by batch.
-        "data": {"batch_size": batch_size, "seed": 3, "datasets": [
-            *(_entry(data, m, m, m in streamed) for m in ("image", "audio", "fmri")),
-            _entry(data, "audiovisual", "video+audio", "audiovisual" in streamed)]},
-        "checkpoint": {"every_n_train_steps": every},
-        "trainer": {"max_steps": steps, "log_every_n_steps": 1, "limit_val_batches": 0,
-                    "enable_progress_bar": False, "enable_model_summary": False, "accelerator": "cpu"},
-    }
-    path = tmp / "stage.yaml"
-    path.write_text(yaml.safe_dump(config))
-    (tmp / "killer.py").write_text(KILLER)
-    return path
-
-
-def _fit_run(tmp: Path, config: Path, name: str, kill_at: int | None = None, resume: bool = False,
-             devices: int = 1) -> subprocess.CompletedProcess:
-    args = ["fit", "--config", str(config), "--trainer.default_root_dir", f"runs/{name}",
-            "--trainer.logger", "onellm.training.logs.ResumableCSVLogger",
-            "--trainer.logger.save_dir", "runs", "--trainer.logger.name", name, "--trainer.logger.version", "csv"]
-    if devices > 1:
-        args += ["--trainer.devices", str(devices), "--trainer.strategy", "ddp_find_unused_parameters_true"]
-    if kill_at is not None:
-        kill = tmp / f"kill{kill_at}.yaml"
-        kill.write_text(yaml.safe_dump({"trainer": {"callbacks": [
-            {"class_path": "killer.KillAt", "init_args": {"step": kill_at}}]}}))
-        args += ["--config", str(kill)]
-    if resume:
-        args += ["--ckpt_path", str(tmp / "runs" / name / "csv" / "checkpoints" / "last.ckpt")]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(tmp)}
-    # A session of its own: the kill takes down the job's process group, not pytest.
-    out = subprocess.run([sys.executable, "-m", "onellm.cli", *args], cwd=tmp, capture_output=True, text=True,
-                         timeout=600, env=env, start_new_session=True)
-    expected = -9 if kill_at is not None else 0
-    assert out.returncode == expected, out.stderr[-4000:]
-    return out
-
-
 def _resume_matches(tmp: Path, steps: int, every: int, kills: list[int], devices: int,
                     streamed: tuple = ()) -> list[dict]:
-    data = _write_world(tmp, per_modality=16)
+    data = write_world(tmp, per_modality=16)
     (data / "image" / "1.npy").write_bytes(b"\x93NUMPY broken")  # skipped, and remembered across kills
     for name in streamed:  # packed as `onellm data shards` does; the broken file goes in too
         write_streamed(data / f"{name}.jsonl", data.parent / "streamed" / name, chunk_bytes="100kB")
-    config = _stage_config(tmp, data, steps, every, batch_size=4 // devices, streamed=streamed)
-    _fit_run(tmp, config, "full", devices=devices)
-    full = _losses(tmp / "runs" / "full" / "csv")
+    config = stage_config(tmp, data, steps, every, batch_size=4 // devices, streamed=streamed)
+    fit_run(tmp, config, "full", devices=devices)
+    full = losses(tmp / "runs" / "full" / "csv")
     assert [s for s, _ in full] == list(range(steps))
     for i, kill in enumerate(kills):
-        _fit_run(tmp, config, "killed", kill_at=kill, resume=i > 0, devices=devices)
+        fit_run(tmp, config, "killed", kill_at=kill, resume=i > 0, devices=devices)
         ckpt_dir = tmp / "runs" / "killed" / "csv" / "checkpoints"
         assert not list(ckpt_dir.glob(".*.tmp"))  # atomic writes leave no partial files
         # Metrics up to the last checkpoint are on disk although the process died unflushed.
-        logged = {s for s, _ in _losses(tmp / "runs" / "killed" / "csv")}
+        logged = {s for s, _ in losses(tmp / "runs" / "killed" / "csv")}
         assert set(range(kill // every * every)) <= logged
-    _fit_run(tmp, config, "killed", resume=True, devices=devices)
-    resumed = _losses(tmp / "runs" / "killed" / "csv")
+    fit_run(tmp, config, "killed", resume=True, devices=devices)
+    resumed = losses(tmp / "runs" / "killed" / "csv")
     # One row per step, the first ones from before the kills, each loss the uninterrupted run's.
     assert [s for s, _ in resumed] == list(range(steps))
     assert resumed == full
@@ -236,11 +136,11 @@ def _fit_losses(tmp: Path, name: str, datasets: list[dict]) -> tuple[list[tuple[
     with open(tmp / name / "v" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     val = sorted(k for r in rows for k, v in r.items() if k.startswith("val/") and v)
-    return _losses(tmp / name / "v"), [f"{k}={r[k]}" for r in rows for k in val if r.get(k)]
+    return losses(tmp / name / "v"), [f"{k}={r[k]}" for r in rows for k in val if r.get(k)]
 
 
 def test_streamed_entries_train_and_validate_exactly_as_manifests(tmp_path):
-    data = _write_world(tmp_path, per_modality=12)
+    data = write_world(tmp_path, per_modality=12)
     for m in ("image", "audio"):
         write_streamed(data / f"{m}.jsonl", tmp_path / "streamed" / m, chunk_bytes="100kB")
     manifests = [{"manifest": str(data / f"{m}.jsonl"), "modality": m} for m in ("image", "audio")]
@@ -253,7 +153,7 @@ def test_streamed_entries_train_and_validate_exactly_as_manifests(tmp_path):
 
 
 def test_bad_samples_are_skipped_and_counted(tmp_path):
-    data = _write_world(tmp_path, per_modality=12)
+    data = write_world(tmp_path, per_modality=12)
     rows = (data / "image.jsonl").read_text().splitlines()
     (data / "image" / "0.npy").write_bytes(b"not an array")
     (data / "image" / "2.npy").unlink()
@@ -271,7 +171,7 @@ def test_bad_samples_are_skipped_and_counted(tmp_path):
 
 
 def test_too_many_bad_samples_stop_training(tmp_path):
-    data = _write_world(tmp_path, per_modality=40)
+    data = write_world(tmp_path, per_modality=40)
     for i in range(0, 40, 2):
         (data / "image" / f"{i}.npy").write_bytes(b"broken")
     module = OneLLMModule(model="tiny", modalities=["image"], max_bad_fraction=0.2)
@@ -288,7 +188,7 @@ def test_too_many_bad_samples_stop_training(tmp_path):
 
 
 def test_a_manifest_with_nothing_to_learn_is_refused_before_training(tmp_path):
-    data = _write_world(tmp_path, per_modality=4)
+    data = write_world(tmp_path, per_modality=4)
     rows = [json.loads(line) for line in (data / "image.jsonl").read_text().splitlines()]
     rows[1].pop("caption", None), rows[1].pop("qa", None)
     (data / "image.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -3,10 +3,35 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from .disk import format_size, free_bytes, newest_checkpoint, tensor_bytes
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, mostly): says where, how much it
+    needs and has, and which checkpoint is still good."""
+
+
+class _Recording:
+    """A file whose write errors are kept: torch.save reports a failed write (ENOSPC) as a
+    RuntimeError about a stream position, which no longer says the disk is full."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f, self.error = f, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -17,11 +42,29 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        out = None
+        try:
+            with open(tmp, "wb") as f:
+                out = _Recording(f)
+                torch.save(checkpoint, out)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException as err:
+            # Whatever stopped the save (a full disk, Ctrl-C), the previous checkpoint stays.
+            tmp.unlink(missing_ok=True)
+            cause = out.error if out is not None and out.error is not None else err
+            if isinstance(cause, OSError):
+                raise self._write_error(path, checkpoint, cause) from err
+            raise
+
+    @staticmethod
+    def _write_error(path: Path, checkpoint: dict[str, Any], err: OSError) -> CheckpointWriteError:
+        good = newest_checkpoint(path.parent)
+        last = f"the last good checkpoint is {good}" if good else "there is no earlier checkpoint"
+        return CheckpointWriteError(
+            f"could not write checkpoint {path.name} in {path.parent}: {err.strerror or err}; it needs about "
+            f"{format_size(tensor_bytes(checkpoint))} and {format_size(free_bytes(path.parent))} is free there; {last}")
 
     def load_checkpoint(self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         path = Path(path)

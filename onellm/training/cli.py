@@ -1,28 +1,40 @@
 """`onellm fit | validate | test | predict`: LightningCLI over OneLLMModule and OneLLMDataModule."""
 from __future__ import annotations
 
+import shlex
+import sys
 import warnings
 from typing import Optional
 
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from ..errors import Interrupted
 from .best import BestCheckpoint
 from .checkpoint_io import AtomicCheckpointIO
 from .datamodule import OneLLMDataModule
+from .disk import DiskSpaceCheck
 from .module import OneLLMModule
+from .preemption import PreemptionCheckpoint
 
 
 class OneLLMCLI(LightningCLI):
     """Checkpointing is always on and configured in its own section (`checkpoint:` in a
-    stage config, `--checkpoint.every_n_train_steps 20` on the command line); `best:` chooses
-    the weights the export gets (`--best.monitor val/loss_image`, or null for the last)."""
+    stage config, `--checkpoint.every_n_train_steps 20` on the command line); a signal or
+    `max_time` ends training with a checkpoint too, and free disk space is checked. `best:`
+    chooses the weights the export gets (`--best.monitor val/loss_image`, or null for the last)."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 50})
+        # After "checkpoint": Lightning runs checkpoint callbacks in the order they are given.
+        parser.add_lightning_class_args(PreemptionCheckpoint, "preemption")
         parser.add_lightning_class_args(BestCheckpoint, "best")
+        parser.add_lightning_class_args(DiskSpaceCheck, "disk_check")
+        parser.link_arguments("model.export_dir", "disk_check.export_dir")
         parser.add_argument("--threads", type=Optional[int], default=None,
                             help="torch intra-op threads of each training process (default: torch's own)")
 
@@ -32,12 +44,63 @@ class OneLLMCLI(LightningCLI):
         if threads:
             torch.set_num_threads(threads)
 
+    def _preemption(self) -> PreemptionCheckpoint:
+        return next(cb for cb in self.trainer.callbacks if isinstance(cb, PreemptionCheckpoint))
+
+    def before_fit(self) -> None:
+        self._preemption().resume_requested = self.config.fit.ckpt_path == "last"
+
+    def after_fit(self) -> None:
+        guard = self._preemption()
+        if guard.stopped_on_time and self.trainer.is_global_zero:
+            export = self.config.fit.model.export_dir
+            print(f"onellm fit: stopped on time (trainer.max_time) after step {self.trainer.global_step}; "
+                  f"checkpoint {guard.checkpoint_path}{f'; export {export}' if export else ''}", file=sys.stderr)
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command line `argv` with `--ckpt_path last` in place of any other --ckpt_path."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("--ckpt_path="):
+            skip = False
+            continue
+        if arg == "--ckpt_path":
+            skip = True
+            continue
+        kept.append(arg)
+    return shlex.join(["onellm", *kept, "--ckpt_path", "last"])
+
 
 def run(argv: list[str]) -> None:
     # Frozen parts (a pretrained LLM loads in eval mode) stay that way on purpose.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     # `onellm quickstart` calls this from Python, while sys.argv holds its own command line.
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+    # A first run of `--ckpt_path last` starts fresh; PreemptionCheckpoint says so in one line.
+    warnings.filterwarnings("ignore", message=r'.*ckpt_path="last"\) is set, but there is no last checkpoint')
+    try:
+        _run_cli(argv)
+    except Interrupted as err:
+        err.resume_command = resume_command(argv)
+        raise
+
+
+def _run_cli(argv: list[str]) -> None:
+    try:
+        _cli(argv)
+    except SIGTERMException as err:
+        # Lightning's handler took it, in the sanity check before PreemptionCheckpoint's took over.
+        raise Interrupted("stopped by SIGTERM before the first step", None, rank_zero_only.rank == 0) from err
+    except SystemExit as err:
+        # Lightning turns Ctrl-C before the training loop (data setup) into sys.exit(1): as
+        # during the model's loading, an interruption with nothing to save.
+        if isinstance(err.__context__, KeyboardInterrupt):
+            raise err.__context__ from None
+        raise
+
+
+def _cli(argv: list[str]) -> None:
     OneLLMCLI(
         OneLLMModule,
         OneLLMDataModule,

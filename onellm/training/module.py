@@ -220,7 +220,8 @@ class OneLLMModule(L.LightningModule):
                     logger.resume_from(self.global_step)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        frozen = {f"model.{n}" for n, p in self.model.named_parameters() if not p.requires_grad}
+        # remove_duplicate=False: a tied LM head is its own state_dict key, and as frozen as the embedding.
+        frozen = {f"model.{n}" for n, p in self.model.named_parameters(remove_duplicate=False) if not p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
         # What a kill after this checkpoint must not lose: the bad-sample record and the log.
         checkpoint["onellm"] = {"bad_samples": dict(self.bad_samples), "bad_reasons": dict(self.bad_reasons),
