@@ -60,6 +60,12 @@ class UPMConfig:
     # Run the E experts as one batched computation (True), one after another (False), or
     # "auto": stacked on CPU up to width 128 (where it was measured to pay), plain elsewhere.
     batch_experts: bool | str = "auto"
+    # Start each modality's output LayerNorm at the LM's embedding statistics (per channel: the
+    # mean and spread of the embedding rows) instead of unit gain. A LayerNorm's unit-gain
+    # output has norm sqrt(D) (24 at D = 576) while a pretrained LM's embedding rows are far
+    # smaller (3.2 for SmolLM2), and a frozen LM barely reads tokens that far out of its
+    # distribution. Off for the published OneLLM recipe, which trains from unit gain.
+    match_llm_embeddings: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_experts not in (True, False, "auto"):

@@ -89,3 +89,30 @@ def test_output_is_router_weighted_sum_of_expert_queries():
     mixed = sum(per_expert[e] * routing[..., e : e + 1] for e in range(3))
     torch.testing.assert_close(tokens[:, 1:-1], upm.out_proj["b"](mixed), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(tokens[:, 0], upm.start_tag["b"][0].expand(2, -1))
+
+
+def test_tokens_start_at_the_llm_embedding_scale_when_asked(tmp_path):
+    from onellm import OneLLM, OneLLMConfig
+
+    config = OneLLMConfig.from_preset("tiny")
+    config.modalities = {"image": {}, "audio": config.modalities["audio"]}
+    config.upm.match_llm_embeddings = True
+    torch.manual_seed(0)
+    model = OneLLM(config)
+    rows = model.llm.get_input_embeddings().weight.detach()
+    for m in model.modalities:
+        norm = model.upm.out_proj[m][1]
+        assert torch.allclose(norm.weight, rows.std(0)) and torch.allclose(norm.bias, rows.mean(0))
+    with torch.no_grad():
+        tokens, _ = model.upm("image", torch.randn(4, 17, config.encoder.width))
+    ratio = tokens[:, 1:-1].norm(dim=-1).mean() / rows.norm(dim=-1).mean()
+    assert 0.7 < float(ratio) < 1.3  # a unit-gain LayerNorm would be sqrt(D) / |row| ~ 50x off here
+    # trained weights survive a reload: the initialisation does not overwrite them
+    with torch.no_grad():
+        model.upm.out_proj["image"][1].weight.fill_(0.5)
+    model.save_pretrained(tmp_path / "m")
+    again = OneLLM.from_pretrained(tmp_path / "m")
+    assert torch.equal(again.upm.out_proj["image"][1].weight, torch.full_like(rows[0], 0.5))
+    # off by default (the published recipe starts from unit gain)
+    plain = OneLLM(OneLLMConfig.from_preset("tiny"))
+    assert torch.equal(plain.upm.out_proj["image"][1].weight, torch.ones_like(rows[0]))

@@ -6,7 +6,11 @@ espeak-ng in 12 voices (voice x variant x pitch), saved as WAVs; two voices are 
 entirely, so the test split asks for an unseen speaker. The table (captions.csv) has
 path, caption, question, answer and split columns, as a user's own table would.
 
+`--rendering` writes the same digits another way (size, ink polarity, resampling filter and
+file format), so a recipe can be checked on data it was not tuned on:
+
     python examples/own-data/make_digits.py --out digits        # needs scikit-learn, espeak-ng
+    python examples/own-data/make_digits.py --out digits-big --rendering big-light-bicubic-jpeg
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import argparse
 import csv
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,22 +33,47 @@ VOICES = [("en-us", 50, 160), ("en-us+f2", 60, 150), ("en-gb", 40, 170), ("en-gb
 HELD_OUT_VOICES = 2
 
 
+@dataclass(frozen=True)
+class Rendering:
+    """How the 8x8 grey levels become an image file."""
+
+    size: int = 8  # pixels per side
+    light_ink: bool = False  # light digits on a dark ground instead of dark ink on white
+    resample: str = "nearest"  # PIL filter of the upscaling: nearest, bilinear, bicubic, lanczos
+    fmt: str = "png"  # png, or jpeg at `quality`
+    quality: int = 90
+
+
+RENDERINGS = {
+    "walkthrough": Rendering(),
+    "big-light-bicubic-jpeg": Rendering(size=64, light_ink=True, resample="bicubic", fmt="jpeg", quality=40),
+    "mid-dark-bilinear-jpeg": Rendering(size=24, resample="bilinear", fmt="jpeg", quality=25),
+    "small-light-lanczos-png": Rendering(size=16, light_ink=True, resample="lanczos"),
+    "huge-dark-nearest-jpeg": Rendering(size=112, resample="nearest", fmt="jpeg", quality=15),
+}
+
+
 def _split(index: int, n: int, val: float = 0.1, test: float = 0.2) -> str:
     """Deterministic and interleaved, so each split holds every writer's style and class."""
     position = (index * 0.6180339887) % 1.0
     return "test" if position < test else "val" if position < test + val else "train"
 
 
-def write_images(out: Path) -> list[dict[str, str]]:
+def write_images(out: Path, rendering: Rendering = Rendering()) -> list[dict[str, str]]:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows = []
+    resample = getattr(Image.Resampling, rendering.resample.upper())
     for i, (pixels, label) in enumerate(zip(digits.images, digits.target)):
-        name = f"images/{i:04d}.png"
-        grey = (255 - pixels * (255 / 16)).round().astype(np.uint8)  # dark ink on white paper
-        Image.fromarray(grey, mode="L").save(out / name)
+        name = f"images/{i:04d}.{'jpg' if rendering.fmt == 'jpeg' else 'png'}"
+        ink = pixels * (255 / 16)
+        grey = (ink if rendering.light_ink else 255 - ink).round().astype(np.uint8)
+        picture = Image.fromarray(grey, mode="L")
+        if rendering.size != picture.width:
+            picture = picture.resize((rendering.size, rendering.size), resample)
+        picture.save(out / name, **({"quality": rendering.quality} if rendering.fmt == "jpeg" else {}))
         word = WORDS[int(label)]
         rows.append({"path": name, "caption": f"a handwritten digit {word}",
                      "question": "Which digit is written here?", "answer": word,
@@ -71,8 +101,14 @@ def write_speech(out: Path) -> list[dict[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--rendering", choices=list(RENDERINGS), default="walkthrough",
+                        help="how the digits are drawn (default: 8x8 dark-on-white PNGs)")
+    parser.add_argument("--no-speech", action="store_true", help="write the images only")
     args = parser.parse_args()
-    for name, rows in (("images.csv", write_images(args.out)), ("speech.csv", write_speech(args.out))):
+    tables = [("images.csv", write_images(args.out, RENDERINGS[args.rendering]))]
+    if not args.no_speech:
+        tables.append(("speech.csv", write_speech(args.out)))
+    for name, rows in tables:
         with open(args.out / name, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()

@@ -48,6 +48,8 @@ class OneLLM(nn.Module):
             }
         )
         self.upm = UniversalProjection(config.upm, config.encoder.width, self.llm.config.hidden_size, list(config.modalities))
+        if config.upm.match_llm_embeddings:
+            self.upm.match_embeddings(self.llm.get_input_embeddings().weight)
         self.processor = OneLLMProcessor(
             text_tokenizer,
             config.upm.num_queries + 2,

@@ -144,6 +144,15 @@ class UniversalProjection(nn.Module):
             for table in (self.queries, self.start_tag, self.end_tag):
                 table[name].data.copy_(table[copy_from].data)
 
+    def match_embeddings(self, embeddings: torch.Tensor) -> None:
+        """Every modality's output LayerNorm to the per-channel mean and spread of the LM's
+        embedding rows `embeddings` [V, D] (UPMConfig.match_llm_embeddings)."""
+        rows = embeddings.detach().float()
+        with torch.no_grad():
+            for norm in (proj[1] for proj in self.out_proj.values()):
+                norm.weight.copy_(rows.std(0))
+                norm.bias.copy_(rows.mean(0))
+
     def run_experts(self, seq: torch.Tensor, experts: slice = slice(None), stacked: bool = False) -> torch.Tensor:
         """seq [B, S, W] through the experts in `experts` -> their query rows [E', B, Q, W];
         `stacked` computes them together (layer by layer, weights stacked on the fly) rather
