@@ -7,7 +7,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from test_training import _onellm, _write_world
+from test_training import _onellm
+from training_helpers import write_world as _write_world
 
 
 def test_export_is_the_best_validated_checkpoint(tmp_path):

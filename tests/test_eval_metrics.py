@@ -132,3 +132,13 @@ def test_multiple_choice_accuracy_accepts_index_letter_or_text_answers():
     preds = {"w": "B", "x": "red car", "y": "A", "z": "the dog"}
     answers = {"w": 1, "x": "C", "y": "dog", "z": "dog"}
     assert multiple_choice_accuracy(preds, choices, answers)["mc_accuracy"] == pytest.approx(3 / 4)
+
+
+def test_majority_baseline_is_the_commonest_answer_given_to_every_question():
+    from onellm.eval.metrics import majority_accuracy
+
+    refs = {"a": ["Yes"], "b": ["yes."], "c": ["no"], "d": ["two"]}
+    assert majority_accuracy(refs) == pytest.approx(2 / 4)  # "yes" after normalisation, right twice
+    humans = ["2"] * 6 + ["3"] * 4  # VQA's ten answers: the constant is scored by the same rule
+    assert majority_accuracy({"q": humans}) == pytest.approx(1.0)
+    assert majority_accuracy({}) != majority_accuracy({})  # nan: no questions, no baseline

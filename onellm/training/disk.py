@@ -65,12 +65,15 @@ def _files_bytes(paths: list[Path]) -> int:
     return sum(p.stat().st_size for p in paths if p.is_file())
 
 
-def checkpoint_bytes(pl_module: L.LightningModule, optimizers: list[torch.optim.Optimizer]) -> int:
-    """About the size of one checkpoint: the weights that train and the optimizer's state.
-    OneLLMModule.on_save_checkpoint leaves frozen weights out (they come back from the
-    preset or init_from), so they are not counted."""
+def checkpoint_bytes(pl_module: L.LightningModule, optimizers: list[torch.optim.Optimizer],
+                     weights_only: bool = False) -> int:
+    """About the size of one checkpoint: the weights that train and (unless `weights_only`)
+    the optimizer's state. OneLLMModule.on_save_checkpoint leaves frozen weights out (they
+    come back from the preset or init_from), so they are not counted."""
     frozen = {name for name, p in pl_module.named_parameters(remove_duplicate=False) if not p.requires_grad}
     total = tensor_bytes({k: v for k, v in pl_module.state_dict().items() if k not in frozen})
+    if weights_only:
+        return total
     for opt in optimizers:
         for group in opt.param_groups:
             for p in group["params"]:
@@ -93,13 +96,19 @@ class DiskSpaceCheck(Callback):
             return
         # (what, directory, bytes to add there): files it will replace are already counted as used.
         needs: list[tuple[str, Path, int]] = []
-        one = checkpoint_bytes(pl_module, trainer.optimizers)
+        # Per folder (the resume and the best checkpoints share one): the files each callback
+        # keeps plus the one it is writing, at their size (the best keeps weights only).
+        kept: dict[str, list[tuple[int, int]]] = {}
         for cb in trainer.checkpoint_callbacks:
             if isinstance(cb, ModelCheckpoint) and cb.dirpath:
                 copies = max(cb.save_top_k, 1) + bool(cb.save_last) + 1
-                held = _files_bytes(list(Path(cb.dirpath).glob("*.ckpt")))
-                needs.append((f"checkpoints in {cb.dirpath} ({copies} x {format_size(one)})", Path(cb.dirpath),
-                              copies * one - held))
+                kept.setdefault(cb.dirpath, []).append(
+                    (copies, checkpoint_bytes(pl_module, trainer.optimizers, cb.save_weights_only)))
+        for dirpath, files in kept.items():
+            held = _files_bytes(list(Path(dirpath).glob("*.ckpt")))
+            sizes = " + ".join(f"{copies} x {format_size(one)}" for copies, one in files)
+            needs.append((f"checkpoints in {dirpath} ({sizes})", Path(dirpath),
+                          sum(copies * one for copies, one in files) - held))
         if self.export_dir:
             export = Path(self.export_dir)
             size = tensor_bytes(pl_module.state_dict())
