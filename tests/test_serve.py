@@ -352,3 +352,164 @@ def test_the_api_key_is_required(world):
     assert httpx.get(f"{server.url}/v1/models").status_code == 401
     assert httpx.get(f"{server.url}/metrics").status_code == 401
     assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+
+
+# bad requests ---------------------------------------------------------------------------
+
+
+def _user(*parts: dict | str) -> dict:
+    return {"messages": [{"role": "user", "content": list(parts) if parts and isinstance(parts[0], dict)
+                          else (parts[0] if parts else [])}]}
+
+
+def _image(url: str) -> dict:
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _custom(**payload) -> dict:
+    return {"type": "onellm_input", "onellm_input": payload}
+
+
+PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(40)).decode()
+HI = {"role": "user", "content": "hi"}
+HOSTILE: dict[str, bytes | dict] = {
+    "malformed json": b"{bad",
+    "empty body": b"",
+    "json list": b"[1, 2]",
+    "not utf-8": b"\xff\xfe\x00garbage",
+    "deep nesting": b"[" * 200_000,
+    "nan temperature": b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}',
+    "no messages": {},
+    "empty messages": {"messages": []},
+    "messages a string": {"messages": "hi"},
+    "message a number": {"messages": [5]},
+    "no content": {"messages": [{"role": "user"}]},
+    "content a number": {"messages": [{"role": "user", "content": 42}]},
+    "empty content": _user(),
+    "blank text": _user("   "),
+    "system message": {"messages": [{"role": "system", "content": "be nice"}, HI]},
+    "tool message": {"messages": [{"role": "tool", "content": "x"}, HI]},
+    "assistant first": {"messages": [{"role": "assistant", "content": "x"}, HI]},
+    "assistant last": {"messages": [HI, {"role": "assistant", "content": "x"}]},
+    "assistant with an image": {"messages": [HI, {"role": "assistant", "content": [_image(PNG)]}, HI]},
+    "part a string": {"messages": [{"role": "user", "content": ["text"]}]},
+    "part without type": _user({"text": "hi"}),
+    "unknown part type": _user({"type": "image_file", "image_file": {"file_id": "x"}}),
+    "text part without text": _user({"type": "text"}),
+    "image_url without url": _user({"type": "image_url", "image_url": {}}),
+    "image_url a string": _user({"type": "image_url", "image_url": PNG}),
+    "broken base64": _user(_image("data:image/png;base64,@@@@not base64")),
+    "data url without base64": _user(_image("data:image/png,rawbytes")),
+    "unknown media type": _user(_image("data:foo/bar;base64,AAAA")),
+    "undecodable png": _user(_image(PNG)),
+    "a video as an image": _user({"type": "video_url", "video_url": {"url": PNG}}),
+    "remote url": _user(_image("http://example.com/cat.png")),
+    "ftp url": _user(_image("ftp://example.com/cat.png")),
+    "file outside": _user(_image("file:///etc/passwd")),
+    "file traversal": _user(_image("file:///tmp/../etc/passwd")),
+    "audio without format": _user({"type": "input_audio", "input_audio": {"data": "AAAA"}}),
+    "audio format a path": _user({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "../../x"}}),
+    "audio format exe": _user({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "exe"}}),
+    "audio of zeros": _user({"type": "input_audio", "input_audio": {"data": "AAAAAAAA", "format": "wav"}}),
+    "unknown modality": _user(_custom(modality="sonar", data="AAAA", format="npy")),
+    "no modality": _user(_custom(data="AAAA", format="npy")),
+    "data a number": _user(_custom(modality="point", data=12, format="npy")),
+    "meta nested": _user(_custom(modality="imu", data="AAAA", format="npy", meta={"a": {"b": 1}})),
+    "meta wrong": _user(_custom(modality="imu", data=base64.b64encode(bytes(64)).decode(), format="npy",
+                                meta={"sample_rate": "fast"})),
+    "companion for image": _user(_custom(modality="image", data="AAAA", format="png",
+                                         companions=[{"data": "AAAA", "format": "png"}])),
+    "companion a string": _user(_custom(modality="depth", data="AAAA", format="png", companions=["x"])),
+    "too many inputs": _user(*[_image(PNG)] * 5),
+    "prompt too long": _user("why " * 400),
+    "max_tokens 0": {"messages": [HI], "max_tokens": 0},
+    "max_tokens a string": {"messages": [HI], "max_tokens": "5"},
+    "max_tokens over the context": {"messages": [HI], "max_tokens": 1000},
+    "temperature 5": {"messages": [HI], "temperature": 5},
+    "temperature a word": {"messages": [HI], "temperature": "hot"},
+    "top_p 0": {"messages": [HI], "top_p": 0},
+    "n 2": {"messages": [HI], "n": 2},
+    "five stops": {"messages": [HI], "stop": ["a", "b", "c", "d", "e"]},
+    "stop a number": {"messages": [HI], "stop": 7},
+    "seed a float": {"messages": [HI], "seed": 1.5},
+    "stream a word": {"messages": [HI], "stream": "yes"},
+    "stream_options a list": {"messages": [HI], "stream": True, "stream_options": [1]},
+    "unsupported field": {"messages": [HI], "logprobs": True},
+    "another model": {"messages": [HI], "model": "gpt-4"},
+    "body over the limit": _user("x" * (3 * 2**20)),
+    "file over the limit": _user(_image("data:image/png;base64," + base64.b64encode(bytes(3 * 2**19)).decode())),
+}
+SERVER_PATH = ("/tmp/", "/work/", "/usr/", "/root/", "/home/", "site-packages", "Traceback", 'File "')
+
+
+def _assert_refused(response: httpx.Response, what: str) -> None:
+    assert 400 <= response.status_code < 500, (what, response.status_code, response.text[:300])
+    error = response.json()["error"]
+    assert isinstance(error["message"], str) and len(error["message"]) > 5, (what, error)
+    assert isinstance(error["type"], str) and "param" in error and "code" in error, (what, error)
+    assert not any(s in response.text for s in SERVER_PATH), (what, response.text[:500])
+
+
+def _good(server: Server) -> None:
+    answered = server.post({"messages": [HI], "max_tokens": 1})
+    assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"] is not None
+
+
+def test_hostile_requests_get_a_4xx_and_the_next_is_answered(world):
+    server, _, _, _ = world
+    for what, body in HOSTILE.items():
+        _assert_refused(server.post(body), what)
+        _good(server)
+    _assert_refused(httpx.get(f"{server.url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}),
+                    "GET")
+    _assert_refused(httpx.get(f"{server.url}/v2/nothing", headers={"Authorization": f"Bearer {KEY}"}), "no route")
+    _good(server)
+    assert server.process.poll() is None
+
+
+def test_damaged_files_get_a_4xx_naming_the_part(world, tmp_path):
+    server, _, _, files = world
+    bad = [c for c in damaged_files(tmp_path, files) if c.expect == "bad"]
+    assert len(bad) >= 40
+    refused = {}
+    for case in bad:
+        response = server.post(_user({"type": "text", "text": "What?"}, _part(case)))
+        _assert_refused(response, case.name)
+        refused[response.json()["error"]["code"]] = refused.get(response.json()["error"]["code"], 0) + 1
+        if response.status_code == 400:
+            assert response.json()["error"]["param"].startswith("messages[0].content[1]"), case.name
+        _good(server)
+    print(f"\n{len(bad)} damaged files refused: {refused}")
+
+
+def test_a_full_queue_answers_429_and_a_slow_answer_times_out(world, tmp_path):
+    """A second server that holds 2 requests and batches none: of 8 at once, those over the
+    bound get 429 with Retry-After at once; a request queued behind a long answer, past
+    --timeout, gets 504."""
+    _, _, allowed, _ = world
+    small = Server(allowed.parent / "model", allowed.parent / "site", "--max-queue", "2", "--max-batch", "1",
+                   "--timeout", "1")
+    try:
+        results: list[httpx.Response] = []
+
+        def ask(tokens: int = 30) -> None:
+            results.append(small.post({"messages": [HI], "max_tokens": tokens}))
+
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        codes = sorted(r.status_code for r in results)
+        assert codes.count(429) >= 4 and set(codes) <= {200, 429}, codes
+        full = next(r for r in results if r.status_code == 429)
+        assert full.headers["retry-after"] == "1" and full.json()["error"]["code"] == "queue_full"
+        first = threading.Thread(target=ask, args=(800,))
+        first.start()
+        time.sleep(0.2)
+        queued = small.post({"messages": [HI], "max_tokens": 800})
+        first.join()
+        assert queued.status_code == 504 and queued.json()["error"]["code"] == "timeout"
+        _good(small)
+    finally:
+        small.close()
