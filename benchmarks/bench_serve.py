@@ -11,6 +11,7 @@ random tiny LM says end-of-text within a few tokens).
 
     python benchmarks/bench_serve.py --model tiny
     python benchmarks/bench_serve.py --model smollm2 --requests 16 32 64
+    python benchmarks/bench_serve.py --model tiny --engine litserve   # the same load on LitServe
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ import psutil
 from PIL import Image
 
 NAME = "bench"
+LITSERVE_VARIANT = Path(__file__).with_name("litserve_variant.py")
 
 
 def _payloads() -> list[list[dict]]:
@@ -74,17 +76,19 @@ def _full_length_copy(model: str, out: Path) -> str:
 
 
 class Server:
-    def __init__(self, model: str, max_batch: int, threads: int, device: str) -> None:
+    def __init__(self, engine: str, model: str, max_batch: int, threads: int, device: str) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
         env.pop("ONELLM_API_KEY", None)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "onellm.cli", "serve", "--model", model, "--port", str(self.port),
-             "--served-model-name", NAME, "--max-batch", str(max_batch), "--max-queue", "64",
-             "--timeout", "600", "--device", device],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if engine == "litserve":
+            command = [sys.executable, str(LITSERVE_VARIANT), model, str(self.port), str(max_batch)]
+        else:
+            command = [sys.executable, "-m", "onellm.cli", "serve", "--model", model, "--port", str(self.port),
+                       "--served-model-name", NAME, "--max-batch", str(max_batch), "--max-queue", "64",
+                       "--timeout", "600", "--device", device]
+        self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.peak_rss = 0
         self._watch = threading.Thread(target=self._rss, daemon=True)
         deadline = time.monotonic() + 600
@@ -99,17 +103,25 @@ class Server:
         self._watch.start()
 
     def _rss(self) -> None:
+        """The server's resident memory, its worker processes' included (LitServe runs the
+        model in one)."""
         proc = psutil.Process(self.process.pid)
         while self.process.poll() is None:
             try:
-                self.peak_rss = max(self.peak_rss, proc.memory_info().rss)
+                family = [proc, *proc.children(recursive=True)]
+                self.peak_rss = max(self.peak_rss, sum(p.memory_info().rss for p in family))
             except psutil.Error:
-                return
+                pass  # a child that just ended: the next look counts the rest
             time.sleep(0.05)
 
     def close(self) -> None:
+        children = psutil.Process(self.process.pid).children(recursive=True)
         self.process.terminate()
         self.process.wait(timeout=60)
+        for child in children:  # LitServe's workers, should they outlive it
+            if child.is_running():
+                child.terminate()
+        psutil.wait_procs(children, timeout=30)
 
 
 async def _level(port: int, clients: int, requests: int, max_tokens: int, time_limit: float) -> dict:
@@ -161,6 +173,8 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=300, help="seconds per level before it stops issuing")
     parser.add_argument("--threads", type=int, default=2, help="the server's torch threads")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--engine", choices=["onellm", "litserve"], default="onellm",
+                        help="onellm serve (FastAPI + uvicorn), or the same model on LitServe (needs litserve)")
     parser.add_argument("--no-full-length", dest="full_length", action="store_false",
                         help="keep the model's end-of-text token (answers may end early)")
     args = parser.parse_args()
@@ -170,7 +184,7 @@ def main() -> None:
         model = _full_length_copy(args.model, Path(tmp) / "model") if args.full_length else args.model
         results = {}
         for mode, max_batch in (("batched", 32), ("one at a time", 1)):
-            server = Server(model, max_batch, args.threads, args.device)
+            server = Server(args.engine, model, max_batch, args.threads, args.device)
             try:
                 asyncio.run(_level(server.port, 1, 2, args.max_tokens, args.time_limit))  # warm-up
                 results[mode] = [asyncio.run(_level(server.port, c, n, args.max_tokens, args.time_limit))
@@ -180,7 +194,8 @@ def main() -> None:
             peak = server.peak_rss / 2**20
             for row in results[mode]:
                 row["rss"] = peak
-    print(f"model {args.model}, {args.max_tokens} tokens per answer, {args.threads} torch threads, {args.device}")
+    print(f"{args.engine}: model {args.model}, {args.max_tokens} tokens per answer, {args.threads} torch threads, "
+          f"{args.device}")
     print("| serving | clients | requests | req/s | tokens/s | p50 s | p99 s | failures | peak RSS MiB |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
     for mode, rows in results.items():

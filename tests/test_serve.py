@@ -407,6 +407,7 @@ HOSTILE: dict[str, bytes | dict] = {
     "ftp url": _user(_image("ftp://example.com/cat.png")),
     "file outside": _user(_image("file:///etc/passwd")),
     "file traversal": _user(_image("file:///tmp/../etc/passwd")),
+    "file with a NUL": _user(_image("file:///tmp/x%00y.png")),
     "audio without format": _user({"type": "input_audio", "input_audio": {"data": "AAAA"}}),
     "audio format a path": _user({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "../../x"}}),
     "audio format exe": _user({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "exe"}}),

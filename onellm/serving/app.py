@@ -148,8 +148,8 @@ def build_app(model: "OneLLM", config: ServeConfig) -> FastAPI:
         with prompter_lock:
             prompt = build_prompt(conversation, prompter, model.config.prompting)
             prompt_tokens = len(prompter.encode(prompt)[0])
-        wanted = chat_request.max_tokens
-        max_tokens = wanted or max(1, min(config.default_max_tokens, context - prompt_tokens))
+        # Unasked, the default, shortened to what the context leaves.
+        max_tokens = chat_request.max_tokens or max(1, min(config.default_max_tokens, context - prompt_tokens))
         if prompt_tokens + max_tokens > context:
             raise bad_request(f"the prompt is {prompt_tokens} tokens (its inputs' included) and {max_tokens} more "
                               f"were asked for, over the model's context of {context} tokens",
@@ -166,7 +166,7 @@ def build_app(model: "OneLLM", config: ServeConfig) -> FastAPI:
         return _completion(job, text, reason, tokens)
 
     async def _stream(job: Job, chat_request: ChatRequest, deadline: float) -> AsyncIterator[str]:
-        chunk = _chunker(job)
+        chunk = _chunker()
         try:
             yield _sse(chunk({"role": "assistant", "content": ""}))
             async for event in _events(job, deadline):
@@ -199,7 +199,7 @@ def build_app(model: "OneLLM", config: ServeConfig) -> FastAPI:
         finally:
             job.cancelled.set()
 
-    def _chunker(job: Job) -> Any:
+    def _chunker() -> Any:
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
         def chunk(delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:

@@ -98,8 +98,9 @@ class Batcher:
                 job.release()
 
     def _next_batch(self) -> list[Job] | None:
-        """The oldest request and those that sample like it, once the batch is full or the
-        oldest has waited the window out; requests whose client has gone are dropped."""
+        """The oldest request and those that sample like it, once the batch is full, the
+        oldest has waited the window out or no other admitted request could still join;
+        requests whose client has gone are dropped."""
         with self._ready:
             while True:
                 while self._waiting and self._waiting[0].cancelled.is_set():
@@ -113,7 +114,10 @@ class Batcher:
                 first = self._waiting[0]
                 alike = [j for j in self._waiting if j.batch_key() == first.batch_key() and not j.cancelled.is_set()]
                 left = first.arrived + self.window_s - time.monotonic()
-                if len(alike) >= self.max_batch or left <= 0:
+                # Only requests already admitted (still being read and decoded) can join
+                # within the window; with none, a lone request waits for nothing.
+                joining = self.metrics.in_server - len(self._waiting)
+                if len(alike) >= self.max_batch or left <= 0 or joining <= 0:
                     jobs = alike[: self.max_batch]
                     for job in jobs:
                         self._waiting.remove(job)

@@ -15,7 +15,7 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.responses: Counter[int] = Counter()
-        self.in_server = 0  # admitted and not yet answered
+        self.in_server = 0  # admitted, and not yet generated or dropped by the batcher
         self.waiting = 0  # admitted, decoded, and waiting for a batch
         self.batches = 0
         self.batch_sizes: Counter[int] = Counter()

@@ -134,6 +134,7 @@ def _decode_base64(data: Any, param: str, policy: MediaPolicy) -> bytes:
         raise bad_request(f"{param}: 'data' must be a non-empty base64 string", param=f"{param}.data")
     if len(data) * 3 // 4 > policy.max_file_bytes:  # before decoding it
         raise _too_large(param, policy)
+    data = "".join(data.split())  # base64 wrapped in lines, as `base64` writes it by default
     try:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
@@ -173,14 +174,20 @@ def _local_file(path: Path, param: str, policy: MediaPolicy) -> MemoryFile:
                        type="permission_error", param=f"{param}.url", code="local_file_refused")
     if policy.allowed_dir is None:
         raise refused
-    resolved = path.resolve()
-    if not resolved.is_relative_to(policy.allowed_dir.resolve()):
-        raise refused
-    if not resolved.is_file():
-        raise bad_request(f"{param}: no such file under the allowed folder", param=f"{param}.url", code="not_found")
-    if resolved.stat().st_size > policy.max_file_bytes:
-        raise _too_large(param, policy)
-    return _memory_file(resolved.read_bytes(), resolved.suffix[1:].lower(), param)
+    try:
+        resolved = path.resolve()
+        if not resolved.is_relative_to(policy.allowed_dir.resolve()):
+            raise refused
+        if not resolved.is_file():
+            raise bad_request(f"{param}: no such file under the allowed folder", param=f"{param}.url",
+                              code="not_found")
+        if resolved.stat().st_size > policy.max_file_bytes:
+            raise _too_large(param, policy)
+        data = resolved.read_bytes()
+    except (OSError, ValueError) as err:  # a NUL in the path, a file that cannot be read
+        raise bad_request(f"{param}: the file cannot be read ({type(err).__name__})", param=f"{param}.url",
+                          code="unreadable_file") from None
+    return _memory_file(data, resolved.suffix[1:].lower(), param)
 
 
 def _remote_file(url: str, param: str, policy: MediaPolicy) -> MemoryFile:
