@@ -514,3 +514,28 @@ def test_a_full_queue_answers_429_and_a_slow_answer_times_out(world, tmp_path):
         _good(small)
     finally:
         small.close()
+
+
+def test_streamed_pieces_join_to_the_cut_and_stripped_answer():
+    """Token by token, whatever the text: half characters, white space at either end, stop
+    strings split over tokens; the pieces sent join to the text the processor would give."""
+    import random
+
+    from onellm.model.llm import byte_tokenizer
+    from onellm.serving.answer_text import AnswerText
+
+    tokenizer = byte_tokenizer()
+    rng = random.Random(0)
+    for _ in range(300):
+        text = "".join(rng.choice(["a", " ", "#", "é", "\n", "b", "##", " #"]) for _ in range(rng.randint(0, 20)))
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        for stops in [("###",), ("###", "b#"), ()]:
+            answer, sent = AnswerText(tokenizer, stops), ""
+            for token in ids:
+                stopped = answer.add(token)
+                sent += answer.delta()
+                if stopped:
+                    break
+            sent += answer.delta(final=True)
+            cut = min([text.find(s) for s in stops if s in text], default=len(text))
+            assert sent == answer.text() == text[:cut].strip(), (text, stops)
