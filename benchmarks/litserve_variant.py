@@ -6,8 +6,6 @@ batch_timeout) groups them into one OneLLM.generate, as onellm serve does. Needs
 
     python benchmarks/litserve_variant.py MODEL PORT MAX_BATCH
 """
-from __future__ import annotations
-
 import sys
 import time
 import uuid

@@ -40,13 +40,20 @@ class Job:
     stops: tuple[str, ...]
     prompt_tokens: int
     loop: asyncio.AbstractEventLoop
-    release: Callable[[], None] = lambda: None  # called once, when the batcher is done with the job
+    release: Callable[[], None] = lambda: None  # told once, when the batcher is done with the job
+    _released: bool = False
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     arrived: float = field(default_factory=time.monotonic)
 
     def emit(self, *event: Any) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+    def finished(self) -> None:
+        """Gives the job's place in the server back, once."""
+        if not self._released:
+            self._released = True
+            self.release()
 
     def batch_key(self) -> Any:
         # A seeded request is reproducible only alone: a batch draws from one generator.
@@ -94,8 +101,8 @@ class Batcher:
                 log.exception("generation failed for a batch of %d", len(jobs))
                 for job in jobs:
                     job.emit("error", "generation failed")
-            for job in jobs:
-                job.release()
+            for job in jobs:  # those a failed batch left unfinished
+                job.finished()
 
     def _next_batch(self) -> list[Job] | None:
         """The oldest request and those that sample like it, once the batch is full, the
@@ -104,7 +111,7 @@ class Batcher:
         with self._ready:
             while True:
                 while self._waiting and self._waiting[0].cancelled.is_set():
-                    self._waiting.popleft().release()
+                    self._waiting.popleft().finished()
                     self.metrics.move(waiting=-1)
                 if self._stopping:
                     return None
@@ -162,6 +169,7 @@ class _Rows(StoppingCriteria):
             job, text = self.jobs[i], self.texts[i]
             if job.cancelled.is_set():
                 self.done[i] = True
+                job.finished()
                 continue
             self.counts[i] += 1
             if token in self.eos:
@@ -182,6 +190,7 @@ class _Rows(StoppingCriteria):
     def _finish(self, i: int, reason: str) -> None:
         self.done[i] = True
         job, text = self.jobs[i], self.texts[i]
+        job.finished()  # before the answer goes out: the client's next request finds the place free
         if delta := text.delta(final=True):
             job.emit("delta", delta)
         job.emit("done", reason, text.text(), self.counts[i])
