@@ -40,7 +40,12 @@ class OneLLMAPI(ls.LitAPI):
     def batch(self, inputs: list) -> list:
         return inputs
 
-    def predict(self, batch: list) -> list[tuple[str, int, int]]:
+    def predict(self, batch: list) -> list[tuple[str, int, int]] | tuple[str, int, int]:
+        if self.max_batch_size == 1:  # LitServe then hands over one request, not a list
+            return self._generate([batch])[0]
+        return self._generate(batch)
+
+    def _generate(self, batch: list) -> list[tuple[str, int, int]]:
         processor = self.model.processor
         prompts = [prompt for prompt, _, _ in batch]
         encoded = processor(prompts)

