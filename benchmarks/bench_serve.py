@@ -2,12 +2,14 @@
 `openai` client, batched serving (--max-batch 32) against one request at a time (--max-batch 1).
 
 Each level sends a fixed number of requests (and stops issuing new ones after --time-limit
-seconds), cycling over an image, an audio clip, an IMU window (the `onellm_input` part) and
-text alone, greedy, --max-tokens each. Reported per level: requests/s, generated tokens/s (the
-servers' usage counts), p50/p99 latency, failures by HTTP status and the server's peak
-resident memory. With --full-length (the default) the model's end-of-text logit is zeroed
-first, so that every answer runs to --max-tokens as a trained model's long answers do (the
-random tiny LM says end-of-text within a few tokens).
+seconds), --repeats times per server, the two servers taking turns so that outside load
+falls on both alike; requests cycle over an image, an audio clip, an IMU window (the
+`onellm_input` part) and text alone, greedy, --max-tokens each. Reported per level:
+requests/s, generated tokens/s (the servers' usage counts), p50/p99 latency, failures by
+HTTP status and each server's peak resident memory. By default the model's end-of-text
+logit is zeroed first (--no-full-length keeps it), so that every answer runs to
+--max-tokens as a trained model's long answers do (the random tiny LM says end-of-text
+within a few tokens).
 
     python benchmarks/bench_serve.py --model tiny
     python benchmarks/bench_serve.py --model smollm2 --requests 16 32 64
@@ -21,7 +23,6 @@ import base64
 import io
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -125,16 +126,14 @@ class Server:
 
 
 async def _level(port: int, clients: int, requests: int, max_tokens: int, time_limit: float) -> dict:
+    """`requests` requests from `clients` concurrent clients: latencies, tokens, failures, wall time."""
     client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=600)
     payloads = _payloads()
     issued = iter(range(requests))
-    latencies: list[float] = []
-    failures: Counter[str] = Counter()
-    tokens = 0
+    run = {"latencies": [], "failures": Counter(), "tokens": 0}
     stop_at = time.monotonic() + time_limit
 
     async def worker() -> None:
-        nonlocal tokens
         for n in issued:
             if time.monotonic() > stop_at:
                 return
@@ -144,22 +143,29 @@ async def _level(port: int, clients: int, requests: int, max_tokens: int, time_l
                     model=NAME, messages=[{"role": "user", "content": payloads[n % len(payloads)]}],
                     max_tokens=max_tokens, temperature=0)
             except openai.APIStatusError as err:
-                failures[str(err.status_code)] += 1
+                run["failures"][str(err.status_code)] += 1
                 continue
             except openai.APIError as err:
-                failures[type(err).__name__] += 1
+                run["failures"][type(err).__name__] += 1
                 continue
-            latencies.append(time.perf_counter() - start)
-            tokens += reply.usage.completion_tokens
+            run["latencies"].append(time.perf_counter() - start)
+            run["tokens"] += reply.usage.completion_tokens
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
-    wall = time.perf_counter() - start
+    run["wall"] = time.perf_counter() - start
     await client.close()
-    latencies.sort()
-    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")  # noqa: E731
-    return {"clients": clients, "done": len(latencies), "rps": len(latencies) / wall, "tps": tokens / wall,
-            "p50": statistics.median(latencies) if latencies else float("nan"), "p99": pick(0.99),
+    return run
+
+
+def _summary(clients: int, runs: list[dict]) -> dict:
+    """The repeats of one level together: their requests over their summed wall time."""
+    latencies = sorted(x for r in runs for x in r["latencies"])
+    wall = sum(r["wall"] for r in runs)
+    failures = sum((r["failures"] for r in runs), Counter())
+    quantile = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")  # noqa: E731
+    return {"clients": clients, "done": len(latencies), "rps": len(latencies) / wall,
+            "tps": sum(r["tokens"] for r in runs) / wall, "p50": quantile(0.5), "p99": quantile(0.99),
             "failures": dict(failures)}
 
 
@@ -168,7 +174,10 @@ def main() -> None:
     parser.add_argument("--model", default="tiny", help="a preset name or a save_pretrained directory")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--requests", type=int, nargs="+", default=[32, 64, 128],
-                        help="requests per level, one value per --clients value")
+                        help="requests per level and repeat, one value per --clients value")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="each level this often per server, the two servers taking turns (ABBA...), so "
+                             "that outside load falls on both alike")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--time-limit", type=float, default=300, help="seconds per level before it stops issuing")
     parser.add_argument("--threads", type=int, default=2, help="the server's torch threads")
@@ -180,31 +189,40 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.requests) != len(args.clients):
         parser.error("--requests needs one value per --clients value")
+    modes = {"batched": 32, "one at a time": 1}
     with tempfile.TemporaryDirectory() as tmp:
         model = _full_length_copy(args.model, Path(tmp) / "model") if args.full_length else args.model
-        results = {}
-        for mode, max_batch in (("batched", 32), ("one at a time", 1)):
-            server = Server(args.engine, model, max_batch, args.threads, args.device)
-            try:
-                asyncio.run(_level(server.port, 1, 2, args.max_tokens, args.time_limit))  # warm-up
-                results[mode] = [asyncio.run(_level(server.port, c, n, args.max_tokens, args.time_limit))
-                                 for c, n in zip(args.clients, args.requests)]
-            finally:
+        servers = {}
+        try:
+            # Both up at once (an idle server takes no CPU), so that their levels can alternate.
+            for mode, max_batch in modes.items():
+                servers[mode] = Server(args.engine, model, max_batch, args.threads, args.device)
+                asyncio.run(_level(servers[mode].port, 1, 2, args.max_tokens, args.time_limit))  # warm-up
+            runs: dict[str, list[list[dict]]] = {mode: [] for mode in modes}
+            for clients, requests in zip(args.clients, args.requests):
+                level = {mode: [] for mode in modes}
+                for repeat in range(args.repeats):
+                    for mode in (list(modes) if repeat % 2 == 0 else list(modes)[::-1]):
+                        level[mode].append(asyncio.run(
+                            _level(servers[mode].port, clients, requests, args.max_tokens, args.time_limit)))
+                for mode in modes:
+                    runs[mode].append(level[mode])
+        finally:
+            for server in servers.values():
                 server.close()
-            peak = server.peak_rss / 2**20
-            for row in results[mode]:
-                row["rss"] = peak
     print(f"{args.engine}: model {args.model}, {args.max_tokens} tokens per answer, {args.threads} torch threads, "
-          f"{args.device}")
+          f"{args.device}, {args.repeats} repeats per level")
     print("| serving | clients | requests | req/s | tokens/s | p50 s | p99 s | failures | peak RSS MiB |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
+    results = {mode: [_summary(c, level) for c, level in zip(args.clients, runs[mode])] for mode in modes}
     for mode, rows in results.items():
         for r in rows:
             failed = ", ".join(f"{k}: {v}" for k, v in r["failures"].items()) or "0"
             print(f"| {mode} | {r['clients']} | {r['done']} | {r['rps']:.2f} | {r['tps']:.0f} | {r['p50']:.3f} "
-                  f"| {r['p99']:.3f} | {failed} | {r['rss']:.0f} |")
+                  f"| {r['p99']:.3f} | {failed} | {servers[mode].peak_rss / 2**20:.0f} |")
     for batched, single in zip(results["batched"], results["one at a time"]):
-        print(f"{batched['clients']} clients: batched / one at a time = {batched['rps'] / single['rps']:.1f}x req/s")
+        ratio = batched["rps"] / single["rps"] if single["rps"] else float("nan")
+        print(f"{batched['clients']} clients: batched / one at a time = {ratio:.1f}x req/s")
 
 
 if __name__ == "__main__":
