@@ -493,7 +493,7 @@ def test_a_full_queue_answers_429_and_a_slow_answer_times_out(world, tmp_path):
     try:
         results: list[httpx.Response] = []
 
-        def ask(tokens: int = 30) -> None:
+        def ask(tokens: int = 50) -> None:
             results.append(small.post({"messages": [HI], "max_tokens": tokens}))
 
         threads = [threading.Thread(target=ask) for _ in range(8)]
