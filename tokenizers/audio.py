@@ -210,4 +210,5 @@ AUDIO = ModalitySpec(
     description="kaldi fbank [1, mel, frames] through a strided Conv2d",
     synthesize=synthesize,
     preview=preview,
+    openai_parts=("input_audio", "audio_url"),
 )

@@ -184,4 +184,5 @@ IMAGE = ModalitySpec(
     description="RGB image through the encoder's patch conv",
     synthesize=synthesize,
     preview=preview,
+    openai_parts=("image_url",),
 )

@@ -289,4 +289,5 @@ VIDEO = ModalitySpec(
     synthesize=synthesize,
     preview=preview,
     streams=("audio",),
+    openai_parts=("video_url",),
 )
