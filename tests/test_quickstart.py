@@ -11,7 +11,8 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     modalities = ["image", "video", "audio", "point", "depth", "normal", "imu", "fmri"]
     assert list(summary["captions"]) == modalities
     for row in summary["captions"].values():
-        assert set(row) == {"untrained", "stage3", "stage4", "qa_accuracy"}
+        assert set(row) == {"untrained", "stage3", "stage4", "qa_accuracy", "qa_majority"}
+        assert 0 < row["qa_majority"] <= 1  # the baseline beside every QA figure
     assert set(summary["replay"]) == {"modality", "stage1", "stage3_replay", "stage3_no_replay"}
     assert summary["replay"]["modality"] == "image"
     work = tmp_path / "qs"
@@ -21,7 +22,7 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     steps = json.loads((work / "runs" / "stage3-noreplay" / "csv" / "rank0.json").read_text())["steps"]
     assert {m for _, m in steps} <= {"depth", "normal", "imu", "fmri"}
     out = capsys.readouterr().out
-    assert "| modality | untrained | stage 3 | stage 4 | QA acc. |" in out
+    assert "| modality | untrained | stage 3 | stage 4 | QA acc. | QA majority answer |" in out
     assert all(f"| {m} |" in out for m in modalities)
     results = json.loads((work / "eval" / "stage4" / "results.json").read_text())
     assert {r["modality"] for r in results["tasks"]} == set(modalities)
@@ -32,9 +33,9 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     steps = json.loads((work / "runs" / "stage5" / "csv" / "rank0.json").read_text())["steps"]
     assert "video+audio" in {m for _, m in steps}
     assert list(summary["audio_visual"]) == ["video + audio", "video only", "audio only"]
-    assert all(set(row) == {"CIDEr", "qa_accuracy", "visual_questions", "audio_questions"}
+    assert all(set(row) == {"CIDEr", "qa_accuracy", "qa_majority", "visual_questions", "audio_questions"}
                for row in summary["audio_visual"].values())
-    assert "| inputs | caption CIDEr | QA acc. | questions on the picture | questions on the sound |" in out
+    assert "| inputs | caption CIDEr | QA acc. | QA majority answer | questions on the picture |" in out
     tasks = json.loads((work / "eval" / "audio-visual" / "results.json").read_text())["tasks"]
     assert {r["task"] for r in tasks} == {f"manifest-{kind}-audiovisual{only}" for kind in ("caption", "qa")
                                           for only in ("", "@video", "@audio")}
