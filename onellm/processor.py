@@ -70,6 +70,18 @@ class OneLLMProcessor:
         turns = "".join(f"### Human: {q}\n### Assistant:{answered}{eos}\n" for q, answered in history)
         return f"{markers}{ONELLM_SYSTEM}\n\n{turns}### Human: {question}\n### Assistant:"
 
+    def request(self, modalities: Sequence[str], question: str | None = None,
+                history: Sequence[tuple[str, str]] = (), bare: bool = False) -> str:
+        """The prompt that asks `question` about inputs of `modalities` after `history`: the
+        placeholders alone when `bare` (as the caption stages train), otherwise the template,
+        with the modalities' caption request for a turn that asks nothing."""
+        if bare:
+            return self.placeholders(modalities)
+        from .registry import caption_prompt  # the registry loads the plugins: only when asked
+
+        ask = caption_prompt(list(modalities)) if modalities else ""
+        return self.prompt(question or ask, [(q or ask, a) for q, a in history], modalities=modalities)
+
     def segments(self, turns: Sequence[tuple[str, str]], modalities: Sequence[str] = ("modality",)) -> list[tuple[str, bool]]:
         """A whole conversation as (text, is_answer) pieces in order: each turn's prompt text
         (its history included by the turns before it) then its answer, so that every answer

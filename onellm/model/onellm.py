@@ -16,7 +16,7 @@ from torch import nn
 from ..config import OneLLMConfig, list_presets
 from ..errors import BadInputError, describe
 from ..processor import TEXT_TOKENIZER_DIR, OneLLMProcessor
-from ..registry import caption_prompt, get_modality
+from ..registry import get_modality
 from .encoder import SharedEncoder
 from .llm import build_llm, resolve_llm_path
 from .lora import LoRAConfig, base_state_dict, inject_lora, load_adapter, save_adapter
@@ -266,10 +266,7 @@ class OneLLM(nn.Module):
         modalities = [m for m, _ in pairs]
         if bare is None:
             bare = question is None and self.config.prompting == "bare"
-        if bare:
-            prompt = self.processor.placeholders(modalities)
-        else:
-            prompt = self.processor.prompt(question or caption_prompt(modalities), modalities=modalities)
+        prompt = self.processor.request(modalities, question, bare=bare)
         device = self.encoder.image_pos_embed.device
         batch = {k: v.to(device) for k, v in self.processor([prompt] * size).items()}
         if len(set(modalities)) == len(modalities):  # each modality's batch as it is, no copy

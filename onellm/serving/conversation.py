@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import describe
 from ..inputs import load_input
-from ..registry import caption_prompt
 from .errors import bad_request
 from .parts import MediaPolicy, Upload, read_part
 
@@ -68,12 +67,8 @@ def read_messages(messages: list[Any], modalities: list[str], policy: MediaPolic
 
 
 def build_prompt(conversation: Conversation, processor: "OneLLMProcessor", prompting: str) -> str:
-    modalities = conversation.modalities
-    if prompting == "bare" and not conversation.question and not conversation.history:
-        return processor.placeholders(modalities)
-    ask = caption_prompt(modalities) if modalities else ""
-    history = [(asked or ask, answered) for asked, answered in conversation.history]
-    return processor.prompt(conversation.question or ask, history, modalities=modalities)
+    bare = prompting == "bare" and not conversation.question and not conversation.history
+    return processor.request(conversation.modalities, conversation.question, conversation.history, bare=bare)
 
 
 def load_inputs(uploads: list[Upload], model: "OneLLM") -> list[tuple[str, "torch.Tensor"]]:
