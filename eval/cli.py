@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from onellm.config import Prompting  # no torch: the module stays cheap to import
+
 OWN_DATA_HINT = ("your own data: onellm eval --model M --manifest FILE.jsonl --out DIR "
                  "(a caption and/or QA task from the manifest's test split; docs/evaluation.md)")
 
@@ -42,10 +44,10 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("--temperature", type=float, default=0.0, help="0 (default) decodes greedily")
     p.add_argument("--top-p", type=float, default=1.0)
     prompting = p.add_mutually_exclusive_group()
-    prompting.add_argument("--bare-prompt", dest="prompting", action="store_const", const="bare",
+    prompting.add_argument("--bare-prompt", dest="prompting", action="store_const", const=Prompting.BARE.value,
                            help="caption tasks: caption right after the modality tokens, as alignment stages train "
                                 "(default when the model's config.prompting is bare)")
-    prompting.add_argument("--template", dest="prompting", action="store_const", const="template",
+    prompting.add_argument("--template", dest="prompting", action="store_const", const=Prompting.TEMPLATE.value,
                            help="caption tasks: ask in the instruction template (default for other models)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
@@ -77,7 +79,7 @@ def run_command(args: argparse.Namespace) -> int:
     from onellm.model.onellm import OneLLM
 
     from .report import markdown_table
-    from .runner import BARE, run_eval, task_fits
+    from .runner import run_eval, task_fits
     from .tasks import QA
 
     if args.threads:
@@ -94,7 +96,7 @@ def run_command(args: argparse.Namespace) -> int:
     for task in tasks:
         if task.name not in {t.name for t in usable}:
             print(f"skipping {task.name}: the model has no {task.modality} tokenizer", file=sys.stderr)
-    if model.config.prompting == BARE and any(t.kind == QA for t in usable):
+    if model.config.prompting == Prompting.BARE and any(t.kind == QA for t in usable):
         print("note: this model was last trained on captions (prompting: bare), not instruction-tuned; "
               "QA tasks ask in the template all the same", file=sys.stderr)
     generation = decoding(args.max_new_tokens, args.temperature, args.top_p)

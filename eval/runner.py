@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from tqdm import tqdm
 
+from onellm.config import Prompting
 from onellm.data.manifest import split_modality
 from onellm.model.llm import generate_kwargs
 
@@ -38,27 +39,19 @@ if TYPE_CHECKING:
 BYTE_LEVEL_LENGTH_FACTOR = 3
 
 PREDICTIONS, SKIPPED, RESULTS, RUN = "predictions.jsonl", "skipped.jsonl", "results.json", "run.json"
-# The values of OneLLMConfig.prompting. Caption tasks only: BARE generates right after the
-# modality tokens, with no prompt (the format the alignment stages train on), TEMPLATE asks
-# the question in the model's template.
-BARE, TEMPLATE = "bare", "template"
 
 
-def prompting_for(model: "OneLLM", task: EvalTask, prompting: str | None = None) -> str:
-    """BARE or TEMPLATE: `prompting`, else the model's config.prompting, which its last
-    training stage set; QA always uses the template, having no bare form."""
-    if prompting not in (None, BARE, TEMPLATE):
-        raise ValueError(f"prompting must be {BARE!r}, {TEMPLATE!r} or None, got {prompting!r}")
-    if task.kind != CAPTION:
-        return TEMPLATE
-    return prompting or model.config.prompting
+def prompting_for(model: "OneLLM", task: EvalTask, prompting: Prompting | str | None = None) -> Prompting:
+    """How the task's items are asked: `prompting`, else the model's config.prompting, which
+    its last training stage set; QA always in the template, having no bare form."""
+    chosen = Prompting(prompting or model.config.prompting)  # ValueError names a value it does not know
+    return chosen if task.kind == CAPTION else Prompting.TEMPLATE
 
 
-def item_prompt(model: "OneLLM", task: EvalTask, item: EvalItem, prompting: str) -> str:
-    modalities = item.input_modalities()
-    if prompting == BARE:
-        return model.processor.placeholders(modalities)
-    return model.processor.prompt(task.question(item), modalities=modalities)
+def item_prompt(model: "OneLLM", task: EvalTask, item: EvalItem, prompting: Prompting) -> str:
+    # A bare caption task asks nothing: the processor's BARE prompt is for a turn without a question.
+    question = None if prompting is Prompting.BARE else task.question(item)
+    return model.processor.request(item.input_modalities(), question, prompting=prompting)
 
 
 def generation_kwargs(model: "OneLLM", task: EvalTask, generation: "GenerationConfig | None" = None) -> dict[str, Any]:
@@ -81,14 +74,14 @@ def _weight_files(model_name: str) -> list[tuple[str, int, int]]:
             for f in sorted(folder.rglob("*.safetensors"))]
 
 
-def config_hash(model_name: str, model: "OneLLM", task: EvalTask, kwargs: dict[str, Any], prompting: str,
+def config_hash(model_name: str, model: "OneLLM", task: EvalTask, kwargs: dict[str, Any], prompting: Prompting,
                 dtype: str) -> str:
     """What determines the predictions: resuming under another hash would mix two runs."""
     facts = {
         "model": model_name, "weights": _weight_files(model_name), "config": model.config.to_dict(),
         "task": task.name, "kind": task.kind, "prompt": task.prompt, "generation": kwargs,
         # A boolean, as before prompting followed the model: earlier runs' folders still resume.
-        "bare_prompt": prompting == BARE, "dtype": dtype,
+        "bare_prompt": prompting is Prompting.BARE, "dtype": dtype,
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -163,18 +156,10 @@ class _Loader:
 
 
 def generate(model: "OneLLM", task: EvalTask, items: list[EvalItem],
-             inputs: list[list[tuple[str, "torch.Tensor"]]], prompting: str, kwargs: dict[str, Any]) -> list[str]:
-    """One batch through the model's processor template and generate(**kwargs); `inputs`:
-    each item's (modality, input) pairs in prompt order."""
-    from onellm.model.modality_batch import ModalityBatch
-
-    processor = model.processor
-    batch = processor([item_prompt(model, task, item, prompting) for item in items],
-                      modalities=[[m for m, _ in pairs] for pairs in inputs])
-    device = next(model.parameters()).device
-    batch = {k: v.to(device) for k, v in batch.items()}
-    ids = model.generate(**batch, inputs=ModalityBatch.of_samples(inputs).to(device), **kwargs)
-    return processor.decode(ids)
+             inputs: list[list[tuple[str, "torch.Tensor"]]], prompting: Prompting, kwargs: dict[str, Any]) -> list[str]:
+    """One batch through the model's processor and generate(**kwargs); `inputs`: each item's
+    (modality, input) pairs in prompt order."""
+    return model.respond([item_prompt(model, task, item, prompting) for item in items], inputs, **kwargs)
 
 
 def score(task: EvalTask, items: list[EvalItem], predictions: dict[str, str],
@@ -220,7 +205,7 @@ def evaluate_task(
     data_root: Path | None,
     out_dir: Path,
     generation: "GenerationConfig | None" = None,
-    prompting: str | None = None,
+    prompting: Prompting | str | None = None,
     batch_size: int = 8,
     max_samples: int | None = None,
     model_name: str = "",
@@ -229,7 +214,7 @@ def evaluate_task(
 ) -> dict[str, Any]:
     """Generate for every item not yet in <out>/<task>/predictions.jsonl, then score them all.
     `generation`: transformers' GenerationConfig (default: greedy, the task's length);
-    `prompting`: caption tasks' BARE or TEMPLATE (default: the model's config.prompting)."""
+    `prompting`: caption tasks' Prompting (default: the model's config.prompting)."""
     prompting = prompting_for(model, task, prompting)
     kwargs = generation_kwargs(model, task, generation)
     if not task_fits(model, task):
@@ -268,7 +253,7 @@ def evaluate_task(
         "skipped_metrics": _skipped(task, scorer),
         "samples": sum(i.id in done for i in items), "skipped": len(skipped), "total": len(items),
         "generated_this_run": len(todo) - len(skipped), "wall_time_s": round(time.perf_counter() - started, 3),
-        "generation": kwargs, "prompting": prompting,
+        "generation": kwargs, "prompting": prompting.value,
         "data_root": str(task.source(data_root)),
     }
     (folder / RESULTS).write_text(json.dumps(result, indent=2))

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from .config import Prompting
 from .errors import EXIT_INTERRUPTED, Interrupted, describe
 from .meta_args import META_HELP, meta_item
 
@@ -44,7 +45,8 @@ def _caption(args: argparse.Namespace) -> int:
     model.to(args.device)
     modalities = _check_caption_args(args, model)
     # None: as the model was last trained (its config's "prompting"); an empty question asks nothing.
-    bare = True if args.bare_prompt or args.question == "" else False if args.template else None
+    prompting = Prompting.BARE if args.bare_prompt or args.question == "" else \
+        Prompting.TEMPLATE if args.template else None
     failed = False
     for sample in _samples(args, modalities, model):
         try:
@@ -53,7 +55,7 @@ def _caption(args: argparse.Namespace) -> int:
             print(f"onellm caption: error: {err}", file=sys.stderr)
             failed = True
             continue
-        text = model.answer(inputs, args.question or None, bare=bare, max_new_tokens=args.max_new_tokens)[0]
+        text = model.answer(inputs, args.question or None, prompting, max_new_tokens=args.max_new_tokens)[0]
         files = "+".join(dict.fromkeys(item.file for item in sample))  # a video with its sound: named once
         # one tab-separated line per prompt, whatever the model generates
         print(f"{files}\t{'+'.join(item.modality for item in sample)}\t{' '.join(text.split())}")

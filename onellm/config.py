@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,14 @@ import yaml
 from .errors import describe
 
 PRESET_DIR = Path(__file__).parent / "presets"
+
+
+class Prompting(str, Enum):
+    """How a model is asked, as its last training stage trained it (OneLLMConfig.prompting).
+    The processor alone turns it into prompt text (OneLLMProcessor.request)."""
+
+    BARE = "bare"  # the caption follows the modality tokens directly, as the alignment stages train
+    TEMPLATE = "template"  # a question in the prompt template, as instruction tuning trains
 
 
 @dataclass
@@ -113,10 +122,9 @@ class OneLLMConfig:
     llm: LLMConfig = field(default_factory=lambda: LLMConfig(random_init={"model_type": "llama"}))
     modalities: dict[str, dict[str, Any]] = field(default_factory=dict)
     prompt_template: str = "onellm"
-    # How the model was last trained to be asked: "template" (a question in prompt_template,
-    # as instruction tuning and the published model) or "bare" (the caption follows the
-    # modality tokens directly, as after the alignment stages). Generation uses it by default.
-    prompting: str = "template"
+    # A Prompting value, kept as its plain string so that the config dumps to JSON and YAML
+    # alike. Generation asks in it by default.
+    prompting: str = Prompting.TEMPLATE.value
     train_encoder: bool = False
     train_llm: bool = False
 
@@ -130,8 +138,10 @@ class OneLLMConfig:
             raise ValueError("a model needs at least one modality")
         if self.prompt_template not in ("onellm", "chat"):
             raise ValueError(f"prompt_template must be 'onellm' or 'chat', got {self.prompt_template!r}")
-        if self.prompting not in ("template", "bare"):
-            raise ValueError(f"prompting must be 'template' or 'bare', got {self.prompting!r}")
+        try:
+            self.prompting = Prompting(self.prompting).value
+        except ValueError:
+            raise ValueError(f"prompting must be one of {[p.value for p in Prompting]}, got {self.prompting!r}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

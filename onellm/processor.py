@@ -15,6 +15,9 @@ from typing import Any, Sequence
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from .config import Prompting
+from .model.modality_batch import ModalityBatch
+
 PLACEHOLDER = "<modality>"
 PROCESSOR_CONFIG = "processor_config.json"
 TEXT_TOKENIZER_DIR = "llm"
@@ -71,16 +74,27 @@ class OneLLMProcessor:
         return f"{markers}{ONELLM_SYSTEM}\n\n{turns}### Human: {question}\n### Assistant:"
 
     def request(self, modalities: Sequence[str], question: str | None = None,
-                history: Sequence[tuple[str, str]] = (), bare: bool = False) -> str:
-        """The prompt that asks `question` about inputs of `modalities` after `history`: the
-        placeholders alone when `bare` (as the caption stages train), otherwise the template,
-        with the modalities' caption request for a turn that asks nothing."""
-        if bare:
+                history: Sequence[tuple[str, str]] = (), prompting: Prompting | str = Prompting.TEMPLATE) -> str:
+        """The prompt that asks `question` about inputs of `modalities` after `history`, the one
+        place that decides between the two forms: with `prompting` BARE, a first turn that asks
+        nothing is the placeholders alone (as the caption stages train); anything else is the
+        template, with the modalities' caption request for a turn that asks nothing."""
+        if Prompting(prompting) is Prompting.BARE and not question and not history:
             return self.placeholders(modalities)
         from .registry import caption_prompt  # the registry loads the plugins: only when asked
 
         ask = caption_prompt(list(modalities)) if modalities else ""
         return self.prompt(question or ask, [(q or ask, a) for q, a in history], modalities=modalities)
+
+    def model_inputs(self, prompts: Sequence[str],
+                     inputs: Sequence[Sequence[tuple[str, torch.Tensor]]] | ModalityBatch) -> dict[str, Any]:
+        """generate()'s keyword arguments for a batch of prompts: the left-padded text side and
+        `inputs`, each prompt's (modality, input) pairs in placeholder order, as a ModalityBatch
+        (or one already built, whose order follows the prompts)."""
+        if isinstance(inputs, ModalityBatch):
+            return {**self(prompts), "inputs": inputs}
+        batch = self(prompts, modalities=[[m for m, _ in pairs] for pairs in inputs])
+        return {**batch, "inputs": ModalityBatch.of_samples(inputs)}
 
     def segments(self, turns: Sequence[tuple[str, str]], modalities: Sequence[str] = ("modality",)) -> list[tuple[str, bool]]:
         """A whole conversation as (text, is_answer) pieces in order: each turn's prompt text

@@ -332,8 +332,10 @@ def test_caption_button_asks_a_caption_stage_model_nothing(tiny_model, tmp_path,
     prompts = []
     monkeypatch.setattr(app, "stream_answer", lambda model, inputs, prompt, settings: prompts.append(prompt) or iter(["ok"]))
     path = _rgb(tmp_path / "a.png", np.random.default_rng(0))
-    for prompting, bare in (("bare", True), ("template", False)):
+    for prompting in ("bare", "template"):
         tiny_model.config.prompting = prompting
-        list(app._respond(tiny_model, str(path), None, "image", "Caption it.", [], decoding(), bare=bare))
+        list(app._respond(tiny_model, str(path), None, "image", None, [], decoding()))
+    list(app._respond(tiny_model, str(path), None, "image", "Caption it.", [], decoding()))
     assert prompts[0] == "<modality>"
-    assert "Caption it." in prompts[1]
+    assert prompts[1] == tiny_model.processor.request(["image"]) != prompts[0]
+    assert "Caption it." in prompts[2]  # a question is asked in the template, whatever the model

@@ -79,19 +79,15 @@ def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | Non
 
     def caption(file, companion, modality, history, max_new_tokens, temperature, top_p,
                 sound=False) -> Iterator[list[Any]]:
-        question = caption_prompt(_modalities(modality, sound))
         generation = decoding(int(max_new_tokens), float(temperature), float(top_p))
-        # A model last trained on captions alone captions from the modality tokens, unasked.
-        bare = model.config.prompting == "bare" and not history
-        yield from _respond(model, file, companion, modality, question, history, generation, meta, bare, sound)
+        yield from _respond(model, file, companion, modality, None, history, generation, meta, sound)
 
     def chat(file, companion, modality, question, history, max_new_tokens, temperature, top_p,
              sound=False) -> Iterator[list[Any]]:
         if not (question or "").strip():
             raise gr.Error("Type a question first (or press Caption).")
         generation = decoding(int(max_new_tokens), float(temperature), float(top_p))
-        yield from _respond(model, file, companion, modality, question.strip(), history, generation, meta,
-                            sound=sound)
+        yield from _respond(model, file, companion, modality, question.strip(), history, generation, meta, sound)
 
     with gr.Blocks(title=title) as demo:
         gr.Markdown(f"## {title}\nUpload a file, check its modality, then caption it or ask about it.")
@@ -152,17 +148,16 @@ def _respond(
     file: str | None,
     companion: str | None,
     modality: str,
-    question: str,
+    question: str | None,
     history: list[Message] | None,
     generation: GenerationConfig,
     meta: dict[str, Any] | None = None,
-    bare: bool = False,
     sound: bool = False,
 ) -> Iterator[list[Any]]:
     """Streams [conversation, router chart] updates; a file the loader rejects becomes an
-    error message on the page and the server carries on. `bare`: generate right after the
-    modality tokens (the question is only shown). `sound`: a video is asked about together
-    with its own soundtrack."""
+    error message on the page and the server carries on. `question` None: a caption request
+    (shown as the modalities' caption prompt; asked as the model's config.prompting says).
+    `sound`: a video is asked about together with its own soundtrack."""
     if not file:
         raise gr.Error("Upload a file first.")
     history = list(history or [])
@@ -170,11 +165,8 @@ def _respond(
     paths = [p for item in inputs for p in item.paths]
     loaded = [(item.modality, _load(model, item, meta)) for item in inputs]
     modalities = [m for m, _ in loaded]
-    if bare:
-        prompt = model.processor.placeholders(modalities)
-    else:
-        prompt = model.processor.prompt(question, _turns(history), modalities=modalities)
-    asked = history + [{"role": "user", "content": question}]
+    prompt = model.processor.request(modalities, question, _turns(history), prompting=model.config.prompting)
+    asked = history + [{"role": "user", "content": question or caption_prompt(modalities)}]
     model.router_statistics(reset=True)
     text = ""
     try:

@@ -10,7 +10,6 @@ import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from ..model.llm import decoding, generate_kwargs
-from ..model.modality_batch import ModalityBatch
 from ..processor import ONELLM_STOP
 from ..registry import list_modalities
 
@@ -47,13 +46,9 @@ def stream_answer(
     prompt's placeholders in order, e.g. [("video", v), ("audio", a)] for a video with its
     sound. `generation`: see `onellm.model.llm.decoding`."""
     processor = model.processor
-    device = model.encoder.image_pos_embed.device
-    batch = {k: v.to(device) for k, v in processor([prompt]).items()}
-    modality_inputs = ModalityBatch.of_samples([inputs]).to(device)
     streamer = TextIteratorStreamer(processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
     stop = threading.Event()
     kwargs = {
-        "do_sample": False,  # greedy unless `generation` samples, whatever the LM's own generation_config says
         **generate_kwargs(generation),
         "streamer": streamer,
         "stopping_criteria": StoppingCriteriaList([_Cancelled(stop)]),
@@ -62,7 +57,7 @@ def stream_answer(
 
     def run() -> None:
         try:
-            model.generate(**batch, inputs=modality_inputs, **kwargs)
+            model.respond([prompt], [list(inputs)], **kwargs)  # the streamer hands the text over
         except BaseException as err:  # handed to the reader, which re-raises it
             failure.append(err)
             streamer.end()

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..config import OneLLMConfig, list_presets
+from ..config import OneLLMConfig, Prompting, list_presets
 from ..errors import BadInputError, describe
 from ..processor import TEXT_TOKENIZER_DIR, OneLLMProcessor
 from ..registry import get_modality
@@ -238,24 +238,23 @@ class OneLLM(nn.Module):
         return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
 
     def caption(
-        self, modality: str, inputs: torch.Tensor, question: str | None = None, bare: bool | None = None,
-        **generate_kwargs: Any,
+        self, modality: str, inputs: torch.Tensor, question: str | None = None,
+        prompting: Prompting | str | None = None, **generate_kwargs: Any,
     ) -> list[str]:
         """Answer `question` (default: the modality's caption prompt) for each input in the batch.
-
-        `bare`: generate right after the modality tokens, as the alignment stages train
-        (default: when the model's config says it was last trained so and no question is asked)."""
-        return self.answer({modality: inputs}, question, bare, **generate_kwargs)
+        `prompting` as in answer()."""
+        return self.answer({modality: inputs}, question, prompting, **generate_kwargs)
 
     def answer(
         self, inputs: dict[str, torch.Tensor] | Sequence[tuple[str, torch.Tensor]], question: str | None = None,
-        bare: bool | None = None, **generate_kwargs: Any,
+        prompting: Prompting | str | None = None, **generate_kwargs: Any,
     ) -> list[str]:
         """Answer `question` (default: a caption request naming the inputs' modalities) for each
         sample of the batch. Every sample has the same inputs: `inputs` maps each modality to
         its batch [B, ...] (`{"video": v, "audio": a}`: a video with its sound), or is a list
         of (modality, batch) pairs, which may repeat a modality (two images); they take their
-        places in the prompt in this order. `bare` as in caption()."""
+        places in the prompt in this order. `prompting`: how to ask (default: as the model's
+        config says it was last trained); see OneLLMProcessor.request."""
         pairs = list(inputs.items()) if isinstance(inputs, dict) else list(inputs)
         if not pairs:
             raise ValueError("answer() needs at least one input; use the LM's generate() for text alone")
@@ -264,19 +263,23 @@ class OneLLM(nn.Module):
             raise ValueError(f"every input needs one row per sample; got batch sizes {sorted(sizes)}")
         size = sizes.pop()
         modalities = [m for m, _ in pairs]
-        if bare is None:
-            bare = question is None and self.config.prompting == "bare"
-        prompt = self.processor.request(modalities, question, bare=bare)
-        device = self.encoder.image_pos_embed.device
-        batch = {k: v.to(device) for k, v in self.processor([prompt] * size).items()}
+        prompt = self.processor.request(modalities, question, prompting=prompting or self.config.prompting)
         if len(set(modalities)) == len(modalities):  # each modality's batch as it is, no copy
             given = ModalityBatch(dict(pairs), [(m, i) for i in range(size) for m in modalities])
         else:
-            given = ModalityBatch.of_samples([[(m, x[i]) for m, x in pairs] for i in range(size)])
-        generate_kwargs.setdefault("max_new_tokens", 32)
-        generate_kwargs.setdefault("do_sample", False)
-        ids = self.generate(**batch, inputs=given.to(device), **generate_kwargs)
-        return self.processor.decode(ids)
+            given = [[(m, x[i]) for m, x in pairs] for i in range(size)]
+        return self.respond([prompt] * size, given, **generate_kwargs)
+
+    def respond(self, prompts: Sequence[str], inputs: Sequence[Sequence[tuple[str, torch.Tensor]]] | ModalityBatch,
+                **generate_kwargs: Any) -> list[str]:
+        """The answers to `prompts` (processor.request's), the one path from prompts to text:
+        processor -> ModalityBatch -> generate() -> decode. `inputs`: each prompt's (modality,
+        input) pairs in placeholder order, or a ModalityBatch in that order. Greedy and 32 new
+        tokens unless `generate_kwargs` say otherwise (a streamer there sees the tokens too)."""
+        device = self.encoder.image_pos_embed.device
+        batch = {k: v.to(device) for k, v in self.processor.model_inputs(prompts, inputs).items()}
+        generate_kwargs = {"max_new_tokens": 32, "do_sample": False, **generate_kwargs}
+        return self.processor.decode(self.generate(**batch, **generate_kwargs))
 
     # router statistics -------------------------------------------------------------------
     def _record_routing(self, modality: str, routing: torch.Tensor) -> None:

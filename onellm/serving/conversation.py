@@ -67,8 +67,7 @@ def read_messages(messages: list[Any], modalities: list[str], policy: MediaPolic
 
 
 def build_prompt(conversation: Conversation, processor: "OneLLMProcessor", prompting: str) -> str:
-    bare = prompting == "bare" and not conversation.question and not conversation.history
-    return processor.request(conversation.modalities, conversation.question, conversation.history, bare=bare)
+    return processor.request(conversation.modalities, conversation.question, conversation.history, prompting)
 
 
 def load_inputs(uploads: list[Upload], model: "OneLLM") -> list[tuple[str, "torch.Tensor"]]:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from ..config import Prompting
 from ..data.dataset import BadSample, ManifestDataset
 from ..data.manifest import Sample, read_manifest, split_modality
 from ..data.streamed import StreamedSamples, is_url, split_location
@@ -103,7 +104,7 @@ class TextForSamples:
     def _pieces(self, sample: Sample, pick: float) -> list[tuple[str, bool]]:
         modalities = sample.input_modalities()
         if self.task == "caption" and sample.caption:
-            return [(self.processor.placeholders(modalities), False), (sample.caption, True)]
+            return [(self.processor.request(modalities, prompting=Prompting.BARE), False), (sample.caption, True)]
         # The caption request is one instruction among the others, so the tuned model still
         # captions in the prompt template.
         choices = []

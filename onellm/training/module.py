@@ -14,7 +14,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 import torch
 
-from ..config import OneLLMConfig, list_presets
+from ..config import OneLLMConfig, Prompting, list_presets
 from ..data.manifest import write_jsonl
 from ..model.lora import LoRAConfig
 from ..model.onellm import OneLLM
@@ -264,5 +264,5 @@ class OneLLMModule(L.LightningModule):
             # Caption stages train "<modality tokens> caption", instruction tuning the template.
             task = getattr(self.trainer.datamodule, "task", None)
             if task is not None:
-                self.model.config.prompting = "bare" if task == "caption" else "template"
+                self.model.config.prompting = (Prompting.BARE if task == "caption" else Prompting.TEMPLATE).value
             self.model.save_pretrained(self.hparams.export_dir)
