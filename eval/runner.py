@@ -55,8 +55,8 @@ def item_prompt(model: "OneLLM", task: EvalTask, item: EvalItem, prompting: Prom
 
 
 def generation_kwargs(model: "OneLLM", task: EvalTask, generation: "GenerationConfig | None" = None) -> dict[str, Any]:
-    """generate()'s settings: greedy unless `generation` samples, and the task's length (in a
-    byte-level LM's tokens) unless it sets max_new_tokens."""
+    """generate()'s settings, over the model's generation_config: the benchmark's protocol,
+    greedy at the task's length (in a byte-level LM's tokens), unless `generation` says otherwise."""
     length = task.generation_length()
     if model.config.llm.text_tokenizer == "bytes":
         length *= BYTE_LEVEL_LENGTH_FACTOR

@@ -47,6 +47,7 @@ def _caption(args: argparse.Namespace) -> int:
     # None: as the model was last trained (its config's "prompting"); an empty question asks nothing.
     prompting = Prompting.BARE if args.bare_prompt or args.question == "" else \
         Prompting.TEMPLATE if args.template else None
+    settings = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
     failed = False
     for sample in _samples(args, modalities, model):
         try:
@@ -55,7 +56,7 @@ def _caption(args: argparse.Namespace) -> int:
             print(f"onellm caption: error: {err}", file=sys.stderr)
             failed = True
             continue
-        text = model.answer(inputs, args.question or None, prompting, max_new_tokens=args.max_new_tokens)[0]
+        text = model.answer(inputs, args.question or None, prompting, **settings)[0]
         files = "+".join(dict.fromkeys(item.file for item in sample))  # a video with its sound: named once
         # one tab-separated line per prompt, whatever the model generates
         print(f"{files}\t{'+'.join(item.modality for item in sample)}\t{' '.join(text.split())}")
@@ -200,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(the default for a model exported after them)")
     asking.add_argument("--template", action="store_true",
                         help="ask in the prompt template (the default for instruction-tuned models and presets)")
-    cap.add_argument("--max-new-tokens", type=int, default=32)
+    cap.add_argument("--max-new-tokens", type=int,
+                     help="at most this many tokens per answer (default: the model's generation_config.json)")
     cap.add_argument("--device", default="cpu")
     cap.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     cap.set_defaults(func=_caption)

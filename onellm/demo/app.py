@@ -20,7 +20,7 @@ from ..errors import describe
 from ..inputs import guess_modality, load_input
 from ..model.llm import decoding
 from ..registry import caption_prompt, get_modality
-from .chat import DEFAULT_GENERATION, modality_choices, stream_answer
+from .chat import modality_choices, stream_answer
 
 if TYPE_CHECKING:
     import torch
@@ -49,6 +49,7 @@ def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | Non
     """The page for one loaded model; generation requests are queued one at a time. `meta`
     reaches the loader with every upload (an IMU .npy's sample_rate, say)."""
     model.eval()
+    defaults = model.generation_config  # the sliders start at the model's own settings
     choices = modality_choices(model)
     if not choices:
         raise ValueError(f"none of the model's modalities ({', '.join(model.modalities)}) is installed")
@@ -114,10 +115,11 @@ def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | Non
                     clear_button = gr.Button("Clear")
                 with gr.Accordion("generation settings", open=False):
                     max_new_tokens = gr.Slider(
-                        1, 512, value=DEFAULT_GENERATION.max_new_tokens, step=1, label="max new tokens"
+                        1, 512, value=defaults.max_new_tokens, step=1, label="max new tokens"
                     )
-                    temperature = gr.Slider(0, 2, value=0, step=0.05, label="temperature (0: greedy)")
-                    top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="top-p")
+                    temperature = gr.Slider(0, 2, value=defaults.temperature if defaults.do_sample else 0, step=0.05,
+                                            label="temperature (0: greedy)")
+                    top_p = gr.Slider(0.05, 1, value=defaults.top_p, step=0.05, label="top-p")
         previews = [plot, image, video, audio]
         settings = [max_new_tokens, temperature, top_p]
 

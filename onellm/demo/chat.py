@@ -9,16 +9,12 @@ from typing import TYPE_CHECKING
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-from ..model.llm import decoding, generate_kwargs
+from ..model.llm import generate_kwargs
 from ..processor import ONELLM_STOP
 from ..registry import list_modalities
 
 if TYPE_CHECKING:
     from ..model.onellm import OneLLM
-
-# The page's starting settings: greedy, 64 new tokens.
-DEFAULT_GENERATION = decoding(max_new_tokens=64)
-
 
 def modality_choices(model: "OneLLM") -> list[str]:
     """Modalities that are both installed and part of this model, in registry order."""
@@ -39,17 +35,17 @@ def stream_answer(
     model: "OneLLM",
     inputs: Sequence[tuple[str, torch.Tensor]],
     prompt: str,
-    generation: GenerationConfig = DEFAULT_GENERATION,
+    generation: GenerationConfig | None = None,
 ) -> Iterator[str]:
     """Yields the answer so far after each decoded piece; generation runs in a thread that
     feeds transformers' TextIteratorStreamer. `inputs`: (modality, input) for each of the
     prompt's placeholders in order, e.g. [("video", v), ("audio", a)] for a video with its
-    sound. `generation`: see `onellm.model.llm.decoding`."""
+    sound. `generation`: over the model's generation_config; see `onellm.model.llm.decoding`."""
     processor = model.processor
     streamer = TextIteratorStreamer(processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
     stop = threading.Event()
     kwargs = {
-        **generate_kwargs(generation),
+        **(generate_kwargs(generation) if generation is not None else {}),
         "streamer": streamer,
         "stopping_criteria": StoppingCriteriaList([_Cancelled(stop)]),
     }

@@ -1,5 +1,6 @@
 """Building the causal LM and its text tokenizer from an LLMConfig, offline, and the
-decoding settings the CLI and the demo give its generate()."""
+decoding settings every caller gives its generate(): a model's own generation defaults
+(generation_config.json beside its weights, as transformers keeps them) under the caller's."""
 from __future__ import annotations
 
 import importlib.util
@@ -87,6 +88,13 @@ def build_llm(config: LLMConfig, base_dir: Path | None = None) -> tuple[PreTrain
     return llm, text_tokenizer
 
 
+# transformers' file name; the LM's own copy under llm/ is not read, a OneLLM model's answers
+# being ours to bound.
+GENERATION_CONFIG = "generation_config.json"
+# A model's defaults when its folder has none (a preset, or one saved before the file existed).
+DEFAULT_MAX_NEW_TOKENS = 32
+
+
 def decoding(max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0) -> GenerationConfig:
     """The knobs `onellm eval` and the demo expose, as transformers' GenerationConfig:
     temperature 0 decodes greedily (sampling at temperature 0 is an error in transformers)."""
@@ -95,7 +103,16 @@ def decoding(max_new_tokens: int | None = None, temperature: float = 0.0, top_p:
     return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False)
 
 
+def load_generation_config(directory: Path | None) -> GenerationConfig:
+    """The generation defaults saved in `directory`, or greedy with DEFAULT_MAX_NEW_TOKENS."""
+    if directory is not None and (directory / GENERATION_CONFIG).is_file():
+        return GenerationConfig.from_pretrained(directory)
+    return decoding(max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
+
+
 def generate_kwargs(generation: GenerationConfig) -> dict[str, Any]:
     """What a GenerationConfig sets, as keyword arguments of generate() (OneLLM.generate adds
-    its own pad_token_id, which transformers warns about beside a generation_config object)."""
-    return {k: v for k, v in generation.to_diff_dict().items() if k != "transformers_version"}
+    its own pad_token_id, which transformers warns about beside a generation_config object).
+    do_sample is always said, so that greedy settings override sampling defaults."""
+    kwargs = {k: v for k, v in generation.to_diff_dict().items() if k != "transformers_version"}
+    return {"do_sample": generation.do_sample, **kwargs}

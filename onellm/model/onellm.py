@@ -13,18 +13,17 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..config import OneLLMConfig, Prompting, list_presets
+from ..config import CONFIG_NAME, OneLLMConfig, Prompting, resolve_model
 from ..errors import BadInputError, describe
 from ..processor import TEXT_TOKENIZER_DIR, OneLLMProcessor
 from ..registry import get_modality
 from .encoder import SharedEncoder
-from .llm import build_llm, resolve_llm_path
+from .llm import build_llm, generate_kwargs, load_generation_config, resolve_llm_path
 from .lora import LoRAConfig, base_state_dict, inject_lora, load_adapter, save_adapter
 from .modality_batch import ModalityBatch
 from .upm import UniversalProjection
 
 WEIGHTS_NAME = "onellm.safetensors"
-CONFIG_NAME = "config.json"
 LLM_SUBDIR = TEXT_TOKENIZER_DIR
 
 
@@ -56,6 +55,8 @@ class OneLLM(nn.Module):
             config.prompt_template,
             {name: dataclasses.asdict(tok.options) for name, tok in self.tokenizers.items()},
         )
+        # Every caller's generation defaults (see respond); saved as generation_config.json.
+        self.generation_config = load_generation_config(base_dir)
         self.lora: LoRAConfig | None = None
         self._router_sums: dict[str, torch.Tensor] = {}
         self._router_counts: dict[str, int] = {}
@@ -72,19 +73,13 @@ class OneLLM(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike) -> "OneLLM":
         """A save_pretrained directory, or a preset name (randomly initialised parts)."""
-        directory = Path(name_or_dir).expanduser()
-        if not directory.is_dir():
-            if str(name_or_dir) in list_presets():
-                return cls.from_preset(str(name_or_dir))
-            raise FileNotFoundError(
-                f"{name_or_dir}: neither a model directory nor a preset ({', '.join(list_presets())})"
-            )
-        for needed in (CONFIG_NAME, WEIGHTS_NAME):
-            if not (directory / needed).is_file():
-                raise FileNotFoundError(f"{directory}: missing {needed}; not a OneLLM save_pretrained directory")
-        config = OneLLMConfig.from_file(directory / CONFIG_NAME)
-        model = cls(config, base_dir=directory)
+        config, directory = resolve_model(name_or_dir)
+        if directory is None:
+            return cls(config)
         weights = directory / WEIGHTS_NAME
+        if not weights.is_file():
+            raise FileNotFoundError(f"{directory}: missing {WEIGHTS_NAME}; not a OneLLM save_pretrained directory")
+        model = cls(config, base_dir=directory)
         try:
             state = load_file(weights)
         except Exception as err:  # safetensors raises its own error types (a pickle, say, is no header)
@@ -100,8 +95,9 @@ class OneLLM(nn.Module):
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """config.json + onellm.safetensors (encoder, tokenizers, UPM) + llm/ (Hugging Face
-        format, with the text tokenizer) + processor_config.json. Files are written to a
-        temporary name first, so an interrupted save never leaves a half-written file."""
+        format, with the text tokenizer) + processor_config.json + generation_config.json
+        (the generation defaults). config.json and onellm.safetensors are written to a
+        temporary name first, so an interrupted save never leaves those half-written."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if self.lora is None:
@@ -119,6 +115,7 @@ class OneLLM(nn.Module):
             config["llm"]["lora"] = self.lora.to_dict()
         _atomic(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2)))
         self.processor.save_pretrained(directory)
+        self.generation_config.save_pretrained(directory)
 
     def add_lora(self, config: LoRAConfig) -> int:
         """LoRA adapters on the LM's `config.target_modules`, the rest of the LM frozen; the
@@ -230,31 +227,32 @@ class OneLLM(nn.Module):
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, modality_mask: torch.Tensor,
                  modality: str | None = None, inputs: torch.Tensor | ModalityBatch | None = None,
-                 **generate_kwargs: Any) -> torch.Tensor:
+                 **settings: Any) -> torch.Tensor:
         """New token ids only; inputs come from the processor with left padding, `inputs` as
         in forward()."""
         embeds, _ = self.embed(input_ids, modality_mask, as_modality_batch(modality, inputs))
-        generate_kwargs.setdefault("pad_token_id", self.processor.tokenizer.pad_token_id)
-        return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
+        settings.setdefault("pad_token_id", self.processor.tokenizer.pad_token_id)
+        return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **settings)
 
     def caption(
         self, modality: str, inputs: torch.Tensor, question: str | None = None,
-        prompting: Prompting | str | None = None, **generate_kwargs: Any,
+        prompting: Prompting | str | None = None, **settings: Any,
     ) -> list[str]:
         """Answer `question` (default: the modality's caption prompt) for each input in the batch.
-        `prompting` as in answer()."""
-        return self.answer({modality: inputs}, question, prompting, **generate_kwargs)
+        `prompting` and `settings` as in answer()."""
+        return self.answer({modality: inputs}, question, prompting, **settings)
 
     def answer(
         self, inputs: dict[str, torch.Tensor] | Sequence[tuple[str, torch.Tensor]], question: str | None = None,
-        prompting: Prompting | str | None = None, **generate_kwargs: Any,
+        prompting: Prompting | str | None = None, **settings: Any,
     ) -> list[str]:
         """Answer `question` (default: a caption request naming the inputs' modalities) for each
         sample of the batch. Every sample has the same inputs: `inputs` maps each modality to
         its batch [B, ...] (`{"video": v, "audio": a}`: a video with its sound), or is a list
         of (modality, batch) pairs, which may repeat a modality (two images); they take their
         places in the prompt in this order. `prompting`: how to ask (default: as the model's
-        config says it was last trained); see OneLLMProcessor.request."""
+        config says it was last trained); see OneLLMProcessor.request. `settings`: generate()'s,
+        over the model's generation_config."""
         pairs = list(inputs.items()) if isinstance(inputs, dict) else list(inputs)
         if not pairs:
             raise ValueError("answer() needs at least one input; use the LM's generate() for text alone")
@@ -268,18 +266,18 @@ class OneLLM(nn.Module):
             given = ModalityBatch(dict(pairs), [(m, i) for i in range(size) for m in modalities])
         else:
             given = [[(m, x[i]) for m, x in pairs] for i in range(size)]
-        return self.respond([prompt] * size, given, **generate_kwargs)
+        return self.respond([prompt] * size, given, **settings)
 
     def respond(self, prompts: Sequence[str], inputs: Sequence[Sequence[tuple[str, torch.Tensor]]] | ModalityBatch,
-                **generate_kwargs: Any) -> list[str]:
+                **settings: Any) -> list[str]:
         """The answers to `prompts` (processor.request's), the one path from prompts to text:
         processor -> ModalityBatch -> generate() -> decode. `inputs`: each prompt's (modality,
-        input) pairs in placeholder order, or a ModalityBatch in that order. Greedy and 32 new
-        tokens unless `generate_kwargs` say otherwise (a streamer there sees the tokens too)."""
+        input) pairs in placeholder order, or a ModalityBatch in that order. `settings` override
+        the model's generation_config (a streamer there sees the tokens too)."""
         device = self.encoder.image_pos_embed.device
         batch = {k: v.to(device) for k, v in self.processor.model_inputs(prompts, inputs).items()}
-        generate_kwargs = {"max_new_tokens": 32, "do_sample": False, **generate_kwargs}
-        return self.processor.decode(self.generate(**batch, **generate_kwargs))
+        settings = {**generate_kwargs(self.generation_config), **settings}
+        return self.processor.decode(self.generate(**batch, **settings))
 
     # router statistics -------------------------------------------------------------------
     def _record_routing(self, modality: str, routing: torch.Tensor) -> None:

@@ -47,7 +47,7 @@ class ServeConfig:
     max_body_mb: float = 64.0
     max_file_mb: float = 32.0
     max_inputs: int = 8
-    default_max_tokens: int = 64
+    default_max_tokens: int | None = None  # None: the model's generation_config.json
     allowed_dir: Path | None = None
     allow_remote_media: bool = False
     api_key: str | None = None
@@ -60,6 +60,7 @@ def build_app(model: "OneLLM", config: ServeConfig) -> FastAPI:
     policy = MediaPolicy(int(config.max_file_mb * MiB), config.allowed_dir, config.allow_remote_media)
     modalities = model.modalities
     context = int(getattr(model.llm.config, "max_position_embeddings", 0) or 2**31)
+    default_max_tokens = config.default_max_tokens or model.generation_config.max_new_tokens or context
     # The request side tokenizes prompts with its own copy: a fast tokenizer is not safe to
     # share with the batcher's thread, which decodes answers meanwhile.
     prompter = copy.deepcopy(model.processor)
@@ -149,7 +150,7 @@ def build_app(model: "OneLLM", config: ServeConfig) -> FastAPI:
             prompt = build_prompt(conversation, prompter, model.config.prompting)
             prompt_tokens = len(prompter.encode(prompt)[0])
         # Unasked, the default, shortened to what the context leaves.
-        max_tokens = chat_request.max_tokens or max(1, min(config.default_max_tokens, context - prompt_tokens))
+        max_tokens = chat_request.max_tokens or max(1, min(default_max_tokens, context - prompt_tokens))
         if prompt_tokens + max_tokens > context:
             raise bad_request(f"the prompt is {prompt_tokens} tokens (its inputs' included) and {max_tokens} more "
                               f"were asked for, over the model's context of {context} tokens",

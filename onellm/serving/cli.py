@@ -34,8 +34,8 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                         help="limit per decoded media file in MiB (default: 32); the loaders' pixel and value "
                              "caps apply on top")
     limits.add_argument("--max-inputs", type=int, default=8, help="modality inputs per request (default: 8)")
-    limits.add_argument("--default-max-tokens", type=int, default=64,
-                        help="max_tokens of a request that sets none (default: 64)")
+    limits.add_argument("--default-max-tokens", type=int,
+                        help="max_tokens of a request that sets none (default: the model's generation_config.json)")
     media = serve.add_argument_group("where media may come from (default: the request body only)")
     media.add_argument("--allowed-dir", type=Path, help="serve file:// URLs from under this folder")
     media.add_argument("--allow-remote-media", action="store_true", help="fetch http(s) media URLs")
@@ -51,7 +51,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from .app import ServeConfig, build_app
 
     for name in ("max_batch", "max_queue", "max_inputs", "default_max_tokens"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if args.allowed_dir is not None and not args.allowed_dir.is_dir():
         raise ValueError(f"--allowed-dir {args.allowed_dir} is not a folder")
