@@ -17,6 +17,7 @@ import yaml
 from .errors import describe
 
 PRESET_DIR = Path(__file__).parent / "presets"
+CONFIG_NAME = "config.json"  # a saved model's OneLLMConfig
 
 
 class Prompting(str, Enum):
@@ -176,6 +177,20 @@ class OneLLMConfig:
 
 def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def resolve_model(name_or_dir: str | Path) -> tuple[OneLLMConfig, Path | None]:
+    """A model named the way every command takes one: a save_pretrained directory (its config
+    and the directory) or a preset name (its config and None). A directory wins over a preset
+    of the same name."""
+    directory = Path(name_or_dir).expanduser()
+    if directory.is_dir():
+        if not (directory / CONFIG_NAME).is_file():
+            raise FileNotFoundError(f"{directory}: missing {CONFIG_NAME}; not a OneLLM save_pretrained directory")
+        return OneLLMConfig.from_file(directory / CONFIG_NAME), directory
+    if str(name_or_dir) in list_presets():
+        return OneLLMConfig.from_preset(str(name_or_dir)), None
+    raise FileNotFoundError(f"{name_or_dir}: neither a model directory nor a preset ({', '.join(list_presets())})")
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:

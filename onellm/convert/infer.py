@@ -22,8 +22,6 @@ PRESET = "onellm-7b"
 LLM_WIDTH, LLM_HEAD_DIM = 4096, 128
 CLIP_WIDTH, CLIP_HEAD_DIM = 1024, 64
 UPM_HEAD_DIM = 64
-# Context length of the published LLaMA-2 base model.
-MAX_POSITIONS = 4096
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -89,14 +87,14 @@ def infer_layout(
         num_experts=layout.num_experts, layers_per_expert=layout.upm_layers, num_queries=queries,
         heads=_heads(w, upm_heads, CLIP_WIDTH, UPM_HEAD_DIM, "UPM", source), ffn_multiple_of=_multiple_of(w, upm_hidden, source),
     )
+    preset = OneLLMConfig.from_preset(PRESET)
+    # What the weights' shapes do not tell (context length, norm epsilon, RoPE base) is the preset's.
     llm = LLMConfig(text_tokenizer="bytes", random_init={
-        "model_type": "llama", "vocab_size": vocab, "hidden_size": d, "intermediate_size": ffn,
+        **preset.llm.random_init, "vocab_size": vocab, "hidden_size": d, "intermediate_size": ffn,
         "num_hidden_layers": layout.llm_layers, "num_attention_heads": layout.llm_heads,
-        "num_key_value_heads": layout.llm_heads, "max_position_embeddings": MAX_POSITIONS,
-        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": False,
+        "num_key_value_heads": layout.llm_heads,
     })
-    preset = OneLLMConfig.from_preset(PRESET).modalities
-    options = {ours: _options(ours, theirs, preset.get(ours, {}), shapes, w, source)
+    options = {ours: _options(ours, theirs, preset.modalities.get(ours, {}), shapes, w, source)
                for theirs, ours in modalities.items()}
     return layout, OneLLMConfig(encoder=encoder, upm=upm, llm=llm, modalities=options, prompt_template="onellm")
 

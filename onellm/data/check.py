@@ -11,7 +11,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..config import OneLLMConfig, list_presets
+from ..config import resolve_model
 from ..modality import LoadContext
 from ..registry import get_modality
 from .dataset import BadSample, ManifestDataset
@@ -68,13 +68,7 @@ def model_contexts(model: str, modalities: set[str]) -> dict[str, LoadContext]:
     """What the loaders of a preset or a saved model need for these modalities (options and
     input shapes), without building the model or any weights; a modality the model lacks is
     left out."""
-    directory = Path(model).expanduser()
-    if directory.is_dir():
-        config = OneLLMConfig.from_file(directory / "config.json")
-    elif model in list_presets():
-        config = OneLLMConfig.from_preset(model)
-    else:
-        raise FileNotFoundError(f"{model}: neither a model folder nor a preset ({', '.join(list_presets())})")
+    config, _ = resolve_model(model)
     return {m: LoadContext.build(get_modality(m).tokenizer, config.encoder, config.modalities[m])
             for m in sorted(modalities & set(config.modalities))}
 

@@ -14,7 +14,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 import torch
 
-from ..config import OneLLMConfig, Prompting, list_presets
+from ..config import Prompting, resolve_model
 from ..data.manifest import write_jsonl
 from ..model.lora import LoRAConfig
 from ..model.onellm import OneLLM
@@ -34,14 +34,14 @@ def build_stage_model(model: str, modalities: list[str] | None, init_from: str |
     tokenizer options come from `model` and whose UPM parts start as copies of `copy_from`'s
     (by default the export's first modality: image, as published).
     """
+    config, directory = resolve_model(model)
     if init_from is None:
-        if Path(model).is_dir():
-            net = OneLLM.from_pretrained(model)
+        if directory is not None:
+            net = OneLLM.from_pretrained(directory)
             unknown = set(modalities or []) - set(net.modalities)
             if unknown:
                 raise ValueError(f"{model} has no {sorted(unknown)}; grow it with init_from instead")
             return net
-        config = OneLLMConfig.from_preset(model)
         if modalities:
             unknown = set(modalities) - set(config.modalities)
             if unknown:
@@ -49,10 +49,9 @@ def build_stage_model(model: str, modalities: list[str] | None, init_from: str |
             config.modalities = {m: config.modalities[m] for m in modalities}
         return OneLLM(config)
     net = OneLLM.from_pretrained(init_from)
-    source = OneLLMConfig.from_preset(model).modalities if model in list_presets() else {}
     for m in modalities or []:
         if m not in net.modalities:
-            net.add_modality(m, source.get(m), copy_from=copy_from)
+            net.add_modality(m, config.modalities.get(m), copy_from=copy_from)
     return net
 
 
@@ -93,8 +92,7 @@ class OneLLMModule(L.LightningModule):
         if gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
         # What an earlier stage taught: the data module's `replay` share goes to these.
-        self.replayed_modalities = set(OneLLMConfig.from_file(Path(init_from) / "config.json").modalities) \
-            if init_from else set()
+        self.replayed_modalities = set(resolve_model(init_from)[0].modalities) if init_from else set()
         if trainable is not None:
             self._apply_trainable(trainable)
         # Frozen weights come from `init_from`/the preset again on resume, so checkpoints skip them.
