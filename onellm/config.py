@@ -179,14 +179,15 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def resolve_model(name_or_dir: str | Path) -> tuple[OneLLMConfig, Path | None]:
+def resolve_model(name_or_dir: str | Path, needs: tuple[str, ...] = ()) -> tuple[OneLLMConfig, Path | None]:
     """A model named the way every command takes one: a save_pretrained directory (its config
     and the directory) or a preset name (its config and None). A directory wins over a preset
-    of the same name."""
+    of the same name; it must hold config.json and the files `needs` names."""
     directory = Path(name_or_dir).expanduser()
     if directory.is_dir():
-        if not (directory / CONFIG_NAME).is_file():
-            raise FileNotFoundError(f"{directory}: missing {CONFIG_NAME}; not a OneLLM save_pretrained directory")
+        for needed in (CONFIG_NAME, *needs):
+            if not (directory / needed).is_file():
+                raise FileNotFoundError(f"{directory}: missing {needed}; not a OneLLM save_pretrained directory")
         return OneLLMConfig.from_file(directory / CONFIG_NAME), directory
     if str(name_or_dir) in list_presets():
         return OneLLMConfig.from_preset(str(name_or_dir)), None

@@ -73,12 +73,10 @@ class OneLLM(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike) -> "OneLLM":
         """A save_pretrained directory, or a preset name (randomly initialised parts)."""
-        config, directory = resolve_model(name_or_dir)
+        config, directory = resolve_model(name_or_dir, needs=(WEIGHTS_NAME,))
         if directory is None:
             return cls(config)
         weights = directory / WEIGHTS_NAME
-        if not weights.is_file():
-            raise FileNotFoundError(f"{directory}: missing {WEIGHTS_NAME}; not a OneLLM save_pretrained directory")
         model = cls(config, base_dir=directory)
         try:
             state = load_file(weights)
