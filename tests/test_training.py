@@ -19,7 +19,8 @@ from training_helpers import fit_run, losses, stage_config, write_world
 from onellm.data.streamed import write_streamed
 from onellm.training.checkpoint_io import AtomicCheckpointIO
 from onellm.training.datamodule import OneLLMDataModule
-from onellm.training.module import OneLLMModule, TooManyBadSamples
+from onellm.training.callbacks import BadSamples, TooManyBadSamples
+from onellm.training.module import OneLLMModule
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = sorted((ROOT / "data_recipes" / "tiny-synth").glob("stage*.yaml"))
@@ -163,11 +164,17 @@ def test_bad_samples_are_skipped_and_counted(tmp_path):
                         limit_val_batches=0, enable_progress_bar=False, enable_checkpointing=False,
                         enable_model_summary=False, accelerator="cpu", devices=1)
     trainer.fit(module, dm)
+    bad = _bad_samples(trainer)
     assert len(rows) == 12
-    assert set(module.bad_samples) == {"image-0", "image-2"}
-    assert "0.npy" in module.bad_samples["image-0"] and "no such file" in module.bad_samples["image-2"]
+    assert set(bad) == {"image-0", "image-2"}
+    assert "0.npy" in bad["image-0"] and "no such file" in bad["image-2"]
     logged = [json.loads(line) for line in (tmp_path / "bad" / "v" / "bad_samples.jsonl").read_text().splitlines()]
     assert {r["id"] for r in logged} == {"image-0", "image-2"}
+
+
+def _bad_samples(trainer: L.Trainer) -> dict[str, str]:
+    """The run's unreadable samples, as the module's BadSamples callback recorded them."""
+    return next(cb for cb in trainer.callbacks if isinstance(cb, BadSamples)).samples
 
 
 def test_too_many_bad_samples_stop_training(tmp_path):
@@ -183,7 +190,7 @@ def test_too_many_bad_samples_stop_training(tmp_path):
         trainer.fit(module, dm)
     # The aborted run still names every bad file it met.
     listed = [json.loads(line) for line in (tmp_path / "run" / "bad_samples.jsonl").read_text().splitlines()]
-    assert listed and {r["id"] for r in listed} == set(module.bad_samples)
+    assert listed and {r["id"] for r in listed} == set(_bad_samples(trainer))
     assert all(int(r["id"].split("-")[1]) % 2 == 0 and ".npy" in r["reason"] for r in listed)
 
 

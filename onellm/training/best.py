@@ -11,7 +11,8 @@ from lightning.pytorch.utilities import rank_zero_info
 class BestCheckpoint(ModelCheckpoint):
     """Keeps the trained weights of the validation with the best `monitor` (default
     `val/loss`, the mean caption/answer loss over every validated modality) and puts them
-    back into the model when training ends, before the module exports it. A model chosen on
+    back into the model when training ends (on_train_end: before the Export callback's
+    on_fit_end, and after the other checkpoint callbacks saved the last step). A model chosen on
     held-out data, rather than the last step's, is what stops a long run from exporting what
     it memorised. Saved on validation end, so the weights are the ones that were validated;
     `monitor: null` exports the last step's weights."""
@@ -21,7 +22,8 @@ class BestCheckpoint(ModelCheckpoint):
         super().__init__(dirpath=dirpath, filename=filename, monitor=monitor, mode=mode, save_top_k=1,
                          save_weights_only=True, save_last=False, verbose=verbose)
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
         if self.monitor is None or not self.best_model_path or not Path(self.best_model_path).is_file():
             return
         state = trainer.strategy.checkpoint_io.load_checkpoint(self.best_model_path)

@@ -207,6 +207,11 @@ class OneLLMDataModule(L.LightningDataModule):
         self.weights: dict[str, float] = {}
         self.val_parts: dict[str, Dataset] = {}
 
+    @property
+    def prompting(self) -> Prompting:
+        """How the stage's samples are asked (TextForSamples): its export is asked so too."""
+        return Prompting.BARE if self.task == "caption" else Prompting.TEMPLATE
+
     def manifest_path(self, entry: DatasetEntry) -> Path:
         return Path(self._located(entry.manifest))
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import os
+from typing import Any
 
+import lightning as L
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
@@ -51,7 +53,7 @@ class _ContinuingWriter(ExperimentWriter):
 
 class ResumableCSVLogger(CSVLogger):
     """CSVLogger whose metrics.csv continues across a resume (`resume_from(step)` is called
-    by the training module when Lightning restores a checkpoint)."""
+    by ContinueLog when Lightning restores a checkpoint)."""
 
     @property
     @rank_zero_experiment
@@ -64,3 +66,18 @@ class ResumableCSVLogger(CSVLogger):
     @rank_zero_only
     def resume_from(self, step: int) -> None:
         self.experiment.resume_step = step
+
+
+class ContinueLog(L.Callback):
+    """Tells a ResumableCSVLogger where a resumed run continues, and writes every logger's
+    rows out with each checkpoint: what a kill after a checkpoint must not lose."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.ckpt_path:  # resumed: the log continues from the restored step
+            for logger in trainer.loggers:
+                if isinstance(logger, ResumableCSVLogger):
+                    logger.resume_from(trainer.global_step)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        for logger in trainer.loggers:
+            logger.save()

@@ -1,58 +1,22 @@
-"""OneLLMModule: a OneLLM model as a LightningModule, with per-stage freezing by globs."""
+"""OneLLMModule: a OneLLM model as a LightningModule, with per-stage freezing by globs. A step
+is the forward and the loss; the run's other work is in `callbacks/`."""
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import json
 import math
-import time
-from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
-from ..config import Prompting, resolve_model
-from ..data.manifest import write_jsonl
+from ..config import resolve_model
 from ..model.lora import LoRAConfig
-from ..model.onellm import OneLLM
-from .logs import ResumableCSVLogger
+from .callbacks import BadSamples, Export, LearningRate, RankRecord, RouterStatistics, Throughput
+from .logs import ContinueLog
+from .stage_model import build_stage_model
 
-
-class TooManyBadSamples(RuntimeError):
-    """Training stopped because too much of the data could not be read."""
-
-
-def build_stage_model(model: str, modalities: list[str] | None, init_from: str | None,
-                      copy_from: str | None = None) -> OneLLM:
-    """The model of one training stage.
-
-    Without `init_from`: the preset or directory `model`, restricted to `modalities`.
-    With it: the previous stage's export, grown by the `modalities` it lacks, whose
-    tokenizer options come from `model` and whose UPM parts start as copies of `copy_from`'s
-    (by default the export's first modality: image, as published).
-    """
-    config, directory = resolve_model(model)
-    if init_from is None:
-        if directory is not None:
-            net = OneLLM.from_pretrained(directory)
-            unknown = set(modalities or []) - set(net.modalities)
-            if unknown:
-                raise ValueError(f"{model} has no {sorted(unknown)}; grow it with init_from instead")
-            return net
-        if modalities:
-            unknown = set(modalities) - set(config.modalities)
-            if unknown:
-                raise ValueError(f"preset {model!r} has no options for modalities {sorted(unknown)}")
-            config.modalities = {m: config.modalities[m] for m in modalities}
-        return OneLLM(config)
-    net = OneLLM.from_pretrained(init_from)
-    for m in modalities or []:
-        if m not in net.modalities:
-            net.add_modality(m, config.modalities.get(m), copy_from=copy_from)
-    return net
+TEXT_KEYS = ("input_ids", "attention_mask", "modality_mask", "labels")
 
 
 class OneLLMModule(L.LightningModule):
@@ -77,7 +41,8 @@ class OneLLMModule(L.LightningModule):
     ) -> None:
         """`lora` (r > 0) trains low-rank adapters on the LM instead of leaving it frozen or
         training it whole; `gradient_checkpointing` recomputes the LM's and encoder's block
-        activations in backward, trading compute for memory."""
+        activations in backward, trading compute for memory. `export_dir`, `router_log_every`
+        and `max_bad_fraction` configure the callbacks (configure_callbacks)."""
         super().__init__()
         self.save_hyperparameters()
         self.model = build_stage_model(model, modalities, init_from)
@@ -88,7 +53,7 @@ class OneLLMModule(L.LightningModule):
             adapters = self.model.add_lora(lora)
             total = sum(p.numel() for p in self.model.llm.parameters())
             rank_zero_info(f"LoRA r={lora.r} on {', '.join(lora.target_modules)}: {adapters:,} trainable LM parameters "
-                  f"of {total:,}")
+                           f"of {total:,}")
         if gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
         # What an earlier stage taught: the data module's `replay` share goes to these.
@@ -97,12 +62,6 @@ class OneLLMModule(L.LightningModule):
             self._apply_trainable(trainable)
         # Frozen weights come from `init_from`/the preset again on resume, so checkpoints skip them.
         self.strict_loading = False
-        self._step_start: float | None = None
-        self._log_path: Path | None = None
-        self.bad_samples: dict[str, str] = {}
-        self.bad_reasons: Counter[str] = Counter()
-        self.samples_seen = 0
-        self.schedule: list[tuple[int, str]] = []
 
     def _apply_trainable(self, patterns: list[str]) -> None:
         used = set()
@@ -114,61 +73,29 @@ class OneLLMModule(L.LightningModule):
         if unused:
             raise ValueError(f"trainable pattern(s) {unused} match no parameter (names look like 'upm.experts.0.0.attention.wq.weight')")
 
-    def _count_bad(self, batch: dict[str, Any], training: bool = False) -> bool:
-        """Record unreadable samples; False when none of the batch was readable. Too many
-        training draws unreadable stops training: a broken dataset should not train silently
-        on what is left."""
-        bad = batch.get("bad", [])
-        for sample in bad:
-            self.bad_samples.setdefault(sample.id, sample.reason)
-        if training:
-            self.bad_reasons.update(sample.problem.split(" (")[0] for sample in bad)
-            self.samples_seen += len(bad) + len(batch.get("ids", []))
-            failed = sum(self.bad_reasons.values())
-            if self.samples_seen >= 32 and failed > self.hparams.max_bad_fraction * self.samples_seen:
-                reasons = "; ".join(f"{n} x {r}" for r, n in self.bad_reasons.most_common(5))
-                listed = self._write_bad_samples()
-                raise TooManyBadSamples(
-                    f"{failed} of {self.samples_seen} samples drawn were unreadable (more than "
-                    f"max_bad_fraction={self.hparams.max_bad_fraction}): {reasons}; the files are listed in "
-                    f"{listed}: fix or remove them (onellm data check), or raise --model.max_bad_fraction")
-        return "inputs" in batch
+    def configure_callbacks(self) -> list[L.Callback]:
+        callbacks = [BadSamples(self.hparams.max_bad_fraction), RouterStatistics(self.hparams.router_log_every),
+                     Throughput(), LearningRate(), RankRecord(), ContinueLog()]
+        return callbacks + ([Export(self.hparams.export_dir)] if self.hparams.export_dir else [])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        readable = self._count_bad(batch, training=True)
-        self.log("data/bad_samples", float(len(self.bad_samples)), batch_size=1)
-        if not readable:
+        if "inputs" not in batch:  # no sample of the batch was readable (BadSamples counts them)
             if self.trainer.world_size == 1:
                 return None
             # Under DDP every rank must run backward, or the others wait in all-reduce forever.
             return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
-        modality = batch["modality"]
-        self.schedule.append((self.global_step, modality))
-        out = self.model(**{k: batch[k] for k in ("input_ids", "attention_mask", "modality_mask", "labels")},
-                         inputs=batch["inputs"], loss_only=True)
+        loss = self.model(**{k: batch[k] for k in TEXT_KEYS}, inputs=batch["inputs"], loss_only=True).loss
         size = len(batch["ids"])
-        self.log(f"train/loss_{modality}", out.loss, batch_size=size)
-        self.log("train/loss", out.loss, prog_bar=True, batch_size=size)
-        now = time.perf_counter()
-        if self._step_start is not None:
-            elapsed = now - self._step_start
-            self.log("throughput/samples_per_s", size / elapsed, batch_size=size)
-            self.log("throughput/tokens_per_s", float(batch["attention_mask"].sum()) / elapsed, batch_size=size)
-        self._step_start = now
-        self.log("train/lr", self.lr_schedulers().get_last_lr()[0], batch_size=size)
-        if self.global_step % self.hparams.router_log_every == 0:
-            for m, stats in self.model.router_statistics(reset=True).items():
-                for e, w in enumerate(stats["mean_weight"]):
-                    self.log(f"router/{m}/expert{e}", w, batch_size=size)
-        return out.loss
+        self.log(f"train/loss_{batch['modality']}", loss, batch_size=size)
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        if not self._count_bad(batch):
+        if "inputs" not in batch:
             return
-        out = self.model(**{k: batch[k] for k in ("input_ids", "attention_mask", "modality_mask", "labels")},
-                         inputs=batch["inputs"], loss_only=True)
-        self.log(f"val/loss_{batch['modality']}", out.loss, batch_size=len(batch["ids"]))
-        self.log("val/loss", out.loss, batch_size=len(batch["ids"]))
+        loss = self.model(**{k: batch[k] for k in TEXT_KEYS}, inputs=batch["inputs"], loss_only=True).loss
+        self.log(f"val/loss_{batch['modality']}", loss, batch_size=len(batch["ids"]))
+        self.log("val/loss", loss, batch_size=len(batch["ids"]))
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -179,88 +106,24 @@ class OneLLMModule(L.LightningModule):
         # steps, and the words that depend on the input are learned about half as fast.
         opt = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
                                 betas=tuple(self.hparams.betas))
-        total = max(int(self.trainer.max_steps), 1)
-        warmup = self.hparams.warmup_steps
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
+        schedule = warmup_cosine(self.hparams.warmup_steps, max(int(self.trainer.max_steps), 1))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    def _log_dir(self) -> Path:
-        """The run's log folder, as every rank resolved it at train start."""
-        self._log_path.mkdir(parents=True, exist_ok=True)
-        return self._log_path
-
-    def _write_rank_record(self) -> None:
-        """Per rank: the modality of every step and a digest of the trained weights, so a
-        data-parallel run can be audited (same schedule and same weights on every rank)."""
-        digest = hashlib.sha256()
-        for name, p in sorted(self.model.named_parameters()):
-            if p.requires_grad:
-                digest.update(name.encode())
-                digest.update(p.detach().float().cpu().numpy().tobytes())
-        log_dir = self._log_dir()
-        record = {"rank": self.global_rank, "steps": self.schedule, "trained_weights_sha256": digest.hexdigest()}
-        (log_dir / f"rank{self.global_rank}.json").write_text(json.dumps(record))
-
-    def on_train_start(self) -> None:
-        # trainer.log_dir is a broadcast under DDP: ask it here, where every rank does, and
-        # not later from a rank alone (one that met a bad file), which would wait forever.
-        self._log_path = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-        if self.trainer.ckpt_path:  # resumed: the log continues from the restored step
-            for logger in self.loggers:
-                if isinstance(logger, ResumableCSVLogger):
-                    logger.resume_from(self.global_step)
+        # The name is the logged metric's (LearningRate callback).
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "name": "train/lr"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # remove_duplicate=False: a tied LM head is its own state_dict key, and as frozen as the embedding.
         frozen = {f"model.{n}" for n, p in self.model.named_parameters(remove_duplicate=False) if not p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
-        # What a kill after this checkpoint must not lose: the bad-sample record and the log.
-        checkpoint["onellm"] = {"bad_samples": dict(self.bad_samples), "bad_reasons": dict(self.bad_reasons),
-                                "samples_seen": self.samples_seen, "schedule": list(self.schedule)}
-        for logger in self.loggers:
-            logger.save()
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("onellm", {})
-        self.bad_samples = dict(saved.get("bad_samples", {}))
-        self.bad_reasons = Counter(saved.get("bad_reasons", {}))
-        self.samples_seen = int(saved.get("samples_seen", 0))
-        self.schedule = [tuple(s) for s in saved.get("schedule", [])]
 
-    def _bad_summary(self) -> str:
-        reasons = ", ".join(f"{n} x {r}" for r, n in self.bad_reasons.most_common())
-        return (f"skipped {len(self.bad_samples)} unreadable sample(s), drawn "
-                f"{sum(self.bad_reasons.values())} times ({reasons})")
+def warmup_cosine(warmup: int, total: int):
+    """The learning-rate factor at a step: linear warm-up over `warmup` steps, then a cosine
+    from 1 down to 0.1 at step `total`."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
-    def on_train_epoch_end(self) -> None:
-        if self.bad_reasons and self.trainer.is_global_zero:
-            print(f"epoch {self.current_epoch}: {self._bad_summary()}")
-
-    def _write_bad_samples(self) -> Path:
-        # Under DDP each rank reads (and so finds broken) its own share of the samples.
-        name = "bad_samples.jsonl" if self.global_rank == 0 else f"bad_samples.rank{self.global_rank}.jsonl"
-        path = self._log_dir() / name
-        write_jsonl(path, ({"id": i, "reason": r} for i, r in sorted(self.bad_samples.items())))
-        return path
-
-    def on_fit_end(self) -> None:
-        self._write_rank_record()
-        if self.bad_samples:
-            listed = self._write_bad_samples()
-            if self.trainer.is_global_zero:
-                print(f"{self._bad_summary()}; each with its file in {listed}")
-        if not self.trainer.is_global_zero:
-            return
-        if self.hparams.export_dir:
-            # Caption stages train "<modality tokens> caption", instruction tuning the template.
-            task = getattr(self.trainer.datamodule, "task", None)
-            if task is not None:
-                self.model.config.prompting = (Prompting.BARE if task == "caption" else Prompting.TEMPLATE).value
-            self.model.save_pretrained(self.hparams.export_dir)
+    return factor
