@@ -92,7 +92,7 @@ def test_smollm2_lora_training_exports_and_reloads(tmp_path, caplog):
     assert expected == 30 * 8 * (576 + 576 + 576 + 192 + 576 + 192 + 576 + 576)  # SmolLM2-135M: 30 layers, GQA
     assert sum(p.numel() for n, p in llm.named_parameters() if p.requires_grad) == expected
     assert f"{expected:,} trainable LM parameters" in caplog.text
-    data = OneLLMDataModule([{"manifest": str(manifest), "modality": "image"}], batch_size=2)
+    data = OneLLMDataModule([{"manifest": str(manifest), "modality": "image"}], batch_size=2, model=module.model)
     trainer = L.Trainer(max_steps=3, logger=False, limit_val_batches=0, enable_progress_bar=False,
                         enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1,
                         default_root_dir=tmp_path / "run")

@@ -158,7 +158,7 @@ def test_train_then_evaluate_a_caption_task_over_its_manifest(thermal, tmp_path)
     OneLLM(config).save_pretrained(tmp_path / "base")
     module = OneLLMModule(model=str(tmp_path / "base"), lr=1e-3)
     before = module.model.tokenizers["thermal"].conv.weight.detach().clone()
-    data = OneLLMDataModule([{"manifest": str(thermal), "modality": "thermal"}], batch_size=4)
+    data = OneLLMDataModule([{"manifest": str(thermal), "modality": "thermal"}], batch_size=4, model=module.model)
     trainer = L.Trainer(max_steps=3, logger=False, limit_val_batches=0, enable_progress_bar=False,
                         enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1,
                         default_root_dir=tmp_path / "run")

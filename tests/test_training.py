@@ -133,7 +133,7 @@ def _fit_losses(tmp: Path, name: str, datasets: list[dict]) -> tuple[list[tuple[
     trainer = L.Trainer(max_steps=6, val_check_interval=3, check_val_every_n_epoch=None, log_every_n_steps=1,
                         logger=L.pytorch.loggers.CSVLogger(tmp, name=name, version="v"), enable_progress_bar=False,
                         enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1)
-    trainer.fit(module, OneLLMDataModule(datasets, batch_size=4, seed=1))
+    trainer.fit(module, OneLLMDataModule(datasets, batch_size=4, seed=1, model=module.model))
     with open(tmp / name / "v" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     val = sorted(k for r in rows for k, v in r.items() if k.startswith("val/") and v)
@@ -159,7 +159,7 @@ def test_bad_samples_are_skipped_and_counted(tmp_path):
     (data / "image" / "0.npy").write_bytes(b"not an array")
     (data / "image" / "2.npy").unlink()
     module = OneLLMModule(model="tiny", modalities=["image"], lr=1e-3)
-    dm = OneLLMDataModule([{"manifest": str(data / "image.jsonl"), "modality": "image"}], batch_size=4)
+    dm = OneLLMDataModule([{"manifest": str(data / "image.jsonl"), "modality": "image"}], batch_size=4, model=module.model)
     trainer = L.Trainer(max_steps=6, logger=L.pytorch.loggers.CSVLogger(tmp_path, name="bad", version="v"),
                         limit_val_batches=0, enable_progress_bar=False, enable_checkpointing=False,
                         enable_model_summary=False, accelerator="cpu", devices=1)
@@ -182,7 +182,7 @@ def test_too_many_bad_samples_stop_training(tmp_path):
     for i in range(0, 40, 2):
         (data / "image" / f"{i}.npy").write_bytes(b"broken")
     module = OneLLMModule(model="tiny", modalities=["image"], max_bad_fraction=0.2)
-    dm = OneLLMDataModule([{"manifest": str(data / "image.jsonl"), "modality": "image"}], batch_size=8)
+    dm = OneLLMDataModule([{"manifest": str(data / "image.jsonl"), "modality": "image"}], batch_size=8, model=module.model)
     trainer = L.Trainer(max_steps=20, logger=False, limit_val_batches=0, enable_progress_bar=False,
                         enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1,
                         default_root_dir=tmp_path / "run")
@@ -200,7 +200,7 @@ def test_a_manifest_with_nothing_to_learn_is_refused_before_training(tmp_path):
     rows[1].pop("caption", None), rows[1].pop("qa", None)
     (data / "image.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     module = OneLLMModule(model="tiny", modalities=["image"])
-    dm = OneLLMDataModule([{"manifest": str(data / "image.jsonl"), "modality": "image"}], batch_size=2)
+    dm = OneLLMDataModule([{"manifest": str(data / "image.jsonl"), "modality": "image"}], batch_size=2, model=module.model)
     trainer = L.Trainer(max_steps=2, logger=False, limit_val_batches=0, enable_progress_bar=False,
                         enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1)
     with pytest.raises(ValueError, match=r"image\.jsonl: 1 sample\(s\), e\.g\. image-1, have no caption"):

@@ -35,6 +35,9 @@ class OneLLMCLI(LightningCLI):
         parser.add_lightning_class_args(BestCheckpoint, "best")
         parser.add_lightning_class_args(DiskSpaceCheck, "disk_check")
         parser.link_arguments("model.export_dir", "disk_check.export_dir")
+        # The data module reads the samples with the stage's model and replays what init_from learnt.
+        parser.link_arguments("model.init_from", "data.init_from")
+        parser.link_arguments("model.model", "data.model", apply_on="instantiate")
         parser.add_argument("--threads", type=Optional[int], default=None,
                             help="torch intra-op threads of each training process (default: torch's own)")
 

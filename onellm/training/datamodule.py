@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from ..config import Prompting
+from ..config import Prompting, resolve_model
 from ..data.dataset import BadSample, ManifestDataset
 from ..data.manifest import Sample, read_manifest, split_modality
 from ..data.streamed import StreamedSamples, is_url, split_location
 from ..model.modality_batch import ModalityBatch
+from ..model.onellm import OneLLM
 from ..modality import LoadContext
 from ..processor import OneLLMProcessor
 from ..registry import caption_prompt
@@ -177,6 +178,10 @@ class OneLLMDataModule(L.LightningDataModule):
     rest. 0 trains without replay (the earlier modalities are still validated, so forgetting
     shows); None (default) uses the entries' weights as given.
 
+    `model`: the stage's model, whose tokenizers' options read the samples and whose processor
+    writes their text; `init_from`: the export it grew from (the CLI links both from the
+    model's section).
+
     `shuffle_block`: shuffle runs of this many neighbouring samples together (runs in random
     order, samples shuffled within each) instead of all samples freely, so that streaming
     from an object store fetches each chunk once per pass: set it near a chunk's item count
@@ -193,6 +198,8 @@ class OneLLMDataModule(L.LightningDataModule):
         val_samples: int = 32,
         replay: float | None = None,
         shuffle_block: int | None = None,
+        model: OneLLM | None = None,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         if not datasets:
@@ -203,6 +210,7 @@ class OneLLMDataModule(L.LightningDataModule):
             raise ValueError(f"data.replay is a share of the steps, 0 <= replay < 1; got {replay}")
         self.seed, self.task, self.val_samples, self.replay = seed, task, val_samples, replay
         self.shuffle_block = shuffle_block
+        self.model, self.init_from = model, init_from
         self.train_parts: dict[str, Dataset] = {}
         self.weights: dict[str, float] = {}
         self.val_parts: dict[str, Dataset] = {}
@@ -241,7 +249,9 @@ class OneLLMDataModule(L.LightningDataModule):
             return None
 
     def setup(self, stage: str | None = None) -> None:
-        model = self.trainer.lightning_module.model
+        model = self.model
+        if model is None:
+            raise ValueError("the data module needs the stage's model (OneLLMDataModule(..., model=module.model))")
         # Workers get the loaders' options and input shapes, not the tokenizers' weights.
         contexts = {m: LoadContext.of(t) for m, t in model.tokenizers.items()}
         train: dict[str, list[Sample]] = {}
@@ -266,7 +276,8 @@ class OneLLMDataModule(L.LightningDataModule):
                 val.setdefault(entry.modality, []).extend(held)
             self.weights[entry.modality] = self.weights.get(entry.modality, 0.0) + entry.weight
         if self.replay is not None:
-            self.weights = _replay_shares(self.weights, self.trainer.lightning_module.replayed_modalities, self.replay)
+            replayed = set(resolve_model(self.init_from)[0].modalities) if self.init_from else set()
+            self.weights = _replay_shares(self.weights, replayed, self.replay)
         order = list(dict.fromkeys(entry.modality for entry in self.datasets))
         self.train_parts = _joined(
             order, {m: ManifestDataset(s, contexts, train=True) for m, s in train.items() if s}, streamed,

@@ -10,7 +10,6 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from ..config import resolve_model
 from ..model.lora import LoRAConfig
 from .callbacks import BadSamples, Export, LearningRate, RankRecord, RouterStatistics, Throughput
 from .logs import ContinueLog
@@ -56,8 +55,6 @@ class OneLLMModule(L.LightningModule):
                            f"of {total:,}")
         if gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
-        # What an earlier stage taught: the data module's `replay` share goes to these.
-        self.replayed_modalities = set(resolve_model(init_from)[0].modalities) if init_from else set()
         if trainable is not None:
             self._apply_trainable(trainable)
         # Frozen weights come from `init_from`/the preset again on resume, so checkpoints skip them.
