@@ -1,8 +1,9 @@
-"""Registries of named things that plugins extend: modalities (`onellm.modalities`), eval
-tasks (`onellm.eval_tasks`), data converters (`onellm.converters`) and synthetic scenes of
-several inputs (`onellm.scenes`). onellm's own arrive
-through the same entry-point groups as a plugin's, discovered on first use; `register`
-covers notebooks and tests. ONELLM_DISABLE_PLUGIN_AUTOLOAD switches discovery off."""
+"""Registries of named things that plugins extend. `Registry` is the shape of each; this
+module holds two, modalities (`onellm.modalities`) and synthetic scenes of several inputs
+(`onellm.scenes`); eval tasks (`onellm.eval_tasks`, in eval/tasks.py) and data converters
+(`onellm.converters`, in onellm/data/converters/) build theirs on it. onellm's own entries
+arrive through the same entry-point groups as a plugin's, discovered on first use;
+`register` covers notebooks and tests. ONELLM_DISABLE_PLUGIN_AUTOLOAD switches discovery off."""
 from __future__ import annotations
 
 import os
