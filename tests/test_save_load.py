@@ -40,3 +40,26 @@ def test_pretrained_encoder_path_must_exist(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
         SharedEncoder(EncoderConfig(width=64, heads=4, layers=1, pretrained=str(tmp_path)))
+
+
+def test_a_model_saved_with_stacked_upm_experts_loads_the_same(tiny_model, tmp_path):
+    """Models saved before the UPM's experts were modules of their own hold `upm.layers.{l}.wq`
+    [E, out, in]; onellm.convert.legacy renames them on load."""
+    from safetensors.torch import load_file, save_file
+
+    from onellm.convert.legacy import STACKED_UPM_NAMES
+
+    model = tiny_model.eval()
+    x = model.tokenizers["image"].example_input(1, torch.Generator().manual_seed(0))
+    batch = model.processor([model.processor.prompt("What is this?")])
+    before = model(**batch, modality="image", inputs=x).logits
+    model.save_pretrained(tmp_path / "m")
+    state = load_file(tmp_path / "m" / "onellm.safetensors")
+    experts, layers = model.config.upm.num_experts, model.config.upm.layers_per_expert
+    for layer in range(layers):
+        for old, new in STACKED_UPM_NAMES.items():
+            state[f"upm.layers.{layer}.{old}"] = torch.stack(
+                [state.pop(f"upm.experts.{e}.{layer}.{new}") for e in range(experts)])
+    save_file(state, tmp_path / "m" / "onellm.safetensors")
+    after = OneLLM.from_pretrained(tmp_path / "m").eval()(**batch, modality="image", inputs=x).logits
+    assert torch.equal(before, after)

@@ -3,6 +3,7 @@ layer, checkpoints of the stacked layout."""
 import torch
 
 from onellm.config import UPMConfig
+from onellm.convert.legacy import STACKED_UPM_NAMES, split_stacked_upm
 from onellm.model.upm import UniversalProjection
 
 
@@ -52,17 +53,14 @@ def test_checkpoint_with_stacked_expert_weights_loads():
     upm, feats = _upm(), torch.randn(2, 7, 32)
     want = upm("a", feats)[0]
     state = upm.state_dict()
-    plain = {"attention_norm": "attention_norm.weight", "ffn_norm": "ffn_norm.weight",
-             **{n: f"attention.{n}.weight" for n in ("wq", "wk", "wv", "wo")},
-             **{n: f"feed_forward.{n}.weight" for n in ("w1", "w2", "w3")}}
     for layer in range(2):
-        for old, new in plain.items():
+        for old, new in STACKED_UPM_NAMES.items():
             state[f"layers.{layer}.{old}"] = torch.stack([state.pop(f"experts.{e}.{layer}.{new}") for e in range(3)])
     fresh = _upm()
     torch.manual_seed(1)
     for p in fresh.parameters():
         p.data.normal_()
-    fresh.load_state_dict(state)
+    fresh.load_state_dict(split_stacked_upm(state, prefix=""))
     torch.testing.assert_close(fresh("a", feats)[0], want)
 
 

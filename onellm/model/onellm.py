@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..convert.legacy import split_stacked_upm
 from ..config import CONFIG_NAME, OneLLMConfig, Prompting, resolve_model
 from ..errors import BadInputError, describe
 from ..processor import TEXT_TOKENIZER_DIR, OneLLMProcessor
@@ -79,7 +80,7 @@ class OneLLM(nn.Module):
         weights = directory / WEIGHTS_NAME
         model = cls(config, base_dir=directory)
         try:
-            state = load_file(weights)
+            state = split_stacked_upm(load_file(weights))
         except Exception as err:  # safetensors raises its own error types (a pickle, say, is no header)
             raise BadInputError(weights, f"not a readable safetensors file ({describe(err)})") from err
         if config.llm.lora:

@@ -1,7 +1,7 @@
 """Universal Projection Module: per-modality projections, queries and routers over shared experts."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -18,13 +18,6 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 Weights = dict[str, torch.Tensor]
 Linear = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-# Names of the stacked [E, ...] parameters of earlier checkpoints -> each expert block's.
-_PLAIN_NAME = {
-    "attention_norm": "attention_norm.weight", "ffn_norm": "ffn_norm.weight",
-    **{n: f"attention.{n}.weight" for n in ("wq", "wk", "wv", "wo")},
-    **{n: f"feed_forward.{n}.weight" for n in ("w1", "w2", "w3")},
-}
-STACKED_NAMES = tuple(_PLAIN_NAME)
 
 
 class RMSNorm(nn.Module):
@@ -182,18 +175,6 @@ class UniversalProjection(nn.Module):
         # even on long sequences and lose from width 256 up (0.91x; 0.52x at 1024). Nothing
         # has been measured on an accelerator, so there the plain modules run.
         return device.type == "cpu" and self.width <= 128
-
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
-        # Checkpoints saved before the experts became plain modules hold `layers.{l}.{name}`
-        # as [E, ...] tensors; they are split into the per-expert names here.
-        for layer in range(self.config.layers_per_expert):
-            for name in STACKED_NAMES:
-                old = f"{prefix}layers.{layer}.{name}"
-                if old not in state_dict:
-                    continue
-                for e, tensor in enumerate(state_dict.pop(old).unbind(0)):
-                    state_dict[f"{prefix}experts.{e}.{layer}.{_PLAIN_NAME[name]}"] = tensor
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, modality: str, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features [B, N, W] -> (tokens [B, Q + 2, D] with tags, routing weights [B, Q, E])."""

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from ..convert.legacy import split_stacked_upm
 from ..model.lora import LoRAConfig
 from .callbacks import BadSamples, Export, LearningRate, RankRecord, RouterStatistics, Throughput
 from .logs import ContinueLog
@@ -112,6 +113,9 @@ class OneLLMModule(L.LightningModule):
         # remove_duplicate=False: a tied LM head is its own state_dict key, and as frozen as the embedding.
         frozen = {f"model.{n}" for n, p in self.model.named_parameters(remove_duplicate=False) if not p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = split_stacked_upm(checkpoint["state_dict"], prefix="model.upm.")
 
 
 def warmup_cosine(warmup: int, total: int):
