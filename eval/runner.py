@@ -80,8 +80,7 @@ def config_hash(model_name: str, model: "OneLLM", task: EvalTask, kwargs: dict[s
     facts = {
         "model": model_name, "weights": _weight_files(model_name), "config": model.config.to_dict(),
         "task": task.name, "kind": task.kind, "prompt": task.prompt, "generation": kwargs,
-        # A boolean, as before prompting followed the model: earlier runs' folders still resume.
-        "bare_prompt": prompting is Prompting.BARE, "dtype": dtype,
+        "prompting": prompting.value, "dtype": dtype,
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .config import Prompting
+
 if TYPE_CHECKING:
     from .eval.metrics import CaptionScorer
 
@@ -72,7 +74,7 @@ def _evaluate(model_dir: Path, modalities: list[str], kind: str, out: Path, samp
     tasks = [get_task(f"synth-{kind}-{m}") for m in modalities]
     # The tiny preset's tokens are bytes: a caption needs more new tokens than the task default.
     generation = GenerationConfig(max_new_tokens=96 if kind == "caption" else 32)
-    results = run_eval(model, tasks, data_root, out, generation, prompting="bare" if bare_prompt else "template",
+    results = run_eval(model, tasks, data_root, out, generation, prompting=Prompting.BARE if bare_prompt else Prompting.TEMPLATE,
                        batch_size=32, max_samples=samples, model_name=str(model_dir), scorer=scorer)
     return {r["modality"]: r for r in results}
 
@@ -160,7 +162,7 @@ def _audio_visual(model_dir: Path, manifest: Path, out: Path, scorer: CaptionSco
     rows = {}
     for label, chosen in runs.items():
         results = {r["kind"]: r["metrics"] for r in run_eval(
-            model, chosen, None, out, GenerationConfig(max_new_tokens=96), prompting="template", batch_size=32,
+            model, chosen, None, out, GenerationConfig(max_new_tokens=96), prompting=Prompting.TEMPLATE, batch_size=32,
             model_name=str(model_dir), scorer=scorer)}
         qa = results["qa"]
         rows[label] = {METRIC: results["caption"][METRIC], "qa_accuracy": qa["accuracy"],
