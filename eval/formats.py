@@ -38,7 +38,6 @@ synth-*, manifest-*  a JSON Lines manifest (onellm/data/manifest.py): <root>/<mo
 """
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -150,18 +149,13 @@ def read_valor(root: Path) -> list[EvalItem]:
 
 
 def read_clotho(root: Path) -> list[EvalItem]:
+    """Read by the Clotho converter (onellm/data/converters/clotho.py); the id is the clip's
+    file name, the references its five captions."""
+    from onellm.data.converters import clotho
+
     path = find_file(root, ["clotho_captions_evaluation.csv", "clotho/clotho_captions_evaluation.csv"])
     audio = media_dir([path.parent], ["evaluation", "clotho_audio_evaluation/evaluation", "audio"])
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        columns = [c for c in reader.fieldnames or [] if c.startswith("caption_")]
-        if "file_name" not in (reader.fieldnames or []) or not columns:
-            raise BadInputError(path, "expected columns file_name, caption_1..caption_5")
-        return [
-            caption_item(row["file_name"], "audio", [audio / row["file_name"]],
-                         [row[c].strip() for c in columns if row[c] and row[c].strip()])
-            for row in reader
-        ]
+    return [EvalItem.of(s, id=s.files[0]) for s in converted(clotho, path, audio)]
 
 
 def read_msvd_qa(root: Path) -> list[EvalItem]:
@@ -194,20 +188,22 @@ def _video_file(folder: Path, name: str) -> Path:
 
 
 def read_pointllm(root: Path) -> list[EvalItem]:
+    """Read by the PointLLM converter (onellm/data/converters/pointllm.py); the id is the
+    object's, the references its gpt answers (or, in OneLLM's own file, its captions)."""
+    from onellm.data.converters import pointllm
+
     names = ["PointLLM_brief_description_val_200_GT.json", "pointllm_test.json"]
     path = find_file(root, names + [f"anno_data/{n}" for n in names] + [f"pointllm/{n}" for n in names])
     points = media_dir([path.parent, path.parent.parent], ["8192_npy", "objaverse_data", "pointllm/8192_npy"])
-    data = _load_json(path)
-    if isinstance(data, dict):  # OneLLM's own {object_id: caption}
-        pairs = [(k, [v] if isinstance(v, str) else list(v)) for k, v in data.items()]
-    else:
-        pairs = []
-        for row in _rows(path, data):
-            answers = [t["value"].strip() for t in row.get("conversations", []) if t.get("from") == "gpt"]
-            if "object_id" not in row or not answers:
-                raise BadInputError(path, f"entry without object_id or a gpt turn: {row!r:.120}")
-            pairs.append((row["object_id"], answers))
-    return [caption_item(str(k), "point", [points / f"{k}_8192.npy"], refs) for k, refs in pairs]
+    items = []
+    for s in converted(pointllm, path, points):
+        answers = [t["value"] for t in s.conversations if t["from"] == "gpt"]
+        refs = s.meta.get("references") or answers
+        if not refs:
+            raise BadInputError(path, f"{s.id}: no gpt turn to score against")
+        uid = Path(s.files[0]).name.removesuffix(pointllm.CLOUD_NAME.format(uid=""))
+        items.append(EvalItem.of(s, id=uid, caption=refs[0], conversations=[], meta={**s.meta, "references": refs}))
+    return items
 
 
 def read_caption_json(root: Path, names: list[str], modality: str, folder: str) -> list[EvalItem]:

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from transformers import GenerationConfig
 
+from onellm.errors import BadInputError
 from onellm.eval import runner
 from onellm.eval.cli import add_eval_parser
 from onellm.eval.metrics import CaptionScorer
@@ -130,6 +131,19 @@ def test_pointllm_reads_gpt_turns_and_8192_point_files(tmp_path, tiny_model):
         ("chair01", ["A chair01 model."]), ("lamp02", ["A lamp02 model."])]
     assert task.question(items[0]) == "What is this?"  # OneLLM's point prompt
     check_loads(items, tiny_model)
+
+
+def test_pointllm_reads_onellm_own_caption_dict_through_the_converter(tmp_path):
+    (tmp_path / "pointllm_test.json").write_text(json.dumps({"chair01": "A chair.", "lamp02": ["A lamp.", "A light."]}))
+    (tmp_path / "8192_npy").mkdir()
+    for oid in ("chair01", "lamp02"):
+        np.save(tmp_path / "8192_npy" / f"{oid}_8192.npy", np.zeros((8192, 6), np.float32))
+    items = get_task("pointllm-caption").items(tmp_path)
+    assert [(i.id, i.references, i.paths()[0].name) for i in items] == [
+        ("chair01", ["A chair."], "chair01_8192.npy"), ("lamp02", ["A lamp.", "A light."], "lamp02_8192.npy")]
+    (tmp_path / "pointllm_test.json").write_text(json.dumps({"chair01": 3}))
+    with pytest.raises(BadInputError, match="chair01.*a caption or a list of captions"):
+        get_task("pointllm-caption").items(tmp_path)
 
 
 def test_imu_reads_onellm_coco_caption_layout(tmp_path, tiny_model):
