@@ -16,6 +16,7 @@ from ..registry import list_modalities
 if TYPE_CHECKING:
     from ..model.onellm import OneLLM
 
+
 def modality_choices(model: "OneLLM") -> list[str]:
     """Modalities that are both installed and part of this model, in registry order."""
     return [m for m in list_modalities() if m in model.tokenizers]
