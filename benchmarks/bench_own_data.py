@@ -122,8 +122,8 @@ def _config(stage: str, preset: str) -> Path:
 def _rendering(out: Path, rendering: str, preset: str, args: argparse.Namespace) -> dict:
     """Stage 1 on one rendering of the digits, scored on its test split beside the baselines."""
     data = out / rendering
-    speech = rendering == "walkthrough" and args.speech
-    if not (data / "images.csv").is_file():
+    speech = args.speech
+    if not (data / "images.csv").is_file() or (speech and not (data / "speech.csv").is_file()):
         subprocess.run([sys.executable, str(EXAMPLE / "make_digits.py"), "--out", str(data), "--rendering", rendering,
                         *([] if speech else ["--no-speech"])], check=True)
     tables = [("images.csv", "image")] + ([("speech.csv", "audio")] if speech else [])
@@ -165,7 +165,7 @@ def main() -> None:
     parser.add_argument("--renderings", nargs="+", default=list(RENDERINGS), choices=list(RENDERINGS),
                         help="renderings of the digits to train and score on (default: all)")
     parser.add_argument("--speech", action="store_true", help="also stage 2 (speech, with and without replay) "
-                                                                  "on the walkthrough rendering")
+                                                                  "on each rendering")
     parser.add_argument("--stage1-steps", type=int, help="default: the stage config's")
     parser.add_argument("--stage2-steps", type=int, help="default: the stage config's")
     parser.add_argument("--batch-size", type=int, help="default: the stage config's")
