@@ -26,6 +26,12 @@ if TYPE_CHECKING:
     from ..model.onellm import OneLLM
 
 log = logging.getLogger("onellm.serving")
+# From this many rows a batch decodes into a cache allocated once for its whole length
+# (transformers' static cache) instead of one that grows by a copy of itself every step: with
+# many rows of long prompts that copy is the largest cost of a step (measured on the tiny
+# preset: 32 rows 1.7x faster, same tokens), while a row or two decode faster without the
+# preallocation.
+STATIC_CACHE_ROWS = 4
 
 
 @dataclass(eq=False)
@@ -146,6 +152,10 @@ class Batcher:
             **generate_kwargs(decoding(max(j.max_tokens for j in jobs), sampling.temperature, sampling.top_p)),
             "stopping_criteria": StoppingCriteriaList([rows]),
         }
+        if len(jobs) >= STATIC_CACHE_ROWS:
+            # No torch.compile of the step (transformers' default beside a static cache on an
+            # accelerator): every batch has its own shape, each would compile anew.
+            kwargs.update(cache_implementation="static", disable_compile=True)
         start = time.perf_counter()
         model.generate(**batch, inputs=inputs, **kwargs)
         rows.finish_all("length")
