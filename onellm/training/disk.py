@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch.distributed.tensor import DTensor
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 
@@ -19,6 +20,8 @@ def tensor_bytes(obj: Any) -> int:
     seen: set[int] = set()
 
     def walk(x: Any) -> int:
+        if isinstance(x, DTensor):  # sharded (FSDP): the checkpoint holds it whole, over all ranks
+            return x.numel() * x.element_size()
         if isinstance(x, torch.Tensor):
             storage = x.untyped_storage()
             if storage.data_ptr() in seen:

@@ -18,6 +18,7 @@ from ..config import OneLLMConfig, list_presets
 from ..data.manifest import write_jsonl
 from ..model.lora import LoRAConfig
 from ..model.onellm import OneLLM
+from . import sharding
 from .logs import ResumableCSVLogger
 
 
@@ -139,15 +140,22 @@ class OneLLMModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         readable = self._count_bad(batch, training=True)
         self.log("data/bad_samples", float(len(self.bad_samples)), batch_size=1)
+        sharded = sharding.is_sharded(self.model)
+        # Under FSDP every rank must run the same modules, whatever its batch holds.
+        step = sharding.step_modalities(self.model, batch["inputs"].tensors if readable else (), self.device) \
+            if sharded else []
         if not readable:
+            if sharded:
+                return sharding.idle_loss(self.model, step, self.device)
             if self.trainer.world_size == 1:
                 return None
             # Under DDP every rank must run backward, or the others wait in all-reduce forever.
             return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
         modality = batch["modality"]
+        idle = [m for m in step if m not in batch["inputs"].tensors]
         self.schedule.append((self.global_step, modality))
         out = self.model(**{k: batch[k] for k in ("input_ids", "attention_mask", "modality_mask", "labels")},
-                         inputs=batch["inputs"], loss_only=True)
+                         inputs=batch["inputs"], loss_only=True, idle=idle)
         size = len(batch["ids"])
         self.log(f"train/loss_{modality}", out.loss, batch_size=size)
         self.log("train/loss", out.loss, prog_bar=True, batch_size=size)
@@ -171,6 +179,22 @@ class OneLLMModule(L.LightningModule):
                          inputs=batch["inputs"], loss_only=True)
         self.log(f"val/loss_{batch['modality']}", out.loss, batch_size=len(batch["ids"]))
         self.log("val/loss", out.loss, batch_size=len(batch["ids"]))
+
+    def configure_model(self) -> None:
+        # Only the FSDP2 strategy (sharding.FSDP2) shards; under any other the model stays whole.
+        strategy = self.trainer.strategy
+        if isinstance(strategy, sharding.ModelParallelStrategy) and not sharding.is_sharded(self.model):
+            sharding.shard(self.model, self.device_mesh["data_parallel"], self.trainer.precision,
+                           strategy.root_device)
+
+    def _unsharded_model(self) -> OneLLM:
+        """A fresh model of this module's architecture, to receive the gathered weights of a
+        sharded one for export."""
+        hp = self.hparams
+        net = build_stage_model(hp.model, hp.modalities, hp.init_from)
+        if hp.lora is not None and hp.lora.r:
+            net.add_lora(hp.lora)
+        return net
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -205,7 +229,7 @@ class OneLLMModule(L.LightningModule):
         for name, p in sorted(self.model.named_parameters()):
             if p.requires_grad:
                 digest.update(name.encode())
-                digest.update(p.detach().float().cpu().numpy().tobytes())
+                digest.update(sharding.whole(p.detach()).float().cpu().numpy().tobytes())
         log_dir = self._log_dir()
         record = {"rank": self.global_rank, "steps": self.schedule, "trained_weights_sha256": digest.hexdigest()}
         (log_dir / f"rank{self.global_rank}.json").write_text(json.dumps(record))
@@ -258,11 +282,15 @@ class OneLLMModule(L.LightningModule):
             listed = self._write_bad_samples()
             if self.trainer.is_global_zero:
                 print(f"{self._bad_summary()}; each with its file in {listed}")
-        if not self.trainer.is_global_zero:
-            return
         if self.hparams.export_dir:
             # Caption stages train "<modality tokens> caption", instruction tuning the template.
             task = getattr(self.trainer.datamodule, "task", None)
             if task is not None:
                 self.model.config.prompting = "bare" if task == "caption" else "template"
-            self.model.save_pretrained(self.hparams.export_dir)
+            # A sharded model is gathered by every rank into an ordinary one on rank 0.
+            if sharding.is_sharded(self.model):
+                exported = sharding.unsharded_copy(self.model, self._unsharded_model)
+            else:
+                exported = self.model if self.trainer.is_global_zero else None
+            if exported is not None:
+                exported.save_pretrained(self.hparams.export_dir)
