@@ -43,17 +43,49 @@ def _logits(export: Path) -> torch.Tensor:
         return model(**batch, inputs=ModalityBatch.single("image", image)).logits
 
 
-def test_fsdp_trains_as_ddp_and_exports_the_same_model(tmp_path):
+def test_fsdp_trains_as_ddp_resumes_exactly_and_exports_the_same_model(tmp_path):
     config = _stage(tmp_path, steps=10, every=5)
     fit_run(tmp_path, config, "ddp", devices=2, extra=(*DDP, "--model.export_dir", "ddp_export"))
-    fit_run(tmp_path, config, "fsdp", devices=2, extra=(*FSDP, "--model.export_dir", "fsdp_export"))
-    ddp, fsdp = losses(tmp_path / "runs" / "ddp" / "csv"), losses(tmp_path / "runs" / "fsdp" / "csv")
+    # kill -9 of both ranks at step 7, after the sharded checkpoint of step 5; the log is
+    # written every step, so steps 5 and 6 are logged before the kill and again after it.
+    flush = ("--trainer.logger.flush_logs_every_n_steps", "1")
+    fit_run(tmp_path, config, "fsdp", kill_at=7, devices=2, extra=(*FSDP, *flush))
+    log = tmp_path / "runs" / "fsdp" / "csv"
+    before = dict(losses(log))
+    assert sorted(before) == list(range(7))
+    assert (log / "checkpoints" / "last.ckpt" / ".metadata").is_file()  # distributed checkpoint: a directory
+    fit_run(tmp_path, config, "fsdp", resume=True, devices=2, extra=(*FSDP, "--model.export_dir", "fsdp_export"))
+    ddp, fsdp = losses(tmp_path / "runs" / "ddp" / "csv"), losses(log)
     assert [s for s, _ in fsdp] == [s for s, _ in ddp] == list(range(10))
+    assert [before[s] for s in (5, 6)] == [dict(fsdp)[s] for s in (5, 6)]  # resumed exactly
     assert [l for _, l in fsdp] == pytest.approx([l for _, l in ddp], rel=1e-4)
-    records = [json.loads((tmp_path / "runs" / "fsdp" / "csv" / f"rank{r}.json").read_text()) for r in (0, 1)]
-    modalities = {m for _, m in records[0]["steps"]}
-    assert len(modalities) >= 2 and records[0]["steps"] == records[1]["steps"]
-    # The sharded checkpoint is a distributed-checkpoint directory, the export a plain folder.
-    assert (tmp_path / "runs" / "fsdp" / "csv" / "checkpoints" / "last.ckpt" / ".metadata").is_file()
+    records = [json.loads((log / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert len({m for _, m in records[0]["steps"]}) >= 2 and records[0]["steps"] == records[1]["steps"]
+    assert records[0]["trained_weights_sha256"] == records[1]["trained_weights_sha256"]
+    # The export of the sharded run is an ordinary folder, and the same model as DDP's.
     torch.testing.assert_close(_logits(tmp_path / "fsdp_export"), _logits(tmp_path / "ddp_export"),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_a_rank_with_an_all_bad_batch_runs_the_step_and_lora_exports(tmp_path):
+    """One sample per rank and every other image unreadable: some steps find one rank's
+    batch all bad, and that rank runs an idle step instead of leaving the other waiting."""
+    data = write_world(tmp_path, per_modality=16)
+    for i in range(0, 16, 2):
+        (data / "image" / f"{i}.npy").write_bytes(b"\x93NUMPY broken")
+    config = stage_config(tmp_path, data, steps=10, every=5, batch_size=1)
+    spec = yaml.safe_load(config.read_text())
+    spec["model"].update({"max_bad_fraction": 1.0, "export_dir": "lora_export", "lora": {"r": 4, "merge": False},
+                          "modalities": ["image", "fmri"]})
+    spec["data"]["datasets"] = [d for d in spec["data"]["datasets"] if d["modality"] in ("image", "fmri")]
+    config.write_text(yaml.safe_dump(spec))
+    fit_run(tmp_path, config, "bad", devices=2, extra=FSDP)
+    records = [json.loads((tmp_path / "runs" / "bad" / "csv" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ran = [{s for s, _ in r["steps"]} for r in records]
+    assert ran[0] ^ ran[1]  # steps that only one rank had readable data for
+    assert ran[0] | ran[1] <= set(range(10))
+    model = OneLLM.from_pretrained(tmp_path / "lora_export")
+    assert model.lora is not None and model.lora.r == 4
+    trained = [p for n, p in model.llm.named_parameters() if "lora_B" in n]
+    assert trained and all(p.abs().sum() > 0 for p in trained)  # zeros at the start, trained since
+    assert torch.isfinite(_logits(tmp_path / "lora_export")).all()

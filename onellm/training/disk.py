@@ -59,8 +59,8 @@ def format_size(n: float) -> str:
 
 def newest_checkpoint(directory: str | os.PathLike) -> Path | None:
     """The newest complete checkpoint in `directory` (temporary files of a save in progress
-    are hidden `.*.tmp` files and do not count)."""
-    found = [p for p in Path(directory).glob("*.ckpt") if p.is_file()]
+    are hidden `.*.tmp` files and do not count); a sharded one is a directory."""
+    found = [p for p in Path(directory).glob("*.ckpt") if p.is_file() or (p / ".metadata").is_file()]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 

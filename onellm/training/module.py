@@ -192,8 +192,8 @@ class OneLLMModule(L.LightningModule):
         sharded one for export."""
         hp = self.hparams
         net = build_stage_model(hp.model, hp.modalities, hp.init_from)
-        if hp.lora is not None and hp.lora.r:
-            net.add_lora(hp.lora)
+        if self.model.lora is not None:
+            net.add_lora(self.model.lora)
         return net
 
     def configure_optimizers(self) -> dict[str, Any]:

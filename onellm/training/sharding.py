@@ -4,6 +4,7 @@ optimizer state; the same code runs on CPU (gloo) and GPU (nccl), since FSDP2 go
 through Lightning's ModelParallelStrategy where Lightning's own `fsdp` refuses a CPU."""
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -40,6 +41,24 @@ class FSDP2(ModelParallelStrategy):
         # process is one data-parallel shard.
         self._data_parallel_size = self.num_nodes * self.num_processes
         super().setup_environment()
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: str | Path, storage_options: Any = None) -> None:
+        """The distributed checkpoint written beside its place as `.<name>.tmp`, then renamed
+        into it: a kill -9 while the shards are written leaves the previous checkpoint whole."""
+        path = Path(self.broadcast(filepath))
+        tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
+        if self.global_rank == 0:
+            for stale in (tmp, old):
+                shutil.rmtree(stale, ignore_errors=True)
+        self.barrier()
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        self.barrier()
+        if self.global_rank == 0:
+            if path.exists():
+                path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        self.barrier()
 
     def load_checkpoint(self, checkpoint_path: str | Path, weights_only: bool | None = None) -> dict[str, Any]:
         """As ModelParallelStrategy's, but the model part may lack the frozen weights that
