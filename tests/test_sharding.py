@@ -2,6 +2,7 @@
 DDP, sharded checkpoints that resume exactly, an ordinary export, and a rank whose batch
 is all bad files does not hang the others."""
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,8 @@ def test_fsdp_trains_as_ddp_resumes_exactly_and_exports_the_same_model(tmp_path)
 
 def test_a_rank_with_an_all_bad_batch_runs_the_step_and_lora_exports(tmp_path):
     """One sample per rank and every other image unreadable: some steps find one rank's
-    batch all bad, and that rank runs an idle step instead of leaving the other waiting."""
+    batch all bad, and that rank runs an idle step instead of leaving the other waiting.
+    In bf16-mixed (parameters gathered in bf16, gradients reduced in fp32), with LoRA."""
     data = write_world(tmp_path, per_modality=16)
     for i in range(0, 16, 2):
         (data / "image" / f"{i}.npy").write_bytes(b"\x93NUMPY broken")
@@ -79,7 +81,9 @@ def test_a_rank_with_an_all_bad_batch_runs_the_step_and_lora_exports(tmp_path):
                           "modalities": ["image", "fmri"]})
     spec["data"]["datasets"] = [d for d in spec["data"]["datasets"] if d["modality"] in ("image", "fmri")]
     config.write_text(yaml.safe_dump(spec))
-    fit_run(tmp_path, config, "bad", devices=2, extra=FSDP)
+    fit_run(tmp_path, config, "bad", devices=2, extra=(*FSDP, "--trainer.precision", "bf16-mixed"))
+    logged = [l for _, l in losses(tmp_path / "runs" / "bad" / "csv")]
+    assert logged and all(math.isfinite(l) for l in logged)
     records = [json.loads((tmp_path / "runs" / "bad" / "csv" / f"rank{r}.json").read_text()) for r in (0, 1)]
     ran = [{s for s, _ in r["steps"]} for r in records]
     assert ran[0] ^ ran[1]  # steps that only one rank had readable data for
