@@ -3,6 +3,7 @@ DDP, sharded checkpoints that resume exactly, an ordinary export, and a rank who
 is all bad files does not hang the others."""
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -80,8 +81,12 @@ def test_a_rank_with_an_all_bad_batch_runs_the_step_and_lora_exports(tmp_path):
     spec["model"].update({"max_bad_fraction": 1.0, "export_dir": "lora_export", "lora": {"r": 4, "merge": False},
                           "modalities": ["image", "fmri"]})
     spec["data"]["datasets"] = [d for d in spec["data"]["datasets"] if d["modality"] in ("image", "fmri")]
+    # Validated every 4 steps, the export takes the best validation's (sharded) checkpoint.
+    spec["trainer"].update({"limit_val_batches": 4, "val_check_interval": 4, "check_val_every_n_epoch": None})
     config.write_text(yaml.safe_dump(spec))
-    fit_run(tmp_path, config, "bad", devices=2, extra=(*FSDP, "--trainer.precision", "bf16-mixed"))
+    out = fit_run(tmp_path, config, "bad", devices=2, extra=(*FSDP, "--trainer.precision", "bf16-mixed"))
+    assert re.search(r"export: the weights of step \d+ \(val/loss", out.stdout + out.stderr)
+    assert (tmp_path / "runs" / "bad" / "csv" / "checkpoints" / "best.ckpt" / ".metadata").is_file()
     logged = [l for _, l in losses(tmp_path / "runs" / "bad" / "csv")]
     assert logged and all(math.isfinite(l) for l in logged)
     records = [json.loads((tmp_path / "runs" / "bad" / "csv" / f"rank{r}.json").read_text()) for r in (0, 1)]

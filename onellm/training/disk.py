@@ -73,8 +73,12 @@ def checkpoint_bytes(pl_module: L.LightningModule, optimizers: list[torch.optim.
     """About the size of one checkpoint: the weights that train and (unless `weights_only`)
     the optimizer's state. OneLLMModule.on_save_checkpoint leaves frozen weights out (they
     come back from the preset or init_from), so they are not counted."""
-    frozen = {name for name, p in pl_module.named_parameters(remove_duplicate=False) if not p.requires_grad}
-    total = tensor_bytes({k: v for k, v in pl_module.state_dict().items() if k not in frozen})
+    # Parameters and persistent buffers rather than state_dict(): under FSDP2 that reshards
+    # the model on the one rank that asks, leaving the ranks' next collectives out of step.
+    trained = [p for p in pl_module.parameters() if p.requires_grad]
+    buffers = [b for m in pl_module.modules() for n, b in m.named_buffers(recurse=False)
+               if n not in m._non_persistent_buffers_set]
+    total = tensor_bytes([*trained, *buffers])
     if weights_only:
         return total
     for opt in optimizers:

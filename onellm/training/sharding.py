@@ -20,6 +20,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
+from ..model.modality_batch import ModalityBatch
 from ..model.onellm import OneLLM
 
 # Lightning's precision flags and the dtypes FSDP2 gathers parameters in for compute;
@@ -65,15 +66,23 @@ class FSDP2(ModelParallelStrategy):
         OneLLMModule leaves out of its checkpoints (they come from the preset or init_from)."""
         path = Path(self.broadcast(checkpoint_path))
         module = self.model
-        state = {"state_dict": get_model_state_dict(module)}
-        load(state, checkpoint_id=path, planner=DefaultLoadPlanner(allow_partial_load=True))
-        module.load_state_dict(state["state_dict"], strict=False)
+        metadata = load_weights(module, path, weights_only)
         for idx, optimizer in enumerate(self.optimizers):
             optim_state = {f"optimizer_{idx}": get_optimizer_state_dict(module, optimizer)}
             load(optim_state, checkpoint_id=path)
             set_optimizer_state_dict(module, optimizer, optim_state_dict=optim_state[f"optimizer_{idx}"],
                                      options=StateDictOptions(cpu_offload=True))
-        return torch.load(path / _METADATA_FILENAME, weights_only=weights_only)
+        return metadata
+
+
+def load_weights(module: nn.Module, path: Path, weights_only: bool | None = None) -> dict[str, Any]:
+    """The weights a distributed checkpoint directory holds, into the sharded `module` (a
+    collective); those it leaves out (frozen ones) stay. Returns the checkpoint's other
+    contents (global_step, callbacks' and loops' states)."""
+    state = {"state_dict": get_model_state_dict(module)}
+    load(state, checkpoint_id=path, planner=DefaultLoadPlanner(allow_partial_load=True))
+    module.load_state_dict(state["state_dict"], strict=False)
+    return torch.load(path / _METADATA_FILENAME, weights_only=weights_only)
 
 
 if "fsdp2" not in StrategyRegistry:
@@ -106,6 +115,10 @@ def step_modalities(model: OneLLM, present: Iterable[str], device: torch.device)
     """The modalities any rank's batch of this step holds (a collective: every rank calls
     it every step). A rank runs those its own batch lacks as idle inputs, so that all ranks
     run the encoder and UPM as often, which FSDP's gathers need to stay in step."""
+    # Whether the root unit is still gathered from the last forward depends on what ran
+    # since (a rank-0-only state_dict() reshards it, say); resharding here puts every rank
+    # in the same state, so the step's gathers pair up.
+    model.reshard()
     present = set(present)
     flags = torch.tensor([float(m in present) for m in model.modalities], device=device)
     dist.all_reduce(flags, op=dist.ReduceOp.MAX)
@@ -113,13 +126,14 @@ def step_modalities(model: OneLLM, present: Iterable[str], device: torch.device)
 
 
 def idle_loss(model: OneLLM, modalities: list[str], device: torch.device) -> torch.Tensor:
-    """A zero loss through every sharded module, for a rank whose whole batch was
-    unreadable: one padding token through the LLM and one zero input per modality."""
-    pad = model.processor.tokenizer.pad_token_id
-    ids = torch.full((1, 1), pad, dtype=torch.long, device=device)
-    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), modality_mask=torch.zeros_like(ids, dtype=torch.bool),
-                idle=modalities)
-    return out.logits.float().sum() * 0.0
+    """A zero loss for a rank whose whole batch was unreadable, through the very path a real
+    batch takes (placeholders of `modalities` filled with zero inputs, one answer token), so
+    that it runs every sharded module in the order the other ranks do."""
+    prompt = model.processor.placeholders(modalities) if modalities else ""
+    text = {k: v.to(device) for k, v in model.processor([prompt], answers=["."]).items()}
+    zeros = [[(m, torch.zeros(model.tokenizers[m].input_shape)) for m in modalities]]
+    out = model(**text, inputs=ModalityBatch.of_samples(zeros).to(device), loss_only=True)
+    return out.loss * 0.0
 
 
 def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
