@@ -72,13 +72,15 @@ def test_fsdp_trains_as_ddp_resumes_exactly_and_exports_the_same_model(tmp_path)
 def test_a_rank_with_an_all_bad_batch_runs_the_step_and_lora_exports(tmp_path):
     """One sample per rank and every other image unreadable: some steps find one rank's
     batch all bad, and that rank runs an idle step instead of leaving the other waiting.
-    In bf16-mixed (parameters gathered in bf16, gradients reduced in fp32), with LoRA."""
+    In bf16-mixed (parameters gathered in bf16, gradients reduced in fp32), with LoRA and
+    gradient checkpointing."""
     data = write_world(tmp_path, per_modality=16)
     for i in range(0, 16, 2):
         (data / "image" / f"{i}.npy").write_bytes(b"\x93NUMPY broken")
     config = stage_config(tmp_path, data, steps=10, every=5, batch_size=1)
     spec = yaml.safe_load(config.read_text())
     spec["model"].update({"max_bad_fraction": 1.0, "export_dir": "lora_export", "lora": {"r": 4, "merge": False},
+                          "gradient_checkpointing": True,
                           "modalities": ["image", "fmri"]})
     spec["data"]["datasets"] = [d for d in spec["data"]["datasets"] if d["modality"] in ("image", "fmri")]
     # Validated every 4 steps, the export takes the best validation's (sharded) checkpoint.
