@@ -29,7 +29,9 @@ def _train(data: Path, precision: str) -> tuple[OneLLMModule, dict[int, float]]:
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             step_loss[trainer.global_step - 1] = float(outputs["loss"])
 
+    # default_root_dir: where the module writes its rank record, with no logger to say.
     trainer = L.Trainer(max_steps=STEPS, precision=precision, limit_val_batches=0, logger=False,
+                        default_root_dir=data.parent / precision,
                         callbacks=[Record()], enable_progress_bar=False, enable_checkpointing=False,
                         enable_model_summary=False, accelerator="cpu", devices=1)
     trainer.fit(module, OneLLMDataModule(datasets, batch_size=2, seed=1))

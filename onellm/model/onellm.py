@@ -184,7 +184,8 @@ class OneLLM(nn.Module):
         return tokens, routing
 
     def embed(
-        self, input_ids: torch.Tensor, modality_mask: torch.Tensor, inputs: ModalityBatch, idle: Sequence[str] = ()
+        self, input_ids: torch.Tensor, modality_mask: torch.Tensor, inputs: ModalityBatch,
+        idle: Sequence[str] = (),
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Text embeddings with each placeholder run overwritten by its input's tokens, and
         the router weights per modality. Each modality is encoded once for the whole batch.
@@ -199,8 +200,8 @@ class OneLLM(nn.Module):
             )
         embeds = self.llm.get_input_embeddings()(input_ids)
         for m in idle:
-            shape = self.tokenizers[m].input_shape
-            tokens, _ = self.encode(m, embeds.new_zeros(1, *shape, dtype=self.encoder.image_pos_embed.dtype), record=False)
+            zeros = embeds.new_zeros(1, *self.tokenizers[m].input_shape, dtype=self.encoder.image_pos_embed.dtype)
+            tokens, _ = self.encode(m, zeros, record=False)
             embeds = embeds + 0.0 * tokens.sum().to(embeds.dtype)
         encoded = {m: self.encode(m, x) for m, x in inputs.tensors.items()}
         if not encoded:
