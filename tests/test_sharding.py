@@ -100,3 +100,37 @@ def test_a_rank_with_an_all_bad_batch_runs_the_step_and_lora_exports(tmp_path):
     trained = [p for n, p in model.llm.named_parameters() if "lora_B" in n]
     assert trained and all(p.abs().sum() > 0 for p in trained)  # zeros at the start, trained since
     assert torch.isfinite(_logits(tmp_path / "lora_export")).all()
+
+
+def _mixed_rank(rank: int, init: str, out: str) -> None:
+    from datetime import timedelta
+
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from onellm.config import OneLLMConfig
+    from onellm.training.sharding import shard, step_modalities
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2, timeout=timedelta(seconds=60))
+    torch.manual_seed(0)
+    model = OneLLM(OneLLMConfig.from_preset("tiny"))
+    shard(model, init_device_mesh("cpu", (2,)), "32-true", torch.device("cpu"))
+    # Rank 0 holds an image, rank 1 a video with its sound: different modules per rank.
+    held = [("image",)] if rank == 0 else [("video", "audio")]
+    inputs = ModalityBatch.of_samples([[(m, model.tokenizers[m].example_input(1)[0]) for m in held[0]]])
+    text = model.processor([model.processor.placeholders(list(held[0]))], answers=["a caption"])
+    step = step_modalities(model, inputs.tensors, torch.device("cpu"))
+    idle = [m for m in step if m not in inputs.tensors]
+    model(**text, inputs=inputs, loss_only=True, idle=idle).loss.backward()
+    torch.save({"step": step, "idle": idle}, Path(out) / f"{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_ranks_whose_batches_hold_different_modalities_run_the_same_modules(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_mixed_rank, args=(f"file://{tmp_path / 'rendezvous'}", str(tmp_path)), nprocs=2, join=True)
+    done = [torch.load(tmp_path / f"{r}.pt") for r in (0, 1)]
+    assert done[0]["step"] == done[1]["step"] == ["image", "video", "audio"]
+    assert done[0]["idle"] == ["video", "audio"] and done[1]["idle"] == ["image"]

@@ -199,11 +199,16 @@ class OneLLM(nn.Module):
                 f"of {self.processor.num_modality_tokens} tokens each"
             )
         embeds = self.llm.get_input_embeddings()(input_ids)
-        for m in idle:
+        # In the model's modality order, idle ones included: under FSDP the ranks' backward
+        # passes then visit the shared encoder and UPM blocks in one order.
+        encoded = {}
+        for m in (m for m in self.tokenizers if m in inputs.tensors or m in idle):
+            if m in inputs.tensors:
+                encoded[m] = self.encode(m, inputs.tensors[m])
+                continue
             zeros = embeds.new_zeros(1, *self.tokenizers[m].input_shape, dtype=self.encoder.image_pos_embed.dtype)
             tokens, _ = self.encode(m, zeros, record=False)
             embeds = embeds + 0.0 * tokens.sum().to(embeds.dtype)
-        encoded = {m: self.encode(m, x) for m, x in inputs.tensors.items()}
         if not encoded:
             return embeds, {}
         runs = inputs.gather({m: tokens for m, (tokens, _) in encoded.items()})
