@@ -154,8 +154,9 @@ class OneLLM(nn.Module):
     def modalities(self) -> list[str]:
         return list(self.tokenizers)
 
-    def encode(self, modality: str, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """inputs [B, *input_shape] -> (LLM tokens [B, Q + 2, D] with tags, routing [B, Q, E])."""
+    def encode(self, modality: str, inputs: torch.Tensor, record: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs [B, *input_shape] -> (LLM tokens [B, Q + 2, D] with tags, routing [B, Q, E]);
+        `record` adds the routing to router_statistics()."""
         if modality not in self.tokenizers:
             raise KeyError(f"this model has no {modality!r} tokenizer; it has {', '.join(self.modalities)}")
         tokenizer = self.tokenizers[modality]
@@ -174,14 +175,19 @@ class OneLLM(nn.Module):
             features = self.encoder(grid.patches.flatten(0, 1), grid.pos_embed)
         features = features.unflatten(0, (b, t)).mean(dim=1)
         tokens, routing = self.upm(modality, features)
-        self._record_routing(modality, routing)
+        if record:
+            self._record_routing(modality, routing)
         return tokens, routing
 
     def embed(
-        self, input_ids: torch.Tensor, modality_mask: torch.Tensor, inputs: ModalityBatch
+        self, input_ids: torch.Tensor, modality_mask: torch.Tensor, inputs: ModalityBatch,
+        idle: Sequence[str] = (),
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Text embeddings with each placeholder run overwritten by its input's tokens, and
-        the router weights per modality. Each modality is encoded once for the whole batch."""
+        the router weights per modality. Each modality is encoded once for the whole batch.
+
+        `idle` modalities each encode one zero input whose tokens enter with weight 0: a
+        sharded step needs every rank to run the same modules (sharding.step_modalities)."""
         expected = len(inputs) * self.processor.num_modality_tokens
         if int(modality_mask.sum()) != expected:
             raise ValueError(
@@ -189,7 +195,16 @@ class OneLLM(nn.Module):
                 f"of {self.processor.num_modality_tokens} tokens each"
             )
         embeds = self.llm.get_input_embeddings()(input_ids)
-        encoded = {m: self.encode(m, x) for m, x in inputs.tensors.items()}
+        # In the model's modality order, idle ones included: under FSDP the ranks' backward
+        # passes then visit the shared encoder and UPM blocks in one order.
+        encoded = {}
+        for m in (m for m in self.tokenizers if m in inputs.tensors or m in idle):
+            if m in inputs.tensors:
+                encoded[m] = self.encode(m, inputs.tensors[m])
+                continue
+            zeros = embeds.new_zeros(1, *self.tokenizers[m].input_shape, dtype=self.encoder.image_pos_embed.dtype)
+            tokens, _ = self.encode(m, zeros, record=False)
+            embeds = embeds + 0.0 * tokens.sum().to(embeds.dtype)
         if not encoded:
             return embeds, {}
         runs = inputs.gather({m: tokens for m, (tokens, _) in encoded.items()})
@@ -205,14 +220,16 @@ class OneLLM(nn.Module):
         inputs: torch.Tensor | ModalityBatch | None = None,
         labels: torch.Tensor | None = None,
         loss_only: bool = False,
+        idle: Sequence[str] = (),
     ) -> OneLLMOutput:
         """`inputs`: one input of `modality` per sample [B, *input_shape], or a ModalityBatch
         (any inputs per sample, in placeholder order), or None for text only.
 
         With `labels`, the mean next-token cross-entropy over the labelled positions.
         `loss_only` (the training path) projects only the positions that predict a label onto
-        the vocabulary, so `logits` holds just those rows [K, V]; otherwise [B, S, V]."""
-        embeds, routing = self.embed(input_ids, modality_mask, as_modality_batch(modality, inputs))
+        the vocabulary, so `logits` holds just those rows [K, V]; otherwise [B, S, V]. `idle`
+        as in embed()."""
+        embeds, routing = self.embed(input_ids, modality_mask, as_modality_batch(modality, inputs), idle)
         if labels is None or not loss_only:
             out = self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, use_cache=False)
             return OneLLMOutput(out.loss, out.logits, routing)

@@ -108,6 +108,9 @@ class UniversalProjection(nn.Module):
             nn.ModuleList(ExpertBlock(width, hidden, config.heads, config.norm_eps) for _ in range(config.layers_per_expert))
             for _ in range(config.num_experts)
         )
+        # Set when the expert blocks are sharded (FSDP): their weights are whole only inside
+        # their own forward, so the stacked path, which reads them directly, cannot run.
+        self.blocks_only = False
         self.in_proj = nn.ModuleDict()
         self.routers = nn.ModuleDict()
         self.out_proj = nn.ModuleDict()
@@ -168,6 +171,8 @@ class UniversalProjection(nn.Module):
         return h
 
     def _stack_experts(self, device: torch.device) -> bool:
+        if self.blocks_only:
+            return False
         if self.config.batch_experts != "auto":
             return bool(self.config.batch_experts)
         # Measured (benchmarks/bench_upm.py, 2-core CPU, forward + backward): stacked experts

@@ -7,6 +7,8 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
+from .sharding import load_weights
+
 
 class BestCheckpoint(ModelCheckpoint):
     """Keeps the trained weights of the validation with the best `monitor` (default
@@ -24,10 +26,14 @@ class BestCheckpoint(ModelCheckpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
-        if self.monitor is None or not self.best_model_path or not Path(self.best_model_path).is_file():
+        path = Path(self.best_model_path) if self.best_model_path else None
+        if self.monitor is None or path is None or not path.exists():
             return
-        state = trainer.strategy.checkpoint_io.load_checkpoint(self.best_model_path)
-        pl_module.load_state_dict(state["state_dict"], strict=False)
+        if path.is_dir():  # a distributed checkpoint (FSDP2): every rank loads its shards
+            state = load_weights(pl_module, path)
+        else:
+            state = trainer.strategy.checkpoint_io.load_checkpoint(path)
+            pl_module.load_state_dict(state["state_dict"], strict=False)
         last = trainer.callback_metrics.get(self.monitor)
         rank_zero_info(f"export: the weights of step {state.get('global_step')} ({self.monitor} "
                        f"{float(self.best_model_score):.4f}, the best of the run; the last validation gave "

@@ -10,6 +10,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from jsonargparse import Namespace
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from ..errors import Interrupted
@@ -17,6 +19,7 @@ from .best import BestCheckpoint
 from .checkpoint_io import AtomicCheckpointIO
 from .datamodule import OneLLMDataModule
 from .disk import DiskSpaceCheck
+from .logs import ResumableCSVLogger
 from .module import OneLLMModule
 from .preemption import PreemptionCheckpoint
 
@@ -46,6 +49,7 @@ class OneLLMCLI(LightningCLI):
         threads = self.config[self.subcommand].get("threads")
         if threads:
             torch.set_num_threads(threads)
+        resumable_csv_logs(self.config[self.subcommand].get("trainer", {}))
 
     def _preemption(self) -> PreemptionCheckpoint:
         return next(cb for cb in self.trainer.callbacks if isinstance(cb, PreemptionCheckpoint))
@@ -59,6 +63,22 @@ class OneLLMCLI(LightningCLI):
             export = self.config.fit.model.export_dir
             print(f"onellm fit: stopped on time (trainer.max_time) after step {self.trainer.global_step}; "
                   f"checkpoint {guard.checkpoint_path}{f'; export {export}' if export else ''}", file=sys.stderr)
+
+
+# Lightning's CSVLogger, however a config names it: it deletes metrics.csv when a run starts
+# in its folder, so a resumed run would keep none of the steps logged before the kill.
+_CSV_LOGGERS = {"CSVLogger", "lightning.pytorch.loggers.CSVLogger", "lightning.pytorch.loggers.csv_logs.CSVLogger"}
+
+
+def resumable_csv_logs(trainer: Namespace | dict) -> None:
+    """Replace each Lightning CSVLogger of the trainer's config by ResumableCSVLogger (the
+    same arguments and files, continued across a resume), saying so in one line."""
+    loggers = trainer.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        if isinstance(logger, (Namespace, dict)) and logger.get("class_path") in _CSV_LOGGERS:
+            logger["class_path"] = f"{ResumableCSVLogger.__module__}.{ResumableCSVLogger.__name__}"
+            rank_zero_info("onellm fit: CSVLogger -> onellm.training.logs.ResumableCSVLogger, whose "
+                           "metrics.csv survives a resume")
 
 
 def resume_command(argv: list[str]) -> str:

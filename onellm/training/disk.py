@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch.distributed.tensor import DTensor
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 
@@ -19,6 +20,8 @@ def tensor_bytes(obj: Any) -> int:
     seen: set[int] = set()
 
     def walk(x: Any) -> int:
+        if isinstance(x, DTensor):  # sharded (FSDP): the checkpoint holds it whole, over all ranks
+            return x.numel() * x.element_size()
         if isinstance(x, torch.Tensor):
             storage = x.untyped_storage()
             if storage.data_ptr() in seen:
@@ -56,8 +59,8 @@ def format_size(n: float) -> str:
 
 def newest_checkpoint(directory: str | os.PathLike) -> Path | None:
     """The newest complete checkpoint in `directory` (temporary files of a save in progress
-    are hidden `.*.tmp` files and do not count)."""
-    found = [p for p in Path(directory).glob("*.ckpt") if p.is_file()]
+    are hidden `.*.tmp` files and do not count); a sharded one is a directory."""
+    found = [p for p in Path(directory).glob("*.ckpt") if p.is_file() or (p / ".metadata").is_file()]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
@@ -70,8 +73,12 @@ def checkpoint_bytes(pl_module: L.LightningModule, optimizers: list[torch.optim.
     """About the size of one checkpoint: the weights that train and (unless `weights_only`)
     the optimizer's state. OneLLMModule.on_save_checkpoint leaves frozen weights out (they
     come back from the preset or init_from), so they are not counted."""
-    frozen = {name for name, p in pl_module.named_parameters(remove_duplicate=False) if not p.requires_grad}
-    total = tensor_bytes({k: v for k, v in pl_module.state_dict().items() if k not in frozen})
+    # Parameters and persistent buffers rather than state_dict(): under FSDP2 that reshards
+    # the model on the one rank that asks, leaving the ranks' next collectives out of step.
+    trained = [p for p in pl_module.parameters() if p.requires_grad]
+    buffers = [b for m in pl_module.modules() for n, b in m.named_buffers(recurse=False)
+               if n not in m._non_persistent_buffers_set]
+    total = tensor_bytes([*trained, *buffers])
     if weights_only:
         return total
     for opt in optimizers:

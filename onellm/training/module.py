@@ -12,6 +12,8 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from ..convert.legacy import split_stacked_upm
 from ..model.lora import LoRAConfig
+from ..model.onellm import OneLLM
+from . import sharding
 from .callbacks import BadSamples, Export, LearningRate, RankRecord, RouterStatistics, Throughput
 from .logs import ContinueLog
 from .stage_model import build_stage_model
@@ -77,12 +79,20 @@ class OneLLMModule(L.LightningModule):
         return callbacks + ([Export(self.hparams.export_dir)] if self.hparams.export_dir else [])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        if "inputs" not in batch:  # no sample of the batch was readable (BadSamples counts them)
+        sharded = sharding.is_sharded(self.model)
+        readable = "inputs" in batch  # False: no sample of the batch was readable (BadSamples counts them)
+        # Under FSDP every rank must run the same modules, whatever its batch holds.
+        step = sharding.step_modalities(self.model, batch["inputs"].tensors if readable else (), self.device) \
+            if sharded else []
+        if not readable:
+            if sharded:
+                return sharding.idle_loss(self.model, step, self.device)
             if self.trainer.world_size == 1:
                 return None
             # Under DDP every rank must run backward, or the others wait in all-reduce forever.
             return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
-        loss = self.model(**{k: batch[k] for k in TEXT_KEYS}, inputs=batch["inputs"], loss_only=True).loss
+        idle = [m for m in step if m not in batch["inputs"].tensors]
+        loss = self.model(**{k: batch[k] for k in TEXT_KEYS}, inputs=batch["inputs"], loss_only=True, idle=idle).loss
         size = len(batch["ids"])
         self.log(f"train/loss_{batch['modality']}", loss, batch_size=size)
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
@@ -94,6 +104,22 @@ class OneLLMModule(L.LightningModule):
         loss = self.model(**{k: batch[k] for k in TEXT_KEYS}, inputs=batch["inputs"], loss_only=True).loss
         self.log(f"val/loss_{batch['modality']}", loss, batch_size=len(batch["ids"]))
         self.log("val/loss", loss, batch_size=len(batch["ids"]))
+
+    def configure_model(self) -> None:
+        # Only the FSDP2 strategy (sharding.FSDP2) shards; under any other the model stays whole.
+        strategy = self.trainer.strategy
+        if isinstance(strategy, sharding.ModelParallelStrategy) and not sharding.is_sharded(self.model):
+            sharding.shard(self.model, self.device_mesh["data_parallel"], self.trainer.precision,
+                           strategy.root_device)
+
+    def _unsharded_model(self) -> OneLLM:
+        """A fresh model of this module's architecture, to receive the gathered weights of a
+        sharded one for export."""
+        hp = self.hparams
+        net = build_stage_model(hp.model, hp.modalities, hp.init_from)
+        if self.model.lora is not None:
+            net.add_lora(self.model.lora)
+        return net
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -115,7 +141,9 @@ class OneLLMModule(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["state_dict"] = split_stacked_upm(checkpoint["state_dict"], prefix="model.upm.")
+        # A distributed (FSDP2) checkpoint carries no "state_dict" here: its shards load in place.
+        if "state_dict" in checkpoint:
+            checkpoint["state_dict"] = split_stacked_upm(checkpoint["state_dict"], prefix="model.upm.")
 
 
 def warmup_cosine(warmup: int, total: int):

@@ -4,6 +4,7 @@ started with `--ckpt_path last` says whether it resumes or starts fresh."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -58,7 +59,10 @@ class PreemptionCheckpoint(Checkpoint):
             return
         # Left by a save that a kill -9 or a full disk interrupted; never a checkpoint to load.
         for tmp in directory.glob(".*.tmp"):
-            tmp.unlink()
+            if tmp.is_dir():  # a sharded (FSDP) save
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
         if self.resume_requested and not trainer.ckpt_path:
             print(f"onellm fit: no checkpoint in {directory} yet: starting fresh", file=sys.stderr)
 

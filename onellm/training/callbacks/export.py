@@ -7,15 +7,21 @@ from pathlib import Path
 
 import lightning as L
 
+from .. import sharding
+
 
 class Export(L.Callback):
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
         prompting = getattr(trainer.datamodule, "prompting", None)
         if prompting is not None:
             pl_module.model.config.prompting = prompting.value
-        pl_module.model.save_pretrained(self.directory)
+        # A sharded model is gathered by every rank into an ordinary one on rank 0.
+        if sharding.is_sharded(pl_module.model):
+            exported = sharding.unsharded_copy(pl_module.model, pl_module._unsharded_model)
+        else:
+            exported = pl_module.model if trainer.is_global_zero else None
+        if exported is not None:
+            exported.save_pretrained(self.directory)

@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 
+from .. import sharding
 from .log_dir import run_log_dir
 
 
@@ -31,7 +32,7 @@ class RankRecord(L.Callback):
         for name, p in sorted(pl_module.model.named_parameters()):
             if p.requires_grad:
                 digest.update(name.encode())
-                digest.update(p.detach().float().cpu().numpy().tobytes())
+                digest.update(sharding.whole(p.detach()).float().cpu().numpy().tobytes())
         record = {"rank": trainer.global_rank, "steps": self.steps, "trained_weights_sha256": digest.hexdigest()}
         self._dir.mkdir(parents=True, exist_ok=True)
         (self._dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
