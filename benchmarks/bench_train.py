@@ -3,7 +3,7 @@ so each peak is that preset's own).
 
 A step is forward + backward + AdamW on the preset's default trainable parameters, over a
 batch of preprocessed inputs and 60-byte captions; loading files is not included (see the
-loader figures in the README). Reports the median samples/s over the timed steps.
+loader figures in docs/results.md). Reports the median samples/s over the timed steps.
 
     python benchmarks/bench_train.py --preset tiny --batch 16
     python benchmarks/bench_train.py --preset smollm2 --batch 4

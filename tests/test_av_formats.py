@@ -245,6 +245,7 @@ def test_onellm_eval_on_music_avqa_with_the_tiny_model(music_avqa: Path, tmp_pat
         assert "accuracy" in result["metrics"]
 
 
+@pytest.mark.slow
 def test_avsd_answers_are_scored_as_captions(avsd: Path) -> None:
     from onellm.eval.runner import score
 

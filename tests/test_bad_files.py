@@ -24,6 +24,8 @@ from onellm.data.dataset import BadSample, ManifestDataset
 from onellm.data.manifest import Sample
 from onellm.errors import BadInputError
 
+pytestmark = pytest.mark.slow  # 132 damaged files through caption, training and the demo
+
 SEED = 0
 RUNNER = Path(__file__).with_name("caption_many.py")
 PEAK_RSS_LIMIT_MB = 3 * 1024

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -11,6 +12,7 @@ from test_training import _onellm
 from training_helpers import write_world as _write_world
 
 
+@pytest.mark.slow
 def test_export_is_the_best_validated_checkpoint(tmp_path):
     data = _write_world(tmp_path, per_modality=16)
     config = {

@@ -283,6 +283,7 @@ def test_cli_convert_subcommand(coco, tmp_path: Path, capsys) -> None:
         assert parser.parse_args(["data", "convert", name, "x", "--out", "o", "--media-root", "m"]).format == name
 
 
+@pytest.mark.slow
 def test_recipe_configs_print_with_onellm_fit() -> None:
     configs = sorted(RECIPES.glob("*.yaml"))
     assert [c.name for c in configs] == ["stage1-image.yaml", "stage2-video-audio-point.yaml",

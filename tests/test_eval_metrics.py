@@ -30,6 +30,7 @@ def scorer():
         yield s
 
 
+@pytest.mark.slow
 @needs_java
 def test_caption_metrics_equal_pycocoevalcap_scorers(scorer):
     from pycocoevalcap.bleu.bleu import Bleu

@@ -339,6 +339,7 @@ def test_caption_run_scores_with_coco_metrics(tmp_path, tiny_model):
     assert [t["task"] for t in summary["tasks"]] == ["synth-caption-image"]
 
 
+@pytest.mark.slow
 def test_a_given_scorer_serves_several_runs_and_stays_open(tmp_path, tiny_model):
     """The quickstart evaluates nine times: one METEOR process serves them all."""
     write_synth_images(tmp_path / "data", 2)
@@ -367,6 +368,7 @@ def run_cli(argv, capsys):
     return capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_byte_level_models_get_room_for_a_whole_caption(tmp_path, tiny_model):
     """tiny's tokens are bytes: the task's 40 (subword) tokens would cut most captions short."""
     write_synth_images(tmp_path / "data", 2)

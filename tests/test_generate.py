@@ -1,4 +1,5 @@
 """Generation through the modality prefix: KV cache on and off agree token for token."""
+import pytest
 import torch
 
 from onellm import OneLLM
@@ -20,6 +21,7 @@ def test_kv_cache_matches_no_cache_tiny(tiny_model):
     assert torch.equal(cached, uncached)
 
 
+@pytest.mark.slow
 def test_smollm2_preset_generates_with_cache_and_chat_template(tmp_path):
     model = OneLLM.from_pretrained("smollm2").eval()
     assert not any(p.requires_grad for p in model.llm.parameters())  # frozen, as published

@@ -78,6 +78,7 @@ def test_adapter_that_does_not_fit_is_refused(tmp_path):
         OneLLM.from_pretrained(tmp_path / "m")
 
 
+@pytest.mark.slow
 def test_smollm2_lora_training_exports_and_reloads(tmp_path, caplog):
     manifest = synthesize_world(tmp_path / "world", per_modality=8, modalities=["image"], progress=False)["image"]
     lora = LoRAConfig(r=8, alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], merge=False)

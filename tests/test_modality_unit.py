@@ -151,6 +151,7 @@ class _NoJava:
         return {}
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_a_caption_task_over_its_manifest(thermal, tmp_path):
     config = OneLLMConfig.from_preset("tiny")
     config.modalities = {"thermal": {}}

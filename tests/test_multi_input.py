@@ -294,6 +294,7 @@ def test_a_video_without_sound_is_one_bad_sample(model: OneLLM, tmp_path: Path) 
     assert batch["ids"] == ["sound"] and batch["bad"] == [bad] and len(batch["inputs"]) == 2
 
 
+@pytest.mark.slow
 def test_eval_asks_with_both_inputs_or_the_ones_kept(tmp_path: Path, monkeypatch, capsys) -> None:
     """`onellm eval --manifest` on video+audio samples asks with both inputs; `--inputs video`
     asks the same items with the video alone, reported as <task>@video."""

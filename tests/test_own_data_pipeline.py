@@ -10,11 +10,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from PIL import Image
 
 from onellm.cli import main
 from onellm.data.manifest import read_manifest
+
+pytestmark = pytest.mark.slow  # the own-data commands end to end
 
 SHAPES = {"square": lambda y, x: (abs(x) < 0.5) & (abs(y) < 0.5), "disc": lambda y, x: x * x + y * y < 0.36}
 

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = (
     "import transformers, onellm, tokenizers, sys; "
@@ -23,6 +25,7 @@ def test_import_from_repository_root():
     assert Path(image_file).resolve() == ROOT / "tokenizers" / "image.py"
 
 
+@pytest.mark.slow
 def test_non_editable_install(tmp_path):
     target = tmp_path / "site"
     pip = subprocess.run(

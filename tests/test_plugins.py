@@ -5,6 +5,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -98,6 +100,7 @@ def test_duplicate_names_across_distributions_are_refused(tmp_path):
     assert "registered by both" in out.stderr and "onellm-imu2" in out.stderr
 
 
+@pytest.mark.slow
 def test_example_plugin_installs_trains_captions_and_uninstalls(tmp_path):
     """The ECG example end to end: pip-installed, listed, synthesized, trained into a model
     that only knew image (with image replayed), captioned; without it the built-ins remain."""

@@ -186,6 +186,7 @@ print(torch.get_num_threads(), numba.threading_layer())
 """
 
 
+@pytest.mark.slow
 def test_fps_leaves_the_thread_count_alone_and_prints_nothing() -> None:
     """numba's default layer would set torch's thread count from 1 to 2 (OpenMP) and warn
     about open3d's libtbb; a fresh process, since the layer is chosen once per process."""

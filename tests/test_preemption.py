@@ -6,6 +6,7 @@ checkpoint, the export and status 0."""
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 from training_helpers import fit_run, losses, stage_config, write_world
 
@@ -13,6 +14,8 @@ from onellm.errors import EXIT_INTERRUPTED
 from onellm.training.checkpoint_io import AtomicCheckpointIO
 from onellm.training.disk import checkpoint_bytes, tensor_bytes
 from onellm.training.module import OneLLMModule
+
+pytestmark = pytest.mark.slow  # training killed and resumed in subprocesses
 
 PLUGINS = '''
 import errno, os, shutil, signal

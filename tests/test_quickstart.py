@@ -2,7 +2,11 @@
 fifth), the no-replay ablation, evaluation against the untrained model, and the tables."""
 import json
 
+import pytest
+
 from onellm.quickstart import run
+
+pytestmark = pytest.mark.slow  # the quickstart at a small scale
 
 
 def test_quickstart_end_to_end(tmp_path, capsys):

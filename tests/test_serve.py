@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # the server in a subprocess
+
 openai = pytest.importorskip("openai")  # the serve extra
 pytest.importorskip("fastapi")
 import httpx  # noqa: E402  (openai's own HTTP client)

@@ -7,6 +7,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.slow  # every modality in a subprocess
+
 SCRIPT = textwrap.dedent('''
     import sys
     from pathlib import Path

@@ -22,6 +22,8 @@ from onellm.training.datamodule import OneLLMDataModule
 from onellm.training.callbacks import BadSamples, TooManyBadSamples
 from onellm.training.module import OneLLMModule
 
+pytestmark = pytest.mark.slow  # multi-stage, kill -9 and 2-process DDP training runs
+
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = sorted((ROOT / "data_recipes" / "tiny-synth").glob("stage*.yaml"))
 
