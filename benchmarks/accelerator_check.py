@@ -12,6 +12,7 @@ onellm-7b keeps its widths but only `--llm-layers` LLM layers (random weights), 
 fits one GPU and the time. MFU is against `--peak-tflops`, or else against the rate this
 device reached on one large bf16 matrix product (said in the output).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,9 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the process's, Linux kB
 
 
-def train_steps(model: OneLLM, modality: str, mode: str, steps: int, batch: int,
-                device: torch.device) -> dict[str, Any]:
+def train_steps(
+    model: OneLLM, modality: str, mode: str, steps: int, batch: int, device: torch.device
+) -> dict[str, Any]:
     """`steps` AdamW steps of `modality` on a fixed batch in precision `mode`; the model's own
     trainable parts train. The model is changed (trained, maybe cast): build one per call."""
     if mode == "bf16-frozen":
@@ -75,8 +77,9 @@ def train_steps(model: OneLLM, modality: str, mode: str, steps: int, batch: int,
             if not p.requires_grad:
                 p.data = p.data.to(torch.bfloat16)
     model.train()
-    text = {k: v.to(device) for k, v in model.processor(["<modality>"] * batch,
-                                                         answers=(CAPTIONS * batch)[:batch]).items()}
+    text = {
+        k: v.to(device) for k, v in model.processor(["<modality>"] * batch, answers=(CAPTIONS * batch)[:batch]).items()
+    }
     x = model.tokenizers[modality].example_input(batch, torch.Generator().manual_seed(1)).to(device)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=mode != "fp32")
@@ -101,10 +104,15 @@ def train_steps(model: OneLLM, modality: str, mode: str, steps: int, batch: int,
         _sync(device)
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times) if times else float("nan")
-    return {"step_s": seconds, "samples_per_s": batch / seconds,
-            "tokens_per_s": float(text["attention_mask"].sum()) / seconds,
-            "flops_per_step": counter.get_total_flops(), "first_loss": losses[0], "last_loss": losses[-1],
-            "peak_memory_mb": _peak_memory_mb(device)}
+    return {
+        "step_s": seconds,
+        "samples_per_s": batch / seconds,
+        "tokens_per_s": float(text["attention_mask"].sum()) / seconds,
+        "flops_per_step": counter.get_total_flops(),
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "peak_memory_mb": _peak_memory_mb(device),
+    }
 
 
 def generation_rate(model: OneLLM, device: torch.device, new_tokens: int = 32) -> float:
@@ -120,20 +128,32 @@ def generation_rate(model: OneLLM, device: torch.device, new_tokens: int = 32) -
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"# accelerator_check on {report['device_name']}", "",
-             f"MFU against {report['peak_tflops']:.1f} TFLOP/s ({report['peak_source']}).", "",
-             "| preset | modality | mode | step ms | samples/s | tokens/s | GFLOP/step | MFU | peak MB | loss first -> last |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# accelerator_check on {report['device_name']}",
+        "",
+        f"MFU against {report['peak_tflops']:.1f} TFLOP/s ({report['peak_source']}).",
+        "",
+        "| preset | modality | mode | step ms | samples/s | tokens/s | GFLOP/step | MFU | peak MB | loss first -> last |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["steps"]:
-        lines.append(f"| {r['preset']} | {r['modality']} | {r['mode']} | {1000 * r['step_s']:.1f} | "
-                     f"{r['samples_per_s']:.1f} | {r['tokens_per_s']:.0f} | {r['flops_per_step'] / 1e9:.2f} | "
-                     f"{100 * r['mfu']:.2f}% | {r['peak_memory_mb']:.0f} | {r['first_loss']:.3f} -> {r['last_loss']:.3f} |")
+        lines.append(
+            f"| {r['preset']} | {r['modality']} | {r['mode']} | {1000 * r['step_s']:.1f} | "
+            f"{r['samples_per_s']:.1f} | {r['tokens_per_s']:.0f} | {r['flops_per_step'] / 1e9:.2f} | "
+            f"{100 * r['mfu']:.2f}% | {r['peak_memory_mb']:.0f} | {r['first_loss']:.3f} -> {r['last_loss']:.3f} |"
+        )
     lines += ["", "| preset | bf16 generation tokens/s |", "|---|---|"]
     lines += [f"| {p} | {rate:.1f} |" for p, rate in report["generation_tokens_per_s"].items()]
     if report.get("fsdp_memory"):
-        lines += ["", "| preset | FSDP ranks | params MB | grads MB | AdamW MB | per-rank total MB |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['preset']} | {r['ranks']} | {r['params']} | {r['grads']} | {r['optimizer']} | {r['total_mb']} |"
-                  for r in report["fsdp_memory"]]
+        lines += [
+            "",
+            "| preset | FSDP ranks | params MB | grads MB | AdamW MB | per-rank total MB |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['preset']} | {r['ranks']} | {r['params']} | {r['grads']} | {r['optimizer']} | {r['total_mb']} |"
+            for r in report["fsdp_memory"]
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -153,17 +173,25 @@ def main() -> None:
     device = torch.device(args.device)
     peak = args.peak_tflops * 1e12 if args.peak_tflops else matmul_peak(device)
     report: dict[str, Any] = {
-        "device": str(device), "torch": torch.__version__, "peak_tflops": peak / 1e12,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)",
+        "device": str(device),
+        "torch": torch.__version__,
+        "peak_tflops": peak / 1e12,
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({torch.get_num_threads()} threads)",
         "peak_source": "given" if args.peak_tflops else "measured: one large bf16 matrix product",
-        "steps": [], "generation_tokens_per_s": {}}
+        "steps": [],
+        "generation_tokens_per_s": {},
+    }
     for preset in args.presets:
         modalities = args.modalities or list(OneLLMConfig.from_preset(preset).modalities)
         for modality in modalities:
             for mode in args.modes:
                 model = build(preset, args.llm_layers, device)
                 row = train_steps(model, modality, mode, args.steps, args.batch, device)
-                row.update(preset=preset, modality=modality, mode=mode, mfu=row["flops_per_step"] / row["step_s"] / peak)
+                row.update(
+                    preset=preset, modality=modality, mode=mode, mfu=row["flops_per_step"] / row["step_s"] / peak
+                )
                 report["steps"].append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
                 del model

@@ -10,7 +10,6 @@ import statistics
 import time
 from collections.abc import Callable
 
-import numpy as np
 import open3d as o3d
 import torch
 
@@ -66,12 +65,20 @@ def main() -> None:
     grouped = group(cloud, args.samples, args.k)
 
     rows = [
-        ("open3d, loop over clouds", median_ms(lambda: [p.farthest_point_down_sample(args.samples) for p in pcds], args.repeats)),
+        (
+            "open3d, loop over clouds",
+            median_ms(lambda: [p.farthest_point_down_sample(args.samples) for p in pcds], args.repeats),
+        ),
         ("onellm numba FPS", median_ms(lambda: farthest_point_sample(xyz, args.samples), args.repeats)),
         ("plain torch loop FPS", median_ms(lambda: torch_loop_fps(xyz, args.samples), args.repeats)),
-        (f"grouping: FPS + kNN k={args.k} + gather {list(grouped.shape)}", median_ms(lambda: group(cloud, args.samples, args.k), args.repeats)),
+        (
+            f"grouping: FPS + kNN k={args.k} + gather {list(grouped.shape)}",
+            median_ms(lambda: group(cloud, args.samples, args.k), args.repeats),
+        ),
     ]
-    print(f"{args.clouds} clouds x {args.points} points -> {args.samples} samples, median of {args.repeats}, 2 threads\n")
+    print(
+        f"{args.clouds} clouds x {args.points} points -> {args.samples} samples, median of {args.repeats}, 2 threads\n"
+    )
     print("| method | median ms |\n|---|---:|")
     for name, ms in rows:
         print(f"| {name} | {ms:.1f} |")

@@ -5,6 +5,7 @@ the allocator reserved).
 
     python benchmarks/bench_fsdp_memory.py --preset tiny
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,14 @@ def measure(preset: str, worlds: tuple[int, ...] = (1, 2)) -> list[dict]:
             init = f"file://{os.path.join(out, f'rendezvous{world}')}"
             mp.spawn(_rank, args=(world, preset, init, out), nprocs=world, join=True)
             held = json.loads(Path(out, f"{world}-0.json").read_text())
-            rows.append({"preset": preset, "ranks": world, **{k: round(v / MB, 2) for k, v in held.items()},
-                         "total_mb": round(sum(held.values()) / MB, 2)})
+            rows.append(
+                {
+                    "preset": preset,
+                    "ranks": world,
+                    **{k: round(v / MB, 2) for k, v in held.items()},
+                    "total_mb": round(sum(held.values()) / MB, 2),
+                }
+            )
     return rows
 
 

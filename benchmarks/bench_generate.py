@@ -3,6 +3,7 @@
 Both runs generate exactly --new-tokens tokens per sequence with the KV cache, in the same
 process; the ratio is what the modality prefix costs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,11 +46,19 @@ def main() -> None:
         text = proc([proc.prompt(question).replace("<modality>", "")] * batch)
         with torch.no_grad():
             text_only = tokens_per_second(
-                lambda: model.llm.generate(input_ids=text["input_ids"], attention_mask=text["attention_mask"],
-                                           pad_token_id=proc.tokenizer.pad_token_id, **gen),
-                n, batch, args.repeats)
+                lambda: model.llm.generate(
+                    input_ids=text["input_ids"],
+                    attention_mask=text["attention_mask"],
+                    pad_token_id=proc.tokenizer.pad_token_id,
+                    **gen,
+                ),
+                n,
+                batch,
+                args.repeats,
+            )
             prefixed = tokens_per_second(
-                lambda: model.generate(**inputs, modality=args.modality, inputs=x, **gen), n, batch, args.repeats)
+                lambda: model.generate(**inputs, modality=args.modality, inputs=x, **gen), n, batch, args.repeats
+            )
         print(f"| {batch} | {text_only:.1f} | {prefixed:.1f} | {prefixed / text_only:.2f} |")
 
 

@@ -8,6 +8,7 @@ samples/s on preprocessed batches of the same size.
     onellm data synth --out data/synth --per-modality 200
     python benchmarks/bench_loaders.py --data data/synth --workers 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,9 @@ from onellm.processor import PLACEHOLDER
 
 
 def loader_rate(dataset: ManifestDataset, batch: int, workers: int, batches: int) -> float:
-    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, collate_fn=list,
-                        persistent_workers=False)
+    loader = DataLoader(
+        dataset, batch_size=batch, shuffle=True, num_workers=workers, collate_fn=list, persistent_workers=False
+    )
     it = iter(loader)
     next(it)  # worker start-up and first imports
     start, count = time.perf_counter(), 0

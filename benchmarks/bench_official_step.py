@@ -25,14 +25,15 @@ with them, were everything else (norms, activations, the loss, copies, autograd)
 
     python benchmarks/bench_official_step.py --threads 1 2 --steps 5
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +43,8 @@ from onellm.convert.official import official_names, to_official
 from onellm.model.onellm import OneLLM
 
 _spec = importlib.util.spec_from_file_location(
-    "official_reference", Path(__file__).resolve().parents[1] / "tests" / "official_reference.py")
+    "official_reference", Path(__file__).resolve().parents[1] / "tests" / "official_reference.py"
+)
 reference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(reference)
 
@@ -53,8 +55,13 @@ def tiny_official() -> OneLLMConfig:
     config = OneLLMConfig.from_preset("onellm-7b")
     config.encoder.width, config.encoder.layers, config.encoder.heads = WIDTH, 2, HEADS
     config.upm.heads = HEADS
-    config.llm.random_init.update(hidden_size=WIDTH, intermediate_size=256, num_hidden_layers=2,
-                                  num_attention_heads=HEADS, num_key_value_heads=HEADS)
+    config.llm.random_init.update(
+        hidden_size=WIDTH,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=HEADS,
+        num_key_value_heads=HEADS,
+    )
     config.train_llm = True
     return config
 
@@ -72,9 +79,15 @@ _KERNELS = ("mm", "bmm", "addmm", "baddbmm", "convolution", "_scaled_dot_product
 def kernel_seconds(step: Callable[[], float]) -> float:
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
         step()
-    return sum(e.self_cpu_time_total for e in profile.key_averages()
-               if e.key.removeprefix("aten::").removesuffix("_backward") in _KERNELS
-               or e.key.startswith("aten::mkldnn_convolution")) / 1e6
+    return (
+        sum(
+            e.self_cpu_time_total
+            for e in profile.key_averages()
+            if e.key.removeprefix("aten::").removesuffix("_backward") in _KERNELS
+            or e.key.startswith("aten::mkldnn_convolution")
+        )
+        / 1e6
+    )
 
 
 def reference_step(sd: dict, theirs: str, x: torch.Tensor, text: torch.Tensor, centers: int) -> float:
@@ -82,8 +95,16 @@ def reference_step(sd: dict, theirs: str, x: torch.Tensor, text: torch.Tensor, c
     tokens = reference.upm(sd, theirs, reference.features(sd, theirs, x, HEADS, centers), HEADS)
     b = x.shape[0]
     emb = sd["tok_embeddings.weight"][text]
-    h = torch.cat([emb[:, :1], sd[f"start_tag.{theirs}"].expand(b, -1, -1), tokens,
-                   sd[f"end_tag.{theirs}"].expand(b, -1, -1), emb[:, 1:]], 1)
+    h = torch.cat(
+        [
+            emb[:, :1],
+            sd[f"start_tag.{theirs}"].expand(b, -1, -1),
+            tokens,
+            sd[f"end_tag.{theirs}"].expand(b, -1, -1),
+            emb[:, 1:],
+        ],
+        1,
+    )
     logits = reference.llm_logits(sd, h, HEADS)
     answer = text.shape[1] - 1
     F.cross_entropy(logits[:, -answer - 1 : -1].flatten(0, 1), text[:, 1:].flatten()).backward()
@@ -99,16 +120,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--steps", type=int, default=5, help="timed steps per code and modality (after one warm-up)")
     parser.add_argument("--modalities", nargs="+", help="default: all eight")
-    parser.add_argument("--baseline-attention", choices=("sdpa", "math"), default="sdpa",
-                        help="the stand-in's attention kernel (the original's is flash-attn, CUDA only)")
+    parser.add_argument(
+        "--baseline-attention",
+        choices=("sdpa", "math"),
+        default="sdpa",
+        help="the stand-in's attention kernel (the original's is flash-attn, CUDA only)",
+    )
     args = parser.parse_args()
     if args.baseline_attention == "sdpa":
         reference._attention = fused_attention
 
     torch.manual_seed(0)
     model = OneLLM(tiny_official()).train()
-    sd = {k.removeprefix("llma."): v.float().clone().requires_grad_(not k.startswith("llma.clip."))
-          for k, v in to_official(model).items()}
+    sd = {
+        k.removeprefix("llma."): v.float().clone().requires_grad_(not k.startswith("llma.clip."))
+        for k, v in to_official(model).items()
+    }
     theirs = {ours: name for name, ours in official_names().items()}
     answer = "x" * (TEXT - 1)
     batch = model.processor(["<modality>"] * BATCH, answers=[answer] * BATCH)
@@ -119,8 +146,10 @@ def main() -> None:
     centers = model.config.modalities["point"]["centers"]
     for threads in args.threads:
         torch.set_num_threads(threads)
-        print(f"\ntorch threads {torch.get_num_threads()}, batch {BATCH}, {TEXT} text tokens, "
-              f"baseline attention {args.baseline_attention}, median of {args.steps} steps (ms)")
+        print(
+            f"\ntorch threads {torch.get_num_threads()}, batch {BATCH}, {TEXT} text tokens, "
+            f"baseline attention {args.baseline_attention}, median of {args.steps} steps (ms)"
+        )
         print("| modality | ours | published math | ratio | ours in kernels | ceiling |\n|---|---|---|---|---|---|")
         ratios = []
         for m in modalities:
@@ -139,8 +168,10 @@ def main() -> None:
             ratios.append(b / a)
             model.zero_grad(set_to_none=True)
             kernels = kernel_seconds(lambda: ours_step(model, m, x, batch))
-            print(f"| {m} | {a * 1e3:.0f} | {b * 1e3:.0f} | {b / a:.2f} | {kernels * 1e3:.0f} | {b / kernels:.2f} |",
-                  flush=True)
+            print(
+                f"| {m} | {a * 1e3:.0f} | {b * 1e3:.0f} | {b / a:.2f} | {kernels * 1e3:.0f} | {b / kernels:.2f} |",
+                flush=True,
+            )
         geo = statistics.geometric_mean(ratios)
         print(f"| geo-mean | | | {geo:.2f} |")
 

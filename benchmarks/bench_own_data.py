@@ -14,6 +14,7 @@ CPU time of the process and its loader workers).
     python benchmarks/bench_own_data.py --out own-data-smollm2 --preset smollm2 --renderings walkthrough
     python benchmarks/bench_own_data.py --out own-data-run --renderings walkthrough --speech
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,11 +24,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "own-data"
 sys.path.insert(0, str(EXAMPLE))
 from make_digits import RENDERINGS  # noqa: E402  (the example's renderings, one list)
+
+if TYPE_CHECKING:
+    import torch
 
 
 def onellm(*args: str, cwd: Path) -> dict[str, float]:
@@ -45,7 +50,7 @@ def label_accuracy(model: Path, manifest: Path, out: Path, cwd: Path) -> dict[st
     return {k: metrics[k] for k in ("label_accuracy", "label_chance", "label_majority")}
 
 
-def _preprocessed(manifest: Path, preset: str, split: str) -> tuple["torch.Tensor", list[str]]:
+def _preprocessed(manifest: Path, preset: str, split: str) -> tuple[torch.Tensor, list[str]]:
     """The split's inputs as the model's own loader prepares them (no training augmentation)."""
     import torch
 
@@ -87,10 +92,21 @@ def cnn_baseline(manifest: Path, preset: str, epochs: int = 30, seed: int = 0) -
     ys = {s: torch.tensor([classes.index(c) for c in y]) for s, (_, y) in data.items()}
     width = 32
     net = nn.Sequential(
-        nn.Conv2d(xs["train"].shape[1], width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(2 * width, 4 * width, 3, padding=1), nn.BatchNorm2d(4 * width), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, len(classes)))
+        nn.Conv2d(xs["train"].shape[1], width, 3, padding=1),
+        nn.BatchNorm2d(width),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1),
+        nn.BatchNorm2d(2 * width),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(2 * width, 4 * width, 3, padding=1),
+        nn.BatchNorm2d(4 * width),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4 * width, len(classes)),
+    )
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
 
     def accuracy(split: str) -> float:
@@ -124,21 +140,63 @@ def _rendering(out: Path, rendering: str, preset: str, args: argparse.Namespace)
     data = out / rendering
     speech = args.speech
     if not (data / "images.csv").is_file() or (speech and not (data / "speech.csv").is_file()):
-        subprocess.run([sys.executable, str(EXAMPLE / "make_digits.py"), "--out", str(data), "--rendering", rendering,
-                        *([] if speech else ["--no-speech"])], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(EXAMPLE / "make_digits.py"),
+                "--out",
+                str(data),
+                "--rendering",
+                rendering,
+                *([] if speech else ["--no-speech"]),
+            ],
+            check=True,
+        )
     tables = [("images.csv", "image")] + ([("speech.csv", "audio")] if speech else [])
     for table, modality in tables:
-        onellm("data", "convert", "tsv", str(data / table), "--modality", modality, "--media-root", str(data),
-               "--out", str(data / f"{modality}.jsonl"), cwd=out)
+        onellm(
+            "data",
+            "convert",
+            "tsv",
+            str(data / table),
+            "--modality",
+            modality,
+            "--media-root",
+            str(data),
+            "--out",
+            str(data / f"{modality}.jsonl"),
+            cwd=out,
+        )
     onellm("data", "check", *(str(data / f"{m}.jsonl") for _, m in tables), "--model", preset, cwd=out)
-    base = ["--data.data_root", str(data), "--threads", str(args.threads), "--trainer.enable_progress_bar", "false",
-            *(["--data.batch_size", str(args.batch_size)] if args.batch_size else [])]
+    base = [
+        "--data.data_root",
+        str(data),
+        "--threads",
+        str(args.threads),
+        "--trainer.enable_progress_bar",
+        "false",
+        *(["--data.batch_size", str(args.batch_size)] if args.batch_size else []),
+    ]
     run = f"{preset}-{rendering}"
     stage1 = out / "runs" / run / "export"
-    report: dict = {"minutes": {"stage1": onellm(
-        "fit", "--config", str(_config("stage1-image", preset)), *base, "--model.export_dir", str(stage1),
-        *(["--trainer.max_steps", str(args.stage1_steps)] if args.stage1_steps else []),
-        "--trainer.default_root_dir", f"runs/{run}", "--trainer.logger.name", run, cwd=out)}}
+    report: dict = {
+        "minutes": {
+            "stage1": onellm(
+                "fit",
+                "--config",
+                str(_config("stage1-image", preset)),
+                *base,
+                "--model.export_dir",
+                str(stage1),
+                *(["--trainer.max_steps", str(args.stage1_steps)] if args.stage1_steps else []),
+                "--trainer.default_root_dir",
+                f"runs/{run}",
+                "--trainer.logger.name",
+                run,
+                cwd=out,
+            )
+        }
+    }
     report["stage1"] = {"image": label_accuracy(stage1, data / "image.jsonl", out / "eval" / run, out)}
     report["logistic regression"] = {"image": logistic_baseline(data / "image.jsonl", preset)}
     report["small CNN"] = {"image": cnn_baseline(data / "image.jsonl", preset)}
@@ -147,13 +205,27 @@ def _rendering(out: Path, rendering: str, preset: str, args: argparse.Namespace)
     for name, replay in (("replay", "0.25"), ("no-replay", "0")):
         export = out / "runs" / f"{run}-stage2-{name}" / "export"
         report["minutes"][f"stage2 {name}"] = onellm(
-            "fit", "--config", str(_config("stage2-speech", preset)), *base, "--data.replay", replay,
-            "--model.init_from", str(stage1), "--model.export_dir", str(export),
-            "--trainer.default_root_dir", f"runs/{run}-stage2-{name}", "--trainer.logger.name",
-            f"{run}-stage2-{name}", *(["--trainer.max_steps", str(args.stage2_steps)] if args.stage2_steps else []),
-            cwd=out)
-        report[f"stage2 {name}"] = {m: label_accuracy(export, data / f"{m}.jsonl", out / "eval" / f"{run}-{name}" / m, out)
-                                    for m in ("image", "audio")}
+            "fit",
+            "--config",
+            str(_config("stage2-speech", preset)),
+            *base,
+            "--data.replay",
+            replay,
+            "--model.init_from",
+            str(stage1),
+            "--model.export_dir",
+            str(export),
+            "--trainer.default_root_dir",
+            f"runs/{run}-stage2-{name}",
+            "--trainer.logger.name",
+            f"{run}-stage2-{name}",
+            *(["--trainer.max_steps", str(args.stage2_steps)] if args.stage2_steps else []),
+            cwd=out,
+        )
+        report[f"stage2 {name}"] = {
+            m: label_accuracy(export, data / f"{m}.jsonl", out / "eval" / f"{run}-{name}" / m, out)
+            for m in ("image", "audio")
+        }
     report["logistic regression"]["audio"] = logistic_baseline(data / "audio.jsonl", preset)
     return report
 
@@ -162,10 +234,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("own-data-run"))
     parser.add_argument("--preset", default="tiny", choices=["tiny", "smollm2"])
-    parser.add_argument("--renderings", nargs="+", default=list(RENDERINGS), choices=list(RENDERINGS),
-                        help="renderings of the digits to train and score on (default: all)")
-    parser.add_argument("--speech", action="store_true", help="also stage 2 (speech, with and without replay) "
-                                                                  "on each rendering")
+    parser.add_argument(
+        "--renderings",
+        nargs="+",
+        default=list(RENDERINGS),
+        choices=list(RENDERINGS),
+        help="renderings of the digits to train and score on (default: all)",
+    )
+    parser.add_argument(
+        "--speech", action="store_true", help="also stage 2 (speech, with and without replay) on each rendering"
+    )
     parser.add_argument("--stage1-steps", type=int, help="default: the stage config's")
     parser.add_argument("--stage2-steps", type=int, help="default: the stage config's")
     parser.add_argument("--batch-size", type=int, help="default: the stage config's")
@@ -178,14 +256,18 @@ def main() -> None:
         reports[rendering] = _rendering(out, rendering, args.preset, args)
         (out / "report.json").write_text(json.dumps(reports, indent=2))
     print(f"\n{args.preset}: label accuracy of generated captions on the held-out test digits")
-    print("| rendering | model | majority class | logistic regression | small CNN | model - CNN | training wall / CPU min |")
+    print(
+        "| rendering | model | majority class | logistic regression | small CNN | model - CNN | training wall / CPU min |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for rendering, r in reports.items():
         got, cnn = r["stage1"]["image"]["label_accuracy"], r["small CNN"]["image"]
         minutes = r["minutes"]["stage1"]
-        print(f"| {rendering} | {got:.1%} | {r['stage1']['image']['label_majority']:.1%} | "
-              f"{r['logistic regression']['image']:.1%} | {cnn:.1%} | {100 * (got - cnn):+.1f} | "
-              f"{minutes['wall']} / {minutes['cpu']} |")
+        print(
+            f"| {rendering} | {got:.1%} | {r['stage1']['image']['label_majority']:.1%} | "
+            f"{r['logistic regression']['image']:.1%} | {cnn:.1%} | {100 * (got - cnn):+.1f} | "
+            f"{minutes['wall']} / {minutes['cpu']} |"
+        )
     worst = min(reports, key=lambda k: reports[k]["stage1"]["image"]["label_accuracy"])
     print(f"worst: {worst}, {reports[worst]['stage1']['image']['label_accuracy']:.1%}")
 

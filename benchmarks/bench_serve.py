@@ -16,6 +16,7 @@ long answers do (the random tiny LM says end-of-text within a few tokens).
     python benchmarks/bench_serve.py --model smollm2 --requests 16 32 64
     python benchmarks/bench_serve.py --model tiny --engine litserve   # the same load on LitServe
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,16 +60,21 @@ def _payloads() -> list[list[dict]]:
     return [
         [ask, {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64(png)}"}}],
         [ask, {"type": "input_audio", "input_audio": {"data": b64(wav), "format": "wav"}}],
-        [ask, {"type": "onellm_input", "onellm_input": {"modality": "imu", "data": b64(imu), "format": "npy",
-                                                         "meta": {"sample_rate": 200}}}],
+        [
+            ask,
+            {
+                "type": "onellm_input",
+                "onellm_input": {"modality": "imu", "data": b64(imu), "format": "npy", "meta": {"sample_rate": 200}},
+            },
+        ],
         [{"type": "text", "text": "Write a long story about a lighthouse."}],
     ]
 
 
 def _full_length_copy(model: str, out: Path) -> str:
-    from onellm import OneLLM
-
     import torch
+
+    from onellm import OneLLM
 
     torch.manual_seed(0)
     loaded = OneLLM.from_pretrained(model)
@@ -88,9 +94,26 @@ class Server:
         if engine == "litserve":
             command = [sys.executable, str(LITSERVE_VARIANT), model, str(self.port), str(max_batch)]
         else:
-            command = [sys.executable, "-m", "onellm.cli", "serve", "--model", model, "--port", str(self.port),
-                       "--served-model-name", NAME, "--max-batch", str(max_batch), "--max-queue", "64",
-                       "--timeout", "600", "--device", device]
+            command = [
+                sys.executable,
+                "-m",
+                "onellm.cli",
+                "serve",
+                "--model",
+                model,
+                "--port",
+                str(self.port),
+                "--served-model-name",
+                NAME,
+                "--max-batch",
+                str(max_batch),
+                "--max-queue",
+                "64",
+                "--timeout",
+                "600",
+                "--device",
+                device,
+            ]
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.peak_rss = 0
         self._watch = threading.Thread(target=self._rss, daemon=True)
@@ -142,8 +165,11 @@ async def _level(port: int, clients: int, requests: int, max_tokens: int, time_l
             start = time.perf_counter()
             try:
                 reply = await client.chat.completions.create(
-                    model=NAME, messages=[{"role": "user", "content": payloads[n % len(payloads)]}],
-                    max_tokens=max_tokens, temperature=0)
+                    model=NAME,
+                    messages=[{"role": "user", "content": payloads[n % len(payloads)]}],
+                    max_tokens=max_tokens,
+                    temperature=0,
+                )
             except openai.APIStatusError as err:
                 run["failures"][str(err.status_code)] += 1
                 continue
@@ -170,28 +196,51 @@ def _summary(clients: int, runs: list[dict]) -> dict:
     wall = sum(r["wall"] for r in runs)
     failures = sum((r["failures"] for r in runs), Counter())
     quantile = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")  # noqa: E731
-    return {"clients": clients, "done": len(latencies), "rps": len(latencies) / wall,
-            "tps": sum(r["tokens"] for r in runs) / wall, "p50": quantile(0.5), "p99": quantile(0.99),
-            "failures": dict(failures)}
+    return {
+        "clients": clients,
+        "done": len(latencies),
+        "rps": len(latencies) / wall,
+        "tps": sum(r["tokens"] for r in runs) / wall,
+        "p50": quantile(0.5),
+        "p99": quantile(0.99),
+        "failures": dict(failures),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny", help="a preset name or a save_pretrained directory")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--requests", type=int, nargs="+", default=[32, 64, 128],
-                        help="requests per level and repeat, one value per --clients value")
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="each level this often per server, the two servers taking turns (ABBA...), so "
-                             "that outside load falls on both alike")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        nargs="+",
+        default=[32, 64, 128],
+        help="requests per level and repeat, one value per --clients value",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="each level this often per server, the two servers taking turns (ABBA...), so "
+        "that outside load falls on both alike",
+    )
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--time-limit", type=float, default=300, help="seconds per level before it stops issuing")
     parser.add_argument("--threads", type=int, default=2, help="the server's torch threads")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--engine", choices=["onellm", "litserve"], default="onellm",
-                        help="onellm serve (FastAPI + uvicorn), or the same model on LitServe (needs litserve)")
-    parser.add_argument("--no-full-length", dest="full_length", action="store_false",
-                        help="keep the model's end-of-text token (answers may end early)")
+    parser.add_argument(
+        "--engine",
+        choices=["onellm", "litserve"],
+        default="onellm",
+        help="onellm serve (FastAPI + uvicorn), or the same model on LitServe (needs litserve)",
+    )
+    parser.add_argument(
+        "--no-full-length",
+        dest="full_length",
+        action="store_false",
+        help="keep the model's end-of-text token (answers may end early)",
+    )
     args = parser.parse_args()
     if len(args.requests) != len(args.clients):
         parser.error("--requests needs one value per --clients value")
@@ -209,33 +258,41 @@ def main() -> None:
             for clients, requests in zip(args.clients, args.requests):
                 level = {mode: [] for mode in modes}
                 for repeat in range(args.repeats):
-                    for mode in (list(modes) if repeat % 2 == 0 else list(modes)[::-1]):
-                        level[mode].append(asyncio.run(
-                            _level(servers[mode].port, clients, requests, args.max_tokens, args.time_limit)))
+                    for mode in list(modes) if repeat % 2 == 0 else list(modes)[::-1]:
+                        level[mode].append(
+                            asyncio.run(_level(servers[mode].port, clients, requests, args.max_tokens, args.time_limit))
+                        )
                 for mode in modes:
                     runs[mode].append(level[mode])
         finally:
             for server in servers.values():
                 server.close()
-    print(f"{args.engine}: model {args.model}, {args.max_tokens} tokens per answer, {args.threads} torch threads, "
-          f"{args.device}, {args.repeats} repeats per level, load average {load_before:.1f} at the start and "
-          f"{os.getloadavg()[0]:.1f} at the end")
+    print(
+        f"{args.engine}: model {args.model}, {args.max_tokens} tokens per answer, {args.threads} torch threads, "
+        f"{args.device}, {args.repeats} repeats per level, load average {load_before:.1f} at the start and "
+        f"{os.getloadavg()[0]:.1f} at the end"
+    )
     print("| serving | clients | requests | req/s | tokens/s | p50 s | p99 s | failures | peak RSS MiB |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
     results = {mode: [_summary(c, level) for c, level in zip(args.clients, runs[mode])] for mode in modes}
     for mode, rows in results.items():
         for r in rows:
             failed = ", ".join(f"{k}: {v}" for k, v in r["failures"].items()) or "0"
-            print(f"| {mode} | {r['clients']} | {r['done']} | {r['rps']:.2f} | {r['tps']:.0f} | {r['p50']:.3f} "
-                  f"| {r['p99']:.3f} | {failed} | {servers[mode].peak_rss / 2**20:.0f} |")
+            print(
+                f"| {mode} | {r['clients']} | {r['done']} | {r['rps']:.2f} | {r['tps']:.0f} | {r['p50']:.3f} "
+                f"| {r['p99']:.3f} | {failed} | {servers[mode].peak_rss / 2**20:.0f} |"
+            )
     for n, (batched, single) in enumerate(zip(results["batched"], results["one at a time"])):
         ratio = batched["rps"] / single["rps"] if single["rps"] else float("nan")
         # Each repeat's two runs went back to back, so their ratio saw about the same outside
         # load; the median of those is what a noisy machine measures best.
-        paired = [_rps(b) / _rps(s) if _rps(s) else float("nan")
-                  for b, s in zip(runs["batched"][n], runs["one at a time"][n])]
-        print(f"{batched['clients']} clients: batched / one at a time = {ratio:.1f}x req/s; per repeat "
-              f"{', '.join(f'{r:.1f}x' for r in paired)}, median {statistics.median(paired):.1f}x")
+        paired = [
+            _rps(b) / _rps(s) if _rps(s) else float("nan") for b, s in zip(runs["batched"][n], runs["one at a time"][n])
+        ]
+        print(
+            f"{batched['clients']} clients: batched / one at a time = {ratio:.1f}x req/s; per repeat "
+            f"{', '.join(f'{r:.1f}x' for r in paired)}, median {statistics.median(paired):.1f}x"
+        )
 
 
 if __name__ == "__main__":

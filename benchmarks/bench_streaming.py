@@ -16,6 +16,7 @@ shards (write, read in order, reach 90% by reading through: WebDataset has no ra
     python benchmarks/bench_streaming.py --out /tmp/streamed --sizes 10000 100000 1000000
     python benchmarks/bench_streaming.py --out /tmp/streamed --compare 200000   # needs .[bench]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,13 @@ def write_manifest_of(folder: Path, n: int) -> Path:
     manifest = folder / "image.jsonl"
     with manifest.open("w") as f:
         for i in range(n):
-            row = {"id": f"img-{i:08d}", "modality": "image", "files": [f"images/{i % 64}.png"],
-                   "caption": f"a {COLOURS[i % len(COLOURS)]} mosaic number {i}", "split": "train"}
+            row = {
+                "id": f"img-{i:08d}",
+                "modality": "image",
+                "files": [f"images/{i % 64}.png"],
+                "caption": f"a {COLOURS[i % len(COLOURS)]} mosaic number {i}",
+                "split": "train",
+            }
             f.write(json.dumps(row) + "\n")
     return manifest
 
@@ -88,8 +94,8 @@ def measure(location: str, in_memory: bool, batches: int, batch: int, workers: i
     from onellm.data.dataset import ManifestDataset
     from onellm.data.manifest import read_manifest
     from onellm.data.streamed import StreamedSamples
-    from onellm.model.onellm import OneLLM
     from onellm.modality import LoadContext
+    from onellm.model.onellm import OneLLM
     from onellm.training.datamodule import SeededSamples, TextForSamples
     from onellm.training.replay import ReplayBatchSampler
 
@@ -102,8 +108,12 @@ def measure(location: str, in_memory: bool, batches: int, batch: int, workers: i
     else:
         dataset = StreamedSamples(location, contexts, "image", train=True)
     sampler = ReplayBatchSampler({"image": len(dataset)}, {"image": 1.0}, batch, steps=batches + 1, seed=0)
-    loader = DataLoader(SeededSamples({"image": dataset}), batch_sampler=sampler, num_workers=workers,
-                        collate_fn=TextForSamples(model.processor, "caption"))
+    loader = DataLoader(
+        SeededSamples({"image": dataset}),
+        batch_sampler=sampler,
+        num_workers=workers,
+        collate_fn=TextForSamples(model.processor, "caption"),
+    )
     opened, setup = time.perf_counter() - start, memory()
     batches_it = iter(loader)
     next(batches_it)  # worker start-up and the first chunk
@@ -112,8 +122,15 @@ def measure(location: str, in_memory: bool, batches: int, batch: int, workers: i
         count += len(got["ids"])
         workers_mb = max(workers_mb, workers_anon())
     rate = count / (time.perf_counter() - start)
-    return {"samples": len(dataset), "open_s": opened, "samples_per_s": rate, "base": base, "setup": setup,
-            "after": memory(), "workers_anon": workers_mb}
+    return {
+        "samples": len(dataset),
+        "open_s": opened,
+        "samples_per_s": rate,
+        "base": base,
+        "setup": setup,
+        "after": memory(),
+        "workers_anon": workers_mb,
+    }
 
 
 def compare(out: Path, n: int) -> None:
@@ -177,10 +194,14 @@ def compare(out: Path, n: int) -> None:
     print(f"\n{n:,} samples of {len(png)} + ~40 bytes\n")
     print("| engine | write s | size MB | read in order /s | read shuffled /s | resume at 90% |")
     print("|---|---:|---:|---:|---:|---:|")
-    print(f"| litdata | {lit_write:.1f} | {size('compare-litdata'):.0f} | {lit_seq:,.0f} | {lit_random:,.0f} "
-          f"| {lit_jump * 1000:.1f} ms (one item read) |")
-    print(f"| WebDataset | {wds_write:.1f} | {size('compare-wds'):.0f} | {wds_seq:,.0f} | no random access "
-          f"| {wds_jump:.1f} s (read through) |")
+    print(
+        f"| litdata | {lit_write:.1f} | {size('compare-litdata'):.0f} | {lit_seq:,.0f} | {lit_random:,.0f} "
+        f"| {lit_jump * 1000:.1f} ms (one item read) |"
+    )
+    print(
+        f"| WebDataset | {wds_write:.1f} | {size('compare-wds'):.0f} | {wds_seq:,.0f} | no random access "
+        f"| {wds_jump:.1f} s (read through) |"
+    )
 
 
 def main() -> None:
@@ -221,25 +242,48 @@ def main() -> None:
         if not args.no_manifest:
             kinds.append(("manifest in memory", str(manifest), ["--in-memory"]))
         for kind, location, extra in kinds:
-            out = subprocess.run([sys.executable, __file__, "--out", str(args.out), "--measure", location, *extra,
-                                  "--batches", str(args.batches), "--batch", str(args.batch),
-                                  "--workers", str(args.workers)],
-                                 capture_output=True, text=True, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--out",
+                    str(args.out),
+                    "--measure",
+                    location,
+                    *extra,
+                    "--batches",
+                    str(args.batches),
+                    "--batch",
+                    str(args.batch),
+                    "--workers",
+                    str(args.workers),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            )
             result = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append((n, kind, packing if kind == "streamed" else None, result))
             print(f"{n:>9,} {kind}: {json.dumps(result)}", file=sys.stderr)
     print(f"\ntiny training, image, batch {args.batch}: {training:.0f} samples/s\n")
-    print("Memory in MB. 'dataset' is what building the dataset, sampler and loader added to the "
-          "process's own memory (RssAnon); 'main' is RssAnon after the batches, 'workers' the "
-          "workers' anonymous memory, pages shared with the main process counted in proportion (Pss_Anon).\n")
-    print(f"| samples | data path | dataset | main after {args.batches} batches | workers ({args.workers}) | VmRSS | "
-          f"setup s | loader samples/s | loader / training | packing samples/s |")
+    print(
+        "Memory in MB. 'dataset' is what building the dataset, sampler and loader added to the "
+        "process's own memory (RssAnon); 'main' is RssAnon after the batches, 'workers' the "
+        "workers' anonymous memory, pages shared with the main process counted in proportion (Pss_Anon).\n"
+    )
+    print(
+        f"| samples | data path | dataset | main after {args.batches} batches | workers ({args.workers}) | VmRSS | "
+        f"setup s | loader samples/s | loader / training | packing samples/s |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, kind, packing, r in rows:
         added = r["setup"]["RssAnon"] - r["base"]["RssAnon"]
-        print(f"| {n:,} | {kind} | {added:.0f} | {r['after']['RssAnon']:.0f} | {r['workers_anon']:.0f} | "
-              f"{r['after']['VmRSS']:.0f} | {r['open_s']:.1f} | {r['samples_per_s']:.0f} | "
-              f"{r['samples_per_s'] / training:.1f} | {'' if packing is None else f'{packing:.0f}'} |")
+        print(
+            f"| {n:,} | {kind} | {added:.0f} | {r['after']['RssAnon']:.0f} | {r['workers_anon']:.0f} | "
+            f"{r['after']['VmRSS']:.0f} | {r['open_s']:.1f} | {r['samples_per_s']:.0f} | "
+            f"{r['samples_per_s'] / training:.1f} | {'' if packing is None else f'{packing:.0f}'} |"
+        )
 
 
 if __name__ == "__main__":

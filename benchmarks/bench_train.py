@@ -8,6 +8,7 @@ loader figures in docs/results.md). Reports the median samples/s over the timed 
     python benchmarks/bench_train.py --preset tiny --batch 16
     python benchmarks/bench_train.py --preset smollm2 --batch 4
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,10 +26,14 @@ def bench(preset: str, batch: int, steps: int) -> None:
     model = OneLLM.from_pretrained(preset).train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
-    text = model.processor([PLACEHOLDER] * batch, answers=["a small red circle on the left of a grey background"] * batch)
-    print(f"{preset}: {sum(p.numel() for p in params) / 1e6:.1f} M trainable of "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M, batch {batch}, torch threads {torch.get_num_threads()}")
-    print(f"| modality | samples/s | ms/step |\n|---|---|---|")
+    text = model.processor(
+        [PLACEHOLDER] * batch, answers=["a small red circle on the left of a grey background"] * batch
+    )
+    print(
+        f"{preset}: {sum(p.numel() for p in params) / 1e6:.1f} M trainable of "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M, batch {batch}, torch threads {torch.get_num_threads()}"
+    )
+    print("| modality | samples/s | ms/step |\n|---|---|---|")
     generator = torch.Generator().manual_seed(0)
     for modality, tokenizer in model.tokenizers.items():
         x = tokenizer.example_input(batch, generator)

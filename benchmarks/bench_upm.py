@@ -4,6 +4,7 @@ vs. plain modules run one expert at a time, as the original implementation does.
 Both paths run the same module with the same weights; timed forward only (inference) and
 forward + backward (training), alternating, medians.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,10 @@ def main() -> None:
         sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
         with torch.no_grad():
             assert torch.allclose(upm.run_experts(seq, stacked=True), upm.run_experts(seq), atol=1e-4)
-            infer = medians_ms([lambda: (upm.run_experts(seq, stacked=True), sync()),
-                                lambda: (upm.run_experts(seq), sync())], args.repeats)
+            infer = medians_ms(
+                [lambda: (upm.run_experts(seq, stacked=True), sync()), lambda: (upm.run_experts(seq), sync())],
+                args.repeats,
+            )
 
         def train(stacked: bool) -> None:
             upm.zero_grad(set_to_none=True)

@@ -6,6 +6,7 @@ batch_timeout) groups them into one OneLLM.generate, as onellm serve does. Needs
 
     python benchmarks/litserve_variant.py MODEL PORT MAX_BATCH
 """
+
 import sys
 import time
 import uuid
@@ -49,8 +50,12 @@ class OneLLMAPI(ls.LitAPI):
         processor = self.model.processor
         prompts = [prompt for prompt, _, _ in batch]
         encoded = processor(prompts)
-        ids = self.model.generate(**encoded, inputs=ModalityBatch.of_samples([x for _, x, _ in batch]),
-                                  max_new_tokens=max(n for _, _, n in batch), do_sample=False)
+        ids = self.model.generate(
+            **encoded,
+            inputs=ModalityBatch.of_samples([x for _, x, _ in batch]),
+            max_new_tokens=max(n for _, _, n in batch),
+            do_sample=False,
+        )
         counts = (ids != processor.tokenizer.pad_token_id).sum(dim=1).tolist()
         prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
         return list(zip(processor.decode(ids), prompt_tokens, counts))
@@ -60,11 +65,18 @@ class OneLLMAPI(ls.LitAPI):
 
     def encode_response(self, output: tuple[str, int, int]) -> dict[str, Any]:
         text, prompt_tokens, completion_tokens = output
-        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": "bench", "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                               "finish_reason": "length"}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens}}
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": "bench",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
 
 
 if __name__ == "__main__":

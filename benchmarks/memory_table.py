@@ -12,6 +12,7 @@ as for the LM, over its queries and one input's encoder tokens. No DDP/FSDP shar
 
     python benchmarks/memory_table.py --preset onellm-7b --batch 4 --seq 512 --answer 128
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,12 +61,17 @@ def main() -> None:
     rows = {
         "stages 1-3: LM frozen, tokenizers + UPM train": (llm + encoder) * 4 + rest * 16,
         "stage 4: LM fully fine-tuned": encoder * 4 + (llm + rest) * 16,
-        f"stage 4: LoRA r={args.lora_r} on q/k/v/o ({adapters / 1e6:.1f} M)": (llm + encoder) * 4 + (adapters + rest) * 16,
+        f"stage 4: LoRA r={args.lora_r} on q/k/v/o ({adapters / 1e6:.1f} M)": (llm + encoder) * 4
+        + (adapters + rest) * 16,
     }
-    print(f"{args.preset}: LM {llm / 1e9:.2f} B, encoder {encoder / 1e9:.2f} B, UPM + tokenizers {rest / 1e9:.2f} B "
-          f"parameters; batch {b} x {s} tokens ({args.answer} labelled) per accelerator\n")
-    print("| what trains | weights + gradients + AdamW (GB) | activations (GB) | total (GB) | "
-          "with checkpointing: activations | total |")
+    print(
+        f"{args.preset}: LM {llm / 1e9:.2f} B, encoder {encoder / 1e9:.2f} B, UPM + tokenizers {rest / 1e9:.2f} B "
+        f"parameters; batch {b} x {s} tokens ({args.answer} labelled) per accelerator\n"
+    )
+    print(
+        "| what trains | weights + gradients + AdamW (GB) | activations (GB) | total (GB) | "
+        "with checkpointing: activations | total |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for name, state in rows.items():
         state /= GB

@@ -1,40 +1,141 @@
 """Short-answer normalisation as the official VQA evaluation does it, so that "Two", "2" and
 "two." count as the same answer, and reading a multiple-choice pick out of free text."""
+
 from __future__ import annotations
 
 import re
 
 # The VQA evaluation maps number words up to ten to digits and drops these articles.
 NUMBER_WORDS = {
-    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
 }
 ARTICLES = {"a", "an", "the"}
 
 # Apostrophe-less spellings the VQA evaluation restores (answers were typed by crowd workers).
 _CONTRACTIONS = [
-    "ain't", "aren't", "can't", "could've", "couldn't", "couldn't've", "didn't", "doesn't", "don't",
-    "hadn't", "hadn't've", "hasn't", "haven't", "he'd", "he'd've", "he's", "how'd", "how'll", "how's",
-    "i'd", "i'd've", "i'm", "i've", "isn't", "it'd", "it'd've", "it'll", "let's", "ma'am", "mightn't",
-    "mightn't've", "might've", "mustn't", "must've", "needn't", "not've", "o'clock", "oughtn't",
-    "'ow's'at", "shan't", "she'd", "she'd've", "she's", "should've", "shouldn't", "shouldn't've",
-    "somebody'd", "somebody'd've", "somebody'll", "somebody's", "someone'd", "someone'd've",
-    "someone'll", "someone's", "something'd", "something'd've", "something'll", "that's", "there'd",
-    "there'd've", "there're", "there's", "they'd", "they'd've", "they'll", "they're", "they've",
-    "'twas", "wasn't", "we'd", "we'd've", "we'll", "we're", "we've", "weren't", "what'll", "what're",
-    "what's", "what've", "when's", "where'd", "where's", "where've", "who'd", "who'd've", "who'll",
-    "who's", "who've", "why'll", "why're", "why's", "won't", "would've", "wouldn't", "wouldn't've",
-    "y'all", "y'all'll", "y'all'd've", "you'd", "you'd've", "you'll", "you're", "you've",
+    "ain't",
+    "aren't",
+    "can't",
+    "could've",
+    "couldn't",
+    "couldn't've",
+    "didn't",
+    "doesn't",
+    "don't",
+    "hadn't",
+    "hadn't've",
+    "hasn't",
+    "haven't",
+    "he'd",
+    "he'd've",
+    "he's",
+    "how'd",
+    "how'll",
+    "how's",
+    "i'd",
+    "i'd've",
+    "i'm",
+    "i've",
+    "isn't",
+    "it'd",
+    "it'd've",
+    "it'll",
+    "let's",
+    "ma'am",
+    "mightn't",
+    "mightn't've",
+    "might've",
+    "mustn't",
+    "must've",
+    "needn't",
+    "not've",
+    "o'clock",
+    "oughtn't",
+    "'ow's'at",
+    "shan't",
+    "she'd",
+    "she'd've",
+    "she's",
+    "should've",
+    "shouldn't",
+    "shouldn't've",
+    "somebody'd",
+    "somebody'd've",
+    "somebody'll",
+    "somebody's",
+    "someone'd",
+    "someone'd've",
+    "someone'll",
+    "someone's",
+    "something'd",
+    "something'd've",
+    "something'll",
+    "that's",
+    "there'd",
+    "there'd've",
+    "there're",
+    "there's",
+    "they'd",
+    "they'd've",
+    "they'll",
+    "they're",
+    "they've",
+    "'twas",
+    "wasn't",
+    "we'd",
+    "we'd've",
+    "we'll",
+    "we're",
+    "we've",
+    "weren't",
+    "what'll",
+    "what're",
+    "what's",
+    "what've",
+    "when's",
+    "where'd",
+    "where's",
+    "where've",
+    "who'd",
+    "who'd've",
+    "who'll",
+    "who's",
+    "who've",
+    "why'll",
+    "why're",
+    "why's",
+    "won't",
+    "would've",
+    "wouldn't",
+    "wouldn't've",
+    "y'all",
+    "y'all'll",
+    "y'all'd've",
+    "you'd",
+    "you'd've",
+    "you'll",
+    "you're",
+    "you've",
 ]
 CONTRACTIONS = {c.replace("'", ""): c for c in _CONTRACTIONS}
 # The VQA evaluation also accepts the spellings that keep one of two apostrophes.
 for _c in (c for c in _CONTRACTIONS if c.count("'") == 2):
     _first = _c.index("'")
     CONTRACTIONS[_c.replace("'", "", 1)] = _c
-    CONTRACTIONS[_c[: _first + 1] + _c[_first + 1:].replace("'", "")] = _c
+    CONTRACTIONS[_c[: _first + 1] + _c[_first + 1 :].replace("'", "")] = _c
 
-PUNCTUATION = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@",
-               "`", ",", "?", "!"]
+PUNCTUATION = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
 _PERIOD = re.compile(r"(?<!\d)\.(?!\d)")  # a full stop, but not a decimal point
 _DIGIT_COMMA = re.compile(r"(\d)(,)(\d)")
 
@@ -69,8 +170,8 @@ def contains_words(text: str, phrase: str) -> bool:
 
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_LONE_LETTER = re.compile(r"^\(?([a-z])\)?[.:)]?$", re.I)          # "b", "(B)", "B."
-_LEADING_LETTER = re.compile(r"^\(?([A-Z])(?:\)|[.:])?\s")          # "B. a cat", "(B) cat"
+_LONE_LETTER = re.compile(r"^\(?([a-z])\)?[.:)]?$", re.I)  # "b", "(B)", "B."
+_LEADING_LETTER = re.compile(r"^\(?([A-Z])(?:\)|[.:])?\s")  # "B. a cat", "(B) cat"
 _SAID_LETTER = re.compile(r"\b(?:answer|option)(?: is)?:?\s*\(?([A-Z])\b\)?", re.I)  # "The answer is B"
 
 

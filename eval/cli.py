@@ -1,5 +1,6 @@
 """The `onellm eval` subcommand. Importing this module is cheap: torch and the model load
 inside the command."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,8 +10,10 @@ from pathlib import Path
 
 from onellm.config import Prompting  # no torch: the module stays cheap to import
 
-OWN_DATA_HINT = ("your own data: onellm eval --model M --manifest FILE.jsonl --out DIR "
-                 "(a caption and/or QA task from the manifest's test split; docs/evaluation.md)")
+OWN_DATA_HINT = (
+    "your own data: onellm eval --model M --manifest FILE.jsonl --out DIR "
+    "(a caption and/or QA task from the manifest's test split; docs/evaluation.md)"
+)
 
 
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -18,41 +21,69 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         "eval",
         help="evaluate a model on captioning / QA tasks or on a manifest, or score a predictions file",
         description="onellm eval --model DIR_OR_PRESET --task T[,T2] --data-root DIR --out DIR | "
-                    "onellm eval --model DIR_OR_PRESET --manifest FILE.jsonl [--manifest FILE2.jsonl] --out DIR | "
-                    "onellm eval --predictions FILE (--task T --data-root DIR | --manifest FILE) | onellm eval --list",
+        "onellm eval --model DIR_OR_PRESET --manifest FILE.jsonl [--manifest FILE2.jsonl] --out DIR | "
+        "onellm eval --predictions FILE (--task T --data-root DIR | --manifest FILE) | onellm eval --list",
     )
     p.add_argument("--list", action="store_true", help="list the tasks and exit")
     p.add_argument("--task", help="task name(s), comma-separated; synth-all runs every synthetic task")
     p.add_argument("--data-root", type=Path, help="folder holding the tasks' annotation files and media")
-    p.add_argument("--manifest", type=Path, action="append", default=[],
-                   help="evaluate a JSON Lines manifest (repeatable): task manifest-caption-<stem> when its samples "
-                        "have captions, manifest-qa-<stem> when they have qa pairs")
+    p.add_argument(
+        "--manifest",
+        type=Path,
+        action="append",
+        default=[],
+        help="evaluate a JSON Lines manifest (repeatable): task manifest-caption-<stem> when its samples "
+        "have captions, manifest-qa-<stem> when they have qa pairs",
+    )
     p.add_argument("--modality", help="with --manifest: the samples' modality to evaluate (default: theirs)")
     p.add_argument("--split", help="with --manifest: the split to evaluate (default: test)")
-    p.add_argument("--inputs", help="ask with only these of each sample's inputs, comma-separated (an ablation: "
-                                    "'video' evaluates a video+audio task on the video alone); the task is "
-                                    "reported as <task>@<inputs>")
+    p.add_argument(
+        "--inputs",
+        help="ask with only these of each sample's inputs, comma-separated (an ablation: "
+        "'video' evaluates a video+audio task on the video alone); the task is "
+        "reported as <task>@<inputs>",
+    )
     p.add_argument("--model", help="a save_pretrained directory or a preset name")
-    p.add_argument("--out", type=Path, help="output folder: <out>/<task>/predictions.jsonl and results.json, "
-                                            "<out>/results.json and results.md across tasks")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output folder: <out>/<task>/predictions.jsonl and results.json, "
+        "<out>/results.json and results.md across tasks",
+    )
     p.add_argument("--predictions", type=Path, help="score this JSON Lines file of {id, prediction} rows instead")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-samples", "--limit", type=int, dest="max_samples",
-                   help="evaluate only the first N items of each task")
-    p.add_argument("--max-new-tokens", type=int, help="default: the task's (40 for captions, 10 for QA; three times that "
-                                                           "for a byte-level LM such as the tiny preset's)")
+    p.add_argument(
+        "--max-samples", "--limit", type=int, dest="max_samples", help="evaluate only the first N items of each task"
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help="default: the task's (40 for captions, 10 for QA; three times that "
+        "for a byte-level LM such as the tiny preset's)",
+    )
     p.add_argument("--temperature", type=float, default=0.0, help="0 (default) decodes greedily")
     p.add_argument("--top-p", type=float, default=1.0)
     prompting = p.add_mutually_exclusive_group()
-    prompting.add_argument("--bare-prompt", dest="prompting", action="store_const", const=Prompting.BARE.value,
-                           help="caption tasks: caption right after the modality tokens, as alignment stages train "
-                                "(default when the model's config.prompting is bare)")
-    prompting.add_argument("--template", dest="prompting", action="store_const", const=Prompting.TEMPLATE.value,
-                           help="caption tasks: ask in the instruction template (default for other models)")
+    prompting.add_argument(
+        "--bare-prompt",
+        dest="prompting",
+        action="store_const",
+        const=Prompting.BARE.value,
+        help="caption tasks: caption right after the modality tokens, as alignment stages train "
+        "(default when the model's config.prompting is bare)",
+    )
+    prompting.add_argument(
+        "--template",
+        dest="prompting",
+        action="store_const",
+        const=Prompting.TEMPLATE.value,
+        help="caption tasks: ask in the instruction template (default for other models)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
-    p.add_argument("--threads", type=int,
-                   help="torch CPU threads (default on CPU: one less than torch's choice, at least 1)")
+    p.add_argument(
+        "--threads", type=int, help="torch CPU threads (default on CPU: one less than torch's choice, at least 1)"
+    )
     p.set_defaults(func=run_command)
     return p
 
@@ -97,12 +128,24 @@ def run_command(args: argparse.Namespace) -> int:
         if task.name not in {t.name for t in usable}:
             print(f"skipping {task.name}: the model has no {task.modality} tokenizer", file=sys.stderr)
     if model.config.prompting == Prompting.BARE and any(t.kind == QA for t in usable):
-        print("note: this model was last trained on captions (prompting: bare), not instruction-tuned; "
-              "QA tasks ask in the template all the same", file=sys.stderr)
+        print(
+            "note: this model was last trained on captions (prompting: bare), not instruction-tuned; "
+            "QA tasks ask in the template all the same",
+            file=sys.stderr,
+        )
     generation = decoding(args.max_new_tokens, args.temperature, args.top_p)
-    results = run_eval(model, usable, args.data_root, args.out, generation, prompting=args.prompting,
-                       batch_size=args.batch_size, max_samples=args.max_samples, model_name=str(args.model),
-                       dtype=args.dtype)
+    results = run_eval(
+        model,
+        usable,
+        args.data_root,
+        args.out,
+        generation,
+        prompting=args.prompting,
+        batch_size=args.batch_size,
+        max_samples=args.max_samples,
+        model_name=str(args.model),
+        dtype=args.dtype,
+    )
     print(markdown_table(results), end="")
     _print_outputs(args.out, results)
     return 0

@@ -36,13 +36,15 @@ valor32k-test        desc_test.json ({video_id, desc}); one caption item per vid
 synth-*, manifest-*  a JSON Lines manifest (onellm/data/manifest.py): <root>/<modality>.jsonl
                      for the synthetic world, any file for `--manifest`; one split's samples
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from onellm.errors import BadInputError
 
@@ -124,8 +126,10 @@ def read_music_avqa(root: Path) -> list[EvalItem]:
     name = "avqa-test.json"
     path = find_file(root, [name, f"json/{name}", f"MUSIC-AVQA/{name}", f"MUSIC-AVQA/json/{name}", f"data/json/{name}"])
     videos = media_dir([path.parent, root], ["MUSIC-AVQA-videos", "videos", "video"])
-    return question_items(converted(musicavqa, path, videos),
-                          lambda s, n, qa: str(qa["question_id"]) if "question_id" in qa else f"{s.id}#{n}")
+    return question_items(
+        converted(musicavqa, path, videos),
+        lambda s, n, qa: str(qa["question_id"]) if "question_id" in qa else f"{s.id}#{n}",
+    )
 
 
 def read_avsd(root: Path) -> list[EvalItem]:
@@ -173,8 +177,15 @@ def read_msvd_qa(root: Path) -> list[EvalItem]:
         if "question" not in row or "answer" not in row or not ({"video", "video_id"} & set(row)):
             raise BadInputError(path, f"entry {n} lacks question, answer or video / video_id")
         name = str(row["video"]) if "video" in row else mapping.get(f"vid{row['video_id']}", str(row["video_id"]))
-        items.append(qa_item(str(row.get("id", row.get("question_id", n))), "video", [_video_file(videos, name)],
-                             str(row["question"]), str(row["answer"])))
+        items.append(
+            qa_item(
+                str(row.get("id", row.get("question_id", n))),
+                "video",
+                [_video_file(videos, name)],
+                str(row["question"]),
+                str(row["answer"]),
+            )
+        )
     return items
 
 

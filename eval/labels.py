@@ -8,6 +8,7 @@ own. A prediction is right when it contains all its reference's label words and 
 class's label words that are not also its own: naming two labels is wrong, while "black cat"
 may contain the label "cat". The baselines beside it: chance (1 / classes) and the majority
 class's share of the evaluated samples (always answering the most frequent caption)."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -37,8 +38,9 @@ def _one_class(references: list[str]) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
-def label_metrics(predictions: dict[str, str], references: dict[str, list[str]],
-                  split: list[list[str]] | None = None) -> dict[str, float]:
+def label_metrics(
+    predictions: dict[str, str], references: dict[str, list[str]], split: list[list[str]] | None = None
+) -> dict[str, float]:
     """label_accuracy, label_chance and label_majority over the predicted samples, when the
     split (every sample's references; default: those of the predicted samples) is
     classification-like: each sample one class, 2 to MAX_CLASSES classes. Else {}."""

@@ -4,12 +4,12 @@ Captions go through pycocoevalcap (the COCO caption evaluation) after its PTB to
 METEOR, the tokenizer and SPICE are Java programs, so a Java runtime must be on PATH.
 SPICE also needs the Stanford CoreNLP jars, which pycocoevalcap would download on first
 use: we never download, we only run it when they are already there."""
-from __future__ import annotations
 
-from collections import Counter
+from __future__ import annotations
 
 import importlib.util
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ class CaptionScorer:
         self.spice = spice_available() if spice is None else spice
         self._meteor = None
 
-    def __enter__(self) -> "CaptionScorer":
+    def __enter__(self) -> CaptionScorer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -121,7 +121,7 @@ def qa_accuracy(predictions: dict[str, str], references: dict[str, list[str]]) -
         if len(given) < 3:
             exact += float(said in given)
         else:
-            matches = [sum(g == said for g in given[:i] + given[i + 1:]) for i in range(len(given))]
+            matches = [sum(g == said for g in given[:i] + given[i + 1 :]) for i in range(len(given))]
             exact += sum(min(m / 3, 1.0) for m in matches) / len(given)
         contains += float(bool(said) and any(said in g or g in said for g in given if g))
         words += float(any(contains_words(said, g) for g in given))

@@ -1,5 +1,6 @@
 """The summary of an output folder: every <task>/results.json gathered into results.json and
 a markdown table, so that runs of different tasks into one folder add up."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,24 @@ from typing import Any
 
 SUMMARY, TABLE = "results.json", "results.md"  # in <out>/, beside the task folders
 # Columns in this order; any other metric follows alphabetically.
-METRIC_ORDER = ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE",
-                "label_accuracy", "label_chance", "label_majority",
-                "accuracy", "accuracy_majority", "contains_accuracy", "word_accuracy", "mc_accuracy"]
+METRIC_ORDER = [
+    "BLEU-1",
+    "BLEU-2",
+    "BLEU-3",
+    "BLEU-4",
+    "METEOR",
+    "ROUGE-L",
+    "CIDEr",
+    "SPICE",
+    "label_accuracy",
+    "label_chance",
+    "label_majority",
+    "accuracy",
+    "accuracy_majority",
+    "contains_accuracy",
+    "word_accuracy",
+    "mc_accuracy",
+]
 
 
 def collect(out_dir: Path) -> list[dict[str, Any]]:

@@ -4,16 +4,18 @@ Per task, under <out>/<task>/: predictions.jsonl (appended batch by batch, so an
 run resumes where it stopped), skipped.jsonl (unreadable samples and why), results.json (the
 scores and the settings), run.json (the configuration hash resuming checks).
 Across tasks: <out>/results.json and the table <out>/results.md."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -23,7 +25,14 @@ from onellm.model.llm import generate_kwargs
 
 from .items import EvalItem
 from .labels import label_metrics
-from .metrics import CaptionScorer, majority_accuracy, multiple_choice_accuracy, qa_accuracy, skipped_metrics, spice_available
+from .metrics import (
+    CaptionScorer,
+    majority_accuracy,
+    multiple_choice_accuracy,
+    qa_accuracy,
+    skipped_metrics,
+    spice_available,
+)
 from .report import write_summary
 from .tasks import CAPTION, EvalTask
 
@@ -41,20 +50,20 @@ BYTE_LEVEL_LENGTH_FACTOR = 3
 PREDICTIONS, SKIPPED, RESULTS, RUN = "predictions.jsonl", "skipped.jsonl", "results.json", "run.json"
 
 
-def prompting_for(model: "OneLLM", task: EvalTask, prompting: Prompting | str | None = None) -> Prompting:
+def prompting_for(model: OneLLM, task: EvalTask, prompting: Prompting | str | None = None) -> Prompting:
     """How the task's items are asked: `prompting`, else the model's config.prompting, which
     its last training stage set; QA always in the template, having no bare form."""
     chosen = Prompting(prompting or model.config.prompting)  # ValueError names a value it does not know
     return chosen if task.kind == CAPTION else Prompting.TEMPLATE
 
 
-def item_prompt(model: "OneLLM", task: EvalTask, item: EvalItem, prompting: Prompting) -> str:
+def item_prompt(model: OneLLM, task: EvalTask, item: EvalItem, prompting: Prompting) -> str:
     # A bare caption task asks nothing: the processor's BARE prompt is for a turn without a question.
     question = None if prompting is Prompting.BARE else task.question(item)
     return model.processor.request(item.input_modalities(), question, prompting=prompting)
 
 
-def generation_kwargs(model: "OneLLM", task: EvalTask, generation: "GenerationConfig | None" = None) -> dict[str, Any]:
+def generation_kwargs(model: OneLLM, task: EvalTask, generation: GenerationConfig | None = None) -> dict[str, Any]:
     """generate()'s settings, over the model's generation_config: the benchmark's protocol,
     greedy at the task's length (in a byte-level LM's tokens), unless `generation` says otherwise."""
     length = task.generation_length()
@@ -70,17 +79,26 @@ def _weight_files(model_name: str) -> list[tuple[str, int, int]]:
     folder = Path(model_name)
     if not folder.is_dir():
         return []
-    return [(f.relative_to(folder).as_posix(), f.stat().st_size, f.stat().st_mtime_ns)
-            for f in sorted(folder.rglob("*.safetensors"))]
+    return [
+        (f.relative_to(folder).as_posix(), f.stat().st_size, f.stat().st_mtime_ns)
+        for f in sorted(folder.rglob("*.safetensors"))
+    ]
 
 
-def config_hash(model_name: str, model: "OneLLM", task: EvalTask, kwargs: dict[str, Any], prompting: Prompting,
-                dtype: str) -> str:
+def config_hash(
+    model_name: str, model: OneLLM, task: EvalTask, kwargs: dict[str, Any], prompting: Prompting, dtype: str
+) -> str:
     """What determines the predictions: resuming under another hash would mix two runs."""
     facts = {
-        "model": model_name, "weights": _weight_files(model_name), "config": model.config.to_dict(),
-        "task": task.name, "kind": task.kind, "prompt": task.prompt, "generation": kwargs,
-        "prompting": prompting.value, "dtype": dtype,
+        "model": model_name,
+        "weights": _weight_files(model_name),
+        "config": model.config.to_dict(),
+        "task": task.name,
+        "kind": task.kind,
+        "prompt": task.prompt,
+        "generation": kwargs,
+        "prompting": prompting.value,
+        "dtype": dtype,
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -102,7 +120,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def _batches(items: list[EvalItem], size: int) -> Iterator[list[EvalItem]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 class _Loader:
@@ -110,9 +128,9 @@ class _Loader:
     and keeps a batch's worth of inputs, since QA items of one sample share its files. An
     item's inputs come as (modality, tensor) pairs in prompt order."""
 
-    def __init__(self, model: "OneLLM", capacity: int) -> None:
+    def __init__(self, model: OneLLM, capacity: int) -> None:
         self.model, self.capacity = model, capacity
-        self.cache: OrderedDict[tuple, "torch.Tensor"] = OrderedDict()
+        self.cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self.pool = ThreadPoolExecutor(max_workers=1)
 
     def batches(self, chunks: list[list[EvalItem]]) -> Iterator[tuple[list[EvalItem], list[list], list[dict]]]:
@@ -122,7 +140,7 @@ class _Loader:
             pending = self.pool.submit(self.load, chunks[n + 1]) if n + 1 < len(chunks) else None
             yield loaded
 
-    def load(self, items: list[EvalItem]) -> tuple[list[EvalItem], list[list[tuple[str, "torch.Tensor"]]], list[dict]]:
+    def load(self, items: list[EvalItem]) -> tuple[list[EvalItem], list[list[tuple[str, torch.Tensor]]], list[dict]]:
         from onellm.errors import BadInputError
 
         good, inputs, bad = [], [], []
@@ -136,7 +154,7 @@ class _Loader:
             inputs.append(loaded)
         return good, inputs, bad
 
-    def _input(self, part: "SampleInput") -> "torch.Tensor":
+    def _input(self, part: SampleInput) -> torch.Tensor:
         from onellm.inputs import load_input
 
         key = (part.modality, *map(str, part.paths), json.dumps(part.meta, sort_keys=True, default=str))
@@ -147,22 +165,33 @@ class _Loader:
                 self.cache.popitem(last=False)
         return self.cache[key]
 
-    def __enter__(self) -> "_Loader":
+    def __enter__(self) -> _Loader:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def generate(model: "OneLLM", task: EvalTask, items: list[EvalItem],
-             inputs: list[list[tuple[str, "torch.Tensor"]]], prompting: Prompting, kwargs: dict[str, Any]) -> list[str]:
+def generate(
+    model: OneLLM,
+    task: EvalTask,
+    items: list[EvalItem],
+    inputs: list[list[tuple[str, torch.Tensor]]],
+    prompting: Prompting,
+    kwargs: dict[str, Any],
+) -> list[str]:
     """One batch through the model's processor and generate(**kwargs); `inputs`: each item's
     (modality, input) pairs in prompt order."""
     return model.respond([item_prompt(model, task, item, prompting) for item in items], inputs, **kwargs)
 
 
-def score(task: EvalTask, items: list[EvalItem], predictions: dict[str, str],
-          scorer: CaptionScorer | None = None, split: list[EvalItem] | None = None) -> dict[str, float]:
+def score(
+    task: EvalTask,
+    items: list[EvalItem],
+    predictions: dict[str, str],
+    scorer: CaptionScorer | None = None,
+    split: list[EvalItem] | None = None,
+) -> dict[str, float]:
     """The task's metrics over the items that have a prediction. `split`: all the task's
     items when `items` is the first part of them; it decides what the label classes are."""
     scored = [i for i in items if i.id in predictions]
@@ -199,11 +228,11 @@ def _question_types(items: list[EvalItem]) -> dict[str, list[str]]:
 
 
 def evaluate_task(
-    model: "OneLLM",
+    model: OneLLM,
     task: EvalTask,
     data_root: Path | None,
     out_dir: Path,
-    generation: "GenerationConfig | None" = None,
+    generation: GenerationConfig | None = None,
     prompting: Prompting | str | None = None,
     batch_size: int = 8,
     max_samples: int | None = None,
@@ -230,8 +259,11 @@ def evaluate_task(
     todo = [i for i in items if i.id not in done]
     skipped: list[dict] = []
     model.eval()
-    with _Loader(model, capacity=2 * batch_size) as loader, (folder / PREDICTIONS).open("a", encoding="utf-8") as out, \
-            tqdm(total=len(todo), desc=task.name, unit="sample", leave=False) as bar:
+    with (
+        _Loader(model, capacity=2 * batch_size) as loader,
+        (folder / PREDICTIONS).open("a", encoding="utf-8") as out,
+        tqdm(total=len(todo), desc=task.name, unit="sample", leave=False) as bar,
+    ):
         for good, inputs, bad in loader.batches(list(_batches(todo, batch_size))):
             skipped += bad
             texts = generate(model, task, good, inputs, prompting, kwargs) if good else []
@@ -247,19 +279,27 @@ def evaluate_task(
 
     metrics = score(task, items, done, scorer, split)
     result = {
-        "task": task.name, "modality": task.modality, "kind": task.kind, "model": model_name,
-        "config_hash": digest, "metrics": metrics,
+        "task": task.name,
+        "modality": task.modality,
+        "kind": task.kind,
+        "model": model_name,
+        "config_hash": digest,
+        "metrics": metrics,
         "skipped_metrics": _skipped(task, scorer),
-        "samples": sum(i.id in done for i in items), "skipped": len(skipped), "total": len(items),
-        "generated_this_run": len(todo) - len(skipped), "wall_time_s": round(time.perf_counter() - started, 3),
-        "generation": kwargs, "prompting": prompting.value,
+        "samples": sum(i.id in done for i in items),
+        "skipped": len(skipped),
+        "total": len(items),
+        "generated_this_run": len(todo) - len(skipped),
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "generation": kwargs,
+        "prompting": prompting.value,
         "data_root": str(task.source(data_root)),
     }
     (folder / RESULTS).write_text(json.dumps(result, indent=2))
     return result
 
 
-def task_fits(model: "OneLLM", task: EvalTask) -> bool:
+def task_fits(model: OneLLM, task: EvalTask) -> bool:
     """Whether the model has a tokenizer for every input modality of the task."""
     return all(m in model.tokenizers for m in split_modality(task.modality))
 
@@ -286,9 +326,15 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
-def run_eval(model: "OneLLM", tasks: list[EvalTask], data_root: Path | None, out_dir: Path,
-             generation: "GenerationConfig | None" = None, scorer: CaptionScorer | None = None,
-             **options: Any) -> list[dict[str, Any]]:
+def run_eval(
+    model: OneLLM,
+    tasks: list[EvalTask],
+    data_root: Path | None,
+    out_dir: Path,
+    generation: GenerationConfig | None = None,
+    scorer: CaptionScorer | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
     """Every task in turn (sharing one METEOR process: `scorer`'s, which stays open, or a
     new one for this call), then the summary files. `options`: evaluate_task's (prompting,
     batch_size, max_samples, model_name, dtype)."""
@@ -302,8 +348,9 @@ def run_eval(model: "OneLLM", tasks: list[EvalTask], data_root: Path | None, out
     return results
 
 
-def score_predictions(task: EvalTask, data_root: Path | None, predictions_file: Path,
-                      out_dir: Path | None = None) -> dict[str, Any]:
+def score_predictions(
+    task: EvalTask, data_root: Path | None, predictions_file: Path, out_dir: Path | None = None
+) -> dict[str, Any]:
     """Score another system's predictions (JSON Lines rows {id, prediction}) on a task."""
     rows = read_jsonl(Path(predictions_file))
     if not rows:
@@ -315,11 +362,16 @@ def score_predictions(task: EvalTask, data_root: Path | None, predictions_file: 
     known = {i.id for i in items}
     predictions = {str(r["id"]): r["prediction"] for r in rows}
     result = {
-        "task": task.name, "modality": task.modality, "kind": task.kind, "predictions_file": str(predictions_file),
+        "task": task.name,
+        "modality": task.modality,
+        "kind": task.kind,
+        "predictions_file": str(predictions_file),
         "metrics": score(task, items, predictions),
         "skipped_metrics": _skipped(task, None),
-        "samples": len(known & set(predictions)), "missing": len(known - set(predictions)),
-        "unknown_ids": len(set(predictions) - known), "total": len(items),
+        "samples": len(known & set(predictions)),
+        "missing": len(known - set(predictions)),
+        "unknown_ids": len(set(predictions) - known),
+        "total": len(items),
         "data_root": str(task.source(data_root)),
     }
     if out_dir is not None:
@@ -328,4 +380,3 @@ def score_predictions(task: EvalTask, data_root: Path | None, predictions_file: 
         (folder / RESULTS).write_text(json.dumps(result, indent=2))
         write_summary(Path(out_dir))
     return result
-

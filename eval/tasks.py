@@ -3,13 +3,15 @@ manifest), a prompt, generation settings and a metric kind. Tasks are looked up 
 the synthetic-world tasks exist for every registered modality, plugins included, and more
 tasks can come from the `onellm.eval_tasks` entry point (an EvalTask or a list of them).
 Any manifest becomes tasks of its own through `manifest_tasks` (`onellm eval --manifest`)."""
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from onellm.data.manifest import joined_modality, split_modality
 from onellm.registry import Registry, caption_prompt, list_modalities
@@ -43,8 +45,10 @@ class EvalTask:
 
     def __post_init__(self) -> None:
         if self.kind not in (CAPTION, QA) or self.metrics not in (None, CAPTION, QA):
-            raise ValueError(f"task {self.name}: kind and metrics must be {CAPTION!r} or {QA!r}, "
-                             f"got {self.kind!r} and {self.metrics!r}")
+            raise ValueError(
+                f"task {self.name}: kind and metrics must be {CAPTION!r} or {QA!r}, "
+                f"got {self.kind!r} and {self.metrics!r}"
+            )
 
     @property
     def scored_as(self) -> str:
@@ -76,30 +80,78 @@ class EvalTask:
 
 
 _BENCHMARKS = [
-    EvalTask("coco-karpathy-test", "image", CAPTION, formats.read_coco_karpathy,
-             description="COCO captions, Karpathy test split (5000 images)"),
-    EvalTask("clotho-caption", "audio", CAPTION, formats.read_clotho,
-             description="Clotho v2 audio captions, evaluation split"),
+    EvalTask(
+        "coco-karpathy-test",
+        "image",
+        CAPTION,
+        formats.read_coco_karpathy,
+        description="COCO captions, Karpathy test split (5000 images)",
+    ),
+    EvalTask(
+        "clotho-caption",
+        "audio",
+        CAPTION,
+        formats.read_clotho,
+        description="Clotho v2 audio captions, evaluation split",
+    ),
     EvalTask("msvd-qa", "video", QA, formats.read_msvd_qa, description="MSVD-QA open-ended video QA"),
-    EvalTask("pointllm-caption", "point", CAPTION, formats.read_pointllm,
-             description="PointLLM Objaverse brief descriptions (200 objects)"),
-    EvalTask("ego4d-imu-caption", "imu", CAPTION,
-             partial(formats.read_caption_json, names=["imu_caption_test.json", "imu_2000_cococap.json"],
-                     modality="imu", folder="imu"),
-             description="Ego4D IMU windows with narration captions"),
-    EvalTask("nsd-fmri-caption", "fmri", CAPTION,
-             partial(formats.read_caption_json, names=["fmri_caption_test.json", "fmri_eval_cococap.json"],
-                     modality="fmri", folder="fmri"),
-             description="NSD subject-1 fMRI with COCO captions of the seen images"),
-    EvalTask("music-avqa-test", "video+audio", QA, formats.read_music_avqa,
-             description="MUSIC-AVQA test questions over a video and its soundtrack (accuracy)"),
+    EvalTask(
+        "pointllm-caption",
+        "point",
+        CAPTION,
+        formats.read_pointllm,
+        description="PointLLM Objaverse brief descriptions (200 objects)",
+    ),
+    EvalTask(
+        "ego4d-imu-caption",
+        "imu",
+        CAPTION,
+        partial(
+            formats.read_caption_json,
+            names=["imu_caption_test.json", "imu_2000_cococap.json"],
+            modality="imu",
+            folder="imu",
+        ),
+        description="Ego4D IMU windows with narration captions",
+    ),
+    EvalTask(
+        "nsd-fmri-caption",
+        "fmri",
+        CAPTION,
+        partial(
+            formats.read_caption_json,
+            names=["fmri_caption_test.json", "fmri_eval_cococap.json"],
+            modality="fmri",
+            folder="fmri",
+        ),
+        description="NSD subject-1 fMRI with COCO captions of the seen images",
+    ),
+    EvalTask(
+        "music-avqa-test",
+        "video+audio",
+        QA,
+        formats.read_music_avqa,
+        description="MUSIC-AVQA test questions over a video and its soundtrack (accuracy)",
+    ),
     # Dialog answers are sentences, not words: asked as the question alone, with room for one,
     # and scored as captions (BLEU, METEOR, ROUGE-L, CIDEr), as the AVSD papers report.
-    EvalTask("avsd-test", "video+audio", QA, formats.read_avsd, prompt=MANIFEST_QA_PROMPT,
-             max_new_tokens=DEFAULT_MAX_NEW_TOKENS[CAPTION], metrics=CAPTION,
-             description="AVSD (DSTC7) test dialogs, one item per turn, asked without the dialog history"),
-    EvalTask("valor32k-test", "video+audio", CAPTION, formats.read_valor,
-             description="VALOR-32K audio-visual captions, test split"),
+    EvalTask(
+        "avsd-test",
+        "video+audio",
+        QA,
+        formats.read_avsd,
+        prompt=MANIFEST_QA_PROMPT,
+        max_new_tokens=DEFAULT_MAX_NEW_TOKENS[CAPTION],
+        metrics=CAPTION,
+        description="AVSD (DSTC7) test dialogs, one item per turn, asked without the dialog history",
+    ),
+    EvalTask(
+        "valor32k-test",
+        "video+audio",
+        CAPTION,
+        formats.read_valor,
+        description="VALOR-32K audio-visual captions, test split",
+    ),
 ]
 
 
@@ -119,10 +171,16 @@ TASKS: Registry[EvalTask] = Registry("onellm.eval_tasks", "eval task", _plugin_t
 def synth_tasks() -> list[EvalTask]:
     """synth-caption-<m> and synth-qa-<m> for every registered modality."""
     return [
-        EvalTask(f"synth-{kind}-{m}", m, kind, partial(formats.read_synth, modality=m, kind=kind),
-                 prompt=MANIFEST_QA_PROMPT if kind == QA else None,
-                 description=f"synthetic world, {m} {'captions' if kind == CAPTION else 'questions'} (test split)")
-        for m in list_modalities() for kind in (CAPTION, QA)
+        EvalTask(
+            f"synth-{kind}-{m}",
+            m,
+            kind,
+            partial(formats.read_synth, modality=m, kind=kind),
+            prompt=MANIFEST_QA_PROMPT if kind == QA else None,
+            description=f"synthetic world, {m} {'captions' if kind == CAPTION else 'questions'} (test split)",
+        )
+        for m in list_modalities()
+        for kind in (CAPTION, QA)
     ]
 
 
@@ -133,8 +191,9 @@ def manifest_tasks(path: Path, modality: str | None = None, split: str = "test")
     samples = formats.split_samples(path, split)
     modalities = sorted({s.modality for s in samples})
     if modality is None and len(modalities) > 1:
-        raise ValueError(f"{path}: the {split} split mixes modalities {', '.join(modalities)}; "
-                         "choose one with --modality")
+        raise ValueError(
+            f"{path}: the {split} split mixes modalities {', '.join(modalities)}; choose one with --modality"
+        )
     modality = modality or modalities[0]
     chosen = [s for s in samples if s.modality == modality]
     if not chosen:
@@ -143,10 +202,15 @@ def manifest_tasks(path: Path, modality: str | None = None, split: str = "test")
     if not kinds:
         raise ValueError(f"{path}: the {split} split's {modality} samples have neither a caption nor qa pairs")
     return [
-        EvalTask(f"manifest-{kind}-{path.stem}", modality, kind,
-                 partial(formats.read_manifest_items, modality=modality, kind=kind, split=split),
-                 prompt=MANIFEST_QA_PROMPT if kind == QA else None, data=path,
-                 description=f"{path}, {modality} {'captions' if kind == CAPTION else 'questions'} ({split} split)")
+        EvalTask(
+            f"manifest-{kind}-{path.stem}",
+            modality,
+            kind,
+            partial(formats.read_manifest_items, modality=modality, kind=kind, split=split),
+            prompt=MANIFEST_QA_PROMPT if kind == QA else None,
+            data=path,
+            description=f"{path}, {modality} {'captions' if kind == CAPTION else 'questions'} ({split} split)",
+        )
         for kind in kinds
     ]
 
@@ -160,8 +224,12 @@ def with_inputs(task: EvalTask, modalities: list[str]) -> EvalTask:
         raise ValueError(f"task {task.name} has {task.modality} inputs; cannot keep {', '.join(unknown) or 'none'}")
     kept = [m for m in have if m in modalities]
     return dataclasses.replace(
-        task, name=f"{task.name}@{joined_modality(kept)}", modality=joined_modality(kept),
-        read=partial(_read_only, task.read, kept), description=f"{task.description}, {' and '.join(kept)} only")
+        task,
+        name=f"{task.name}@{joined_modality(kept)}",
+        modality=joined_modality(kept),
+        read=partial(_read_only, task.read, kept),
+        description=f"{task.description}, {' and '.join(kept)} only",
+    )
 
 
 def _read_only(read: Callable[[Path], list[EvalItem]], modalities: list[str], source: Path) -> list[EvalItem]:

@@ -1,4 +1,5 @@
 """onellm: any-modality multimodal LLMs in the style of OneLLM (CVPR 2024)."""
+
 from .config import EncoderConfig, LLMConfig, OneLLMConfig, UPMConfig, list_presets
 from .modality import ModalitySpec, ModalityTokenizer, TokenGrid
 from .registry import get_modality, list_modalities, register_modality
@@ -17,7 +18,17 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "EncoderConfig", "LLMConfig", "OneLLMConfig", "UPMConfig", "ModalitySpec", "ModalityTokenizer",
-    "TokenGrid", "OneLLM", "OneLLMProcessor", "get_modality", "list_modalities", "list_presets",
+    "EncoderConfig",
+    "LLMConfig",
+    "OneLLMConfig",
+    "UPMConfig",
+    "ModalitySpec",
+    "ModalityTokenizer",
+    "TokenGrid",
+    "OneLLM",
+    "OneLLMProcessor",
+    "get_modality",
+    "list_modalities",
+    "list_presets",
     "register_modality",
 ]

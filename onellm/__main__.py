@@ -1,4 +1,5 @@
 """`python -m onellm`: the same command line as `onellm`."""
+
 import sys
 
 from .cli import main

@@ -1,4 +1,5 @@
 """The `onellm` command: one entry point, one subcommand per job."""
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,9 @@ def _caption(args: argparse.Namespace) -> int:
     model.to(args.device)
     modalities = _check_caption_args(args, model)
     # None: as the model was last trained (its config's "prompting"); an empty question asks nothing.
-    prompting = Prompting.BARE if args.bare_prompt or args.question == "" else \
-        Prompting.TEMPLATE if args.template else None
+    prompting = (
+        Prompting.BARE if args.bare_prompt or args.question == "" else Prompting.TEMPLATE if args.template else None
+    )
     settings = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
     failed = False
     for sample in _samples(args, modalities, model):
@@ -63,7 +65,7 @@ def _caption(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-def _check_caption_args(args: argparse.Namespace, model: "OneLLM") -> list[str]:
+def _check_caption_args(args: argparse.Namespace, model: OneLLM) -> list[str]:
     """The --modality values, one per name; ValueError for options that do not fit together."""
     from .registry import get_modality
 
@@ -73,22 +75,27 @@ def _check_caption_args(args: argparse.Namespace, model: "OneLLM") -> list[str]:
     if args.bare_prompt and args.question:
         raise ValueError("--bare-prompt asks nothing: drop --question, or ask it with --template")
     if len(modalities) > 1 and not args.together:
-        raise ValueError("several --modality values name each file's modality with --together; "
-                         "without it, give one modality for all the files")
+        raise ValueError(
+            "several --modality values name each file's modality with --together; "
+            "without it, give one modality for all the files"
+        )
     if args.together and modalities and len(modalities) != len(args.files):
-        raise ValueError(f"--together takes one --modality per file, in order ({len(args.files)} files, "
-                         f"{len(modalities)} given), or none to guess each from its extension")
+        raise ValueError(
+            f"--together takes one --modality per file, in order ({len(args.files)} files, "
+            f"{len(modalities)} given), or none to guess each from its extension"
+        )
     for modality in modalities:
         if modality not in model.tokenizers:
             get_modality(modality)  # a modality nobody installed: says which ones are
             raise ValueError(f"the model {args.model} has no {modality} input; it takes {', '.join(model.modalities)}")
     if args.with_audio and AUDIO not in model.tokenizers:
-        raise ValueError(f"--with-audio needs a model with an audio input; {args.model} takes "
-                         f"{', '.join(model.modalities)}")
+        raise ValueError(
+            f"--with-audio needs a model with an audio input; {args.model} takes {', '.join(model.modalities)}"
+        )
     return modalities
 
 
-def _samples(args: argparse.Namespace, modalities: list[str], model: "OneLLM") -> Iterator[list[_Input]]:
+def _samples(args: argparse.Namespace, modalities: list[str], model: OneLLM) -> Iterator[list[_Input]]:
     """Each prompt's inputs: every file alone, or all of them with --together; a video's
     soundtrack follows it with --with-audio. Files are checked and guessed as they come."""
     from .inputs import guess_modality, require_file
@@ -109,14 +116,15 @@ def _samples(args: argparse.Namespace, modalities: list[str], model: "OneLLM") -
         yield sample
 
 
-def _load(item: _Input, args: argparse.Namespace, model: "OneLLM") -> "torch.Tensor":
+def _load(item: _Input, args: argparse.Namespace, model: OneLLM) -> torch.Tensor:
     from .errors import BadInputError
     from .inputs import load_input
 
     companions = [] if item.soundtrack else [Path(p) for p in args.companion or []]
     try:
-        return load_input([Path(item.file), *companions], item.modality, model.tokenizers[item.modality],
-                          meta=dict(args.meta))
+        return load_input(
+            [Path(item.file), *companions], item.modality, model.tokenizers[item.modality], meta=dict(args.meta)
+        )
     except BadInputError as err:
         if item.soundtrack:
             raise _NoSoundtrack(f"{describe(err)}; leave out --with-audio to caption its pictures alone") from err
@@ -145,8 +153,16 @@ def _modalities(args: argparse.Namespace) -> int:
 def _quickstart(args: argparse.Namespace) -> int:
     from .quickstart import run
 
-    run(args.preset, args.seed, args.out, args.per_modality, args.steps_scale, args.eval_samples, args.batch_size,
-        audio_visual=args.audio_visual)
+    run(
+        args.preset,
+        args.seed,
+        args.out,
+        args.per_modality,
+        args.steps_scale,
+        args.eval_samples,
+        args.batch_size,
+        audio_visual=args.audio_visual,
+    )
     return 0
 
 
@@ -172,8 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onellm", description="Any-modality multimodal LLMs in the style of OneLLM.", epilog=EPILOG
     )
-    parser.add_argument("--debug", action="store_true",
-                        help=f"show the traceback of an error (before the command; or set {DEBUG_ENV}=1)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of an error (before the command; or set {DEBUG_ENV}=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in LIGHTNING_COMMANDS:
         sub.add_parser(name, help=f"LightningCLI {name} (onellm {name} --help for its options)", add_help=False)
@@ -181,28 +200,54 @@ def build_parser() -> argparse.ArgumentParser:
     cap = sub.add_parser("caption", help="caption (or answer a question about) files of any modality")
     cap.add_argument("files", nargs="+", help="input files, or .npy arrays of the tokenizer's input shape")
     cap.add_argument("--model", default="tiny", help="a save_pretrained directory or a preset name (default: tiny)")
-    cap.add_argument("--modality", action="append", metavar="NAME",
-                     help="the files' modality (default: guessed from the extension); with --together one "
-                          "per file, in order, repeated or comma-separated")
-    cap.add_argument("--together", action="store_true",
-                     help="all the files are one prompt's inputs (a video and a sound, say), answered in one line")
-    cap.add_argument("--with-audio", action="store_true",
-                     help="ask about each file that holds a sound stream (a video) together with its own "
-                          "soundtrack (the model needs an audio input)")
-    cap.add_argument("--companion", action="append", metavar="FILE",
-                     help="a file the input needs beside it (the RGB image of a depth or normal map, "
-                          "the ROI mask of an fMRI volume); repeat for several")
+    cap.add_argument(
+        "--modality",
+        action="append",
+        metavar="NAME",
+        help="the files' modality (default: guessed from the extension); with --together one "
+        "per file, in order, repeated or comma-separated",
+    )
+    cap.add_argument(
+        "--together",
+        action="store_true",
+        help="all the files are one prompt's inputs (a video and a sound, say), answered in one line",
+    )
+    cap.add_argument(
+        "--with-audio",
+        action="store_true",
+        help="ask about each file that holds a sound stream (a video) together with its own "
+        "soundtrack (the model needs an audio input)",
+    )
+    cap.add_argument(
+        "--companion",
+        action="append",
+        metavar="FILE",
+        help="a file the input needs beside it (the RGB image of a depth or normal map, "
+        "the ROI mask of an fMRI volume); repeat for several",
+    )
     cap.add_argument("--meta", action="append", type=meta_item, default=[], metavar="KEY=VALUE", help=META_HELP)
-    cap.add_argument("--question", help="ask this instead of the modality's caption prompt (in the prompt "
-                                        "template; an empty question is --bare-prompt)")
+    cap.add_argument(
+        "--question",
+        help="ask this instead of the modality's caption prompt (in the prompt "
+        "template; an empty question is --bare-prompt)",
+    )
     asking = cap.add_mutually_exclusive_group()
-    asking.add_argument("--bare-prompt", action="store_true",
-                        help="generate right after the modality tokens, as the alignment stages train "
-                             "(the default for a model exported after them)")
-    asking.add_argument("--template", action="store_true",
-                        help="ask in the prompt template (the default for instruction-tuned models and presets)")
-    cap.add_argument("--max-new-tokens", type=int,
-                     help="at most this many tokens per answer (default: the model's generation_config.json)")
+    asking.add_argument(
+        "--bare-prompt",
+        action="store_true",
+        help="generate right after the modality tokens, as the alignment stages train "
+        "(the default for a model exported after them)",
+    )
+    asking.add_argument(
+        "--template",
+        action="store_true",
+        help="ask in the prompt template (the default for instruction-tuned models and presets)",
+    )
+    cap.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help="at most this many tokens per answer (default: the model's generation_config.json)",
+    )
     cap.add_argument("--device", default="cpu")
     cap.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     cap.set_defaults(func=_caption)
@@ -223,8 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's max_steps")
     quick.add_argument("--eval-samples", type=int, default=40, help="held-out samples per modality and task")
     quick.add_argument("--batch-size", type=int, default=16, help="training batch size of every stage")
-    quick.add_argument("--audio-visual", action="store_true",
-                       help="then train stage 5 on videos with their soundtrack and compare both inputs with either alone")
+    quick.add_argument(
+        "--audio-visual",
+        action="store_true",
+        help="then train stage 5 on videos with their soundtrack and compare both inputs with either alone",
+    )
     quick.set_defaults(func=_quickstart)
     for add_parser in _component_parsers():
         add_parser(sub)

@@ -2,6 +2,7 @@
 
 No torch import here, so configs load and validate without building anything.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -142,17 +143,19 @@ class OneLLMConfig:
         try:
             self.prompting = Prompting(self.prompting).value
         except ValueError:
-            raise ValueError(f"prompting must be one of {[p.value for p in Prompting]}, got {self.prompting!r}") from None
+            raise ValueError(
+                f"prompting must be one of {[p.value for p in Prompting]}, got {self.prompting!r}"
+            ) from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "OneLLMConfig":
+    def from_dict(cls, data: dict[str, Any]) -> OneLLMConfig:
         return _build(cls, data, "config")
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "OneLLMConfig":
+    def from_file(cls, path: str | Path) -> OneLLMConfig:
         path = Path(path)
         kind = "JSON" if path.suffix == ".json" else "YAML"
         try:
@@ -168,7 +171,7 @@ class OneLLMConfig:
             raise ValueError(f"{path}: {err}") from err
 
     @classmethod
-    def from_preset(cls, name: str) -> "OneLLMConfig":
+    def from_preset(cls, name: str) -> OneLLMConfig:
         path = PRESET_DIR / f"{name}.yaml"
         if not path.is_file():
             raise ValueError(f"unknown preset {name!r}; available: {', '.join(list_presets())}")

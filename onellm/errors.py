@@ -1,4 +1,5 @@
 """Errors the CLI tells in one line: unreadable input files, and training stopped on a signal."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,10 +1,11 @@
 """From files to one model input: a .npy that already holds the input shape directly, other
 files through the modality's registered loader."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -53,8 +54,11 @@ def load_input(
             raise BadInputError(err.path, err.problem, modality) from err
         raise
     if not torch.isfinite(x).all():
-        raise BadInputError(as_source(paths if isinstance(paths, _ONE_FILE) else paths[0]),
-                            "the input holds NaN or infinite values", modality)
+        raise BadInputError(
+            as_source(paths if isinstance(paths, _ONE_FILE) else paths[0]),
+            "the input holds NaN or infinite values",
+            modality,
+        )
     return x
 
 
@@ -66,8 +70,13 @@ def require_file(path: FileSource) -> None:
         raise BadInputError(path, "no such file")
 
 
-def _load(paths: Sequence[FileSource | str] | FileSource | str, modality: str, ctx: LoadContext, train: bool,
-          meta: dict | None) -> torch.Tensor:
+def _load(
+    paths: Sequence[FileSource | str] | FileSource | str,
+    modality: str,
+    ctx: LoadContext,
+    train: bool,
+    meta: dict | None,
+) -> torch.Tensor:
     paths = [as_source(p) for p in ([paths] if isinstance(paths, _ONE_FILE) else paths)]
     if not paths:
         raise ValueError(f"no files given for a {modality} input")

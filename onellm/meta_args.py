@@ -1,12 +1,12 @@
 """`--meta KEY=VALUE` on the command line: what a manifest's meta would tell a loader."""
+
 from __future__ import annotations
 
 import argparse
 
 import yaml
 
-META_HELP = ("what a manifest's meta would say about the file, e.g. sample_rate=50 for an IMU .npy; "
-             "repeat for several")
+META_HELP = "what a manifest's meta would say about the file, e.g. sample_rate=50 for an IMU .npy; repeat for several"
 
 
 def meta_item(text: str) -> tuple[str, object]:

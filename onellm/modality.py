@@ -1,12 +1,14 @@
 """What a modality is: a tokenizer module that turns its input into patch tokens for the
 shared encoder, plus a spec that names it and brings its loader, default prompt, synthetic
 sample generator and demo preview. What a loader sees of the tokenizer is a LoadContext."""
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -38,7 +40,7 @@ class ModalityTokenizer(nn.Module):
         self.options = options
 
     @classmethod
-    def from_options(cls, encoder: EncoderConfig, options: dict[str, Any] | None) -> "ModalityTokenizer":
+    def from_options(cls, encoder: EncoderConfig, options: dict[str, Any] | None) -> ModalityTokenizer:
         fields = {f.name for f in dataclasses.fields(cls.Options)}
         unknown = set(options or {}) - fields
         if unknown:
@@ -48,14 +50,13 @@ class ModalityTokenizer(nn.Module):
     input_shape: tuple[int, ...]
     num_patches: int
 
-    def tokenize(self, x: torch.Tensor, encoder: "SharedEncoder") -> TokenGrid:
+    def tokenize(self, x: torch.Tensor, encoder: SharedEncoder) -> TokenGrid:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, encoder: "SharedEncoder") -> TokenGrid:
+    def forward(self, x: torch.Tensor, encoder: SharedEncoder) -> TokenGrid:
         if tuple(x.shape[1:]) != tuple(self.input_shape):
             raise ValueError(
-                f"{type(self).__name__} expects input [B, {', '.join(map(str, self.input_shape))}], "
-                f"got {list(x.shape)}"
+                f"{type(self).__name__} expects input [B, {', '.join(map(str, self.input_shape))}], got {list(x.shape)}"
             )
         return self.tokenize(x, encoder)
 
@@ -79,14 +80,15 @@ class LoadContext:
     input_shape: tuple[int, ...]
 
     @classmethod
-    def of(cls, tokenizer: "ModalityTokenizer | LoadContext") -> "LoadContext":
+    def of(cls, tokenizer: ModalityTokenizer | LoadContext) -> LoadContext:
         if isinstance(tokenizer, LoadContext):
             return tokenizer
         return cls(tokenizer.options, tokenizer.encoder_config, tuple(tokenizer.input_shape))
 
     @classmethod
-    def build(cls, tokenizer: type[ModalityTokenizer], encoder: EncoderConfig,
-              options: dict[str, Any] | None) -> "LoadContext":
+    def build(
+        cls, tokenizer: type[ModalityTokenizer], encoder: EncoderConfig, options: dict[str, Any] | None
+    ) -> LoadContext:
         """From a tokenizer class and its options, without weights: the tokenizer is built on
         the meta device only to read its input shape."""
         with torch.device("meta"):

@@ -5,12 +5,14 @@ or `<modality>` for whatever input comes next. Each becomes Q + 2 placeholder po
 (start tag, Q tokens, end tag) that the model overwrites in `inputs_embeds`, so padding,
 batching, chat templates and `generate()` work unchanged.
 """
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
@@ -51,8 +53,9 @@ class OneLLMProcessor:
             return PLACEHOLDER
         return "".join(f"<{m}>" for m in modalities)
 
-    def prompt(self, question: str, history: Sequence[tuple[str, str]] = (),
-               modalities: Sequence[str] = ("modality",)) -> str:
+    def prompt(
+        self, question: str, history: Sequence[tuple[str, str]] = (), modalities: Sequence[str] = ("modality",)
+    ) -> str:
         """The evaluation / instruction prompt for one question about the inputs of
         `modalities` (default: one input), after the earlier (question, answer) turns of
         `history` (the demo's chat, or the turns before it when training a conversation).
@@ -73,8 +76,13 @@ class OneLLMProcessor:
         turns = "".join(f"### Human: {q}\n### Assistant:{answered}{eos}\n" for q, answered in history)
         return f"{markers}{ONELLM_SYSTEM}\n\n{turns}### Human: {question}\n### Assistant:"
 
-    def request(self, modalities: Sequence[str], question: str | None = None,
-                history: Sequence[tuple[str, str]] = (), prompting: Prompting | str = Prompting.TEMPLATE) -> str:
+    def request(
+        self,
+        modalities: Sequence[str],
+        question: str | None = None,
+        history: Sequence[tuple[str, str]] = (),
+        prompting: Prompting | str = Prompting.TEMPLATE,
+    ) -> str:
         """The prompt that asks `question` about inputs of `modalities` after `history`, the one
         place that decides between the two forms: with `prompting` BARE, a first turn that asks
         nothing is the placeholders alone (as the caption stages train); anything else is the
@@ -86,8 +94,9 @@ class OneLLMProcessor:
         ask = caption_prompt(list(modalities)) if modalities else ""
         return self.prompt(question or ask, [(q or ask, a) for q, a in history], modalities=modalities)
 
-    def model_inputs(self, prompts: Sequence[str],
-                     inputs: Sequence[Sequence[tuple[str, torch.Tensor]]] | ModalityBatch) -> dict[str, Any]:
+    def model_inputs(
+        self, prompts: Sequence[str], inputs: Sequence[Sequence[tuple[str, torch.Tensor]]] | ModalityBatch
+    ) -> dict[str, Any]:
         """generate()'s keyword arguments for a batch of prompts: the left-padded text side and
         `inputs`, each prompt's (modality, input) pairs in placeholder order, as a ModalityBatch
         (or one already built, whose order follows the prompts)."""
@@ -96,7 +105,9 @@ class OneLLMProcessor:
         batch = self(prompts, modalities=[[m for m, _ in pairs] for pairs in inputs])
         return {**batch, "inputs": ModalityBatch.of_samples(inputs)}
 
-    def segments(self, turns: Sequence[tuple[str, str]], modalities: Sequence[str] = ("modality",)) -> list[tuple[str, bool]]:
+    def segments(
+        self, turns: Sequence[tuple[str, str]], modalities: Sequence[str] = ("modality",)
+    ) -> list[tuple[str, bool]]:
         """A whole conversation as (text, is_answer) pieces in order: each turn's prompt text
         (its history included by the turns before it) then its answer, so that every answer
         is trained in one sequence with the history it follows."""
@@ -110,9 +121,11 @@ class OneLLMProcessor:
             if not text.startswith(done):
                 # A chat template that rewrites earlier turns (e.g. drops past reasoning) cannot
                 # train several answers in one sequence.
-                raise ValueError(f"the {self.prompt_template!r} prompt of turn {n + 1} does not extend the "
-                                 "turns before it; train such conversations one turn at a time")
-            pieces += [(text[len(done):], False), (answer, True)]
+                raise ValueError(
+                    f"the {self.prompt_template!r} prompt of turn {n + 1} does not extend the "
+                    "turns before it; train such conversations one turn at a time"
+                )
+            pieces += [(text[len(done) :], False), (answer, True)]
             done = text + answer + (self.tokenizer.eos_token or "")
         return pieces
 
@@ -167,12 +180,16 @@ class OneLLMProcessor:
             named = self.markers(text)
             if len(named) != len(given) or any(m not in ("modality", g) for m, g in zip(named, given)):
                 shown = ", ".join(f"<{m}>" for m in named) or "no placeholder"
-                raise ValueError(f"prompt {n} has {shown} but its sample's inputs are "
-                                 f"{', '.join(given) or 'none'}: {text[:80]!r}")
+                raise ValueError(
+                    f"prompt {n} has {shown} but its sample's inputs are {', '.join(given) or 'none'}: {text[:80]!r}"
+                )
 
     def __call__(
-        self, prompts: Sequence[str] | None = None, answers: Sequence[str] | None = None,
-        padding_side: str | None = None, modalities: Sequence[Sequence[str]] | None = None,
+        self,
+        prompts: Sequence[str] | None = None,
+        answers: Sequence[str] | None = None,
+        padding_side: str | None = None,
+        modalities: Sequence[Sequence[str]] | None = None,
         conversations: Sequence[Sequence[tuple[str, bool]]] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Batch of prompts (and answers, for training) -> input_ids, attention_mask,
@@ -187,8 +204,10 @@ class OneLLMProcessor:
         if conversations is None:
             if answers is not None and len(answers) != len(prompts):
                 raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
-            conversations = [[(text, False)] + ([(answers[i], True)] if answers is not None else [])
-                             for i, text in enumerate(prompts)]
+            conversations = [
+                [(text, False)] + ([(answers[i], True)] if answers is not None else [])
+                for i, text in enumerate(prompts)
+            ]
         if modalities is not None:
             self.check_inputs(["".join(t for t, answer in c if not answer) for c in conversations], modalities)
         labelled = any(answer for c in conversations for _, answer in c)
@@ -196,8 +215,10 @@ class OneLLMProcessor:
         rows = [self.encode_conversation(pieces) for pieces in conversations]
         length = max(len(r[0]) for r in rows)
         pad = self.tokenizer.pad_token_id
-        out = {k: torch.full((len(rows), length), v, dtype=torch.long) for k, v in
-               (("input_ids", pad), ("attention_mask", 0), ("labels", -100))}
+        out = {
+            k: torch.full((len(rows), length), v, dtype=torch.long)
+            for k, v in (("input_ids", pad), ("attention_mask", 0), ("labels", -100))
+        }
         out["modality_mask"] = torch.zeros(len(rows), length, dtype=torch.bool)
         for i, (ids, mask, labels) in enumerate(rows):
             span = slice(length - len(ids), length) if side == "left" else slice(0, len(ids))
@@ -231,7 +252,7 @@ class OneLLMProcessor:
         (directory / PROCESSOR_CONFIG).write_text(json.dumps(self.to_dict(), indent=2))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "OneLLMProcessor":
+    def from_pretrained(cls, directory: str | Path) -> OneLLMProcessor:
         """The processor a save_pretrained directory (a model's or a processor's) holds."""
         directory = Path(directory).expanduser()
         config_path = directory / PROCESSOR_CONFIG
@@ -241,5 +262,9 @@ class OneLLMProcessor:
         if config.get("processor_class", cls.__name__) != cls.__name__:
             raise ValueError(f"{config_path}: a {config['processor_class']}, not a {cls.__name__}")
         tokenizer = AutoTokenizer.from_pretrained(directory / TEXT_TOKENIZER_DIR)
-        return cls(tokenizer, config["num_modality_tokens"], config.get("prompt_template", "onellm"),
-                   config.get("preprocessing", {}))
+        return cls(
+            tokenizer,
+            config["num_modality_tokens"],
+            config.get("prompt_template", "onellm"),
+            config.get("preprocessing", {}),
+        )

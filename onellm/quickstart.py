@@ -4,6 +4,7 @@ Synthesizes the eight-modality world, trains the published recipe's stages 1 -> 
 short stage 4 through the same `onellm fit` configs a user would run, evaluates captioning
 per modality on held-out samples against the untrained model, repeats stages 2-3 without
 replay to show what replay buys, and prints the tables."""
+
 from __future__ import annotations
 
 import copy
@@ -46,13 +47,16 @@ def _without_replay(config: dict[str, Any], number: int, earlier: list[str]) -> 
     return config
 
 
-def _fit(work: Path, config: dict[str, Any], path: Path, preset: str, seed: int, steps_scale: float,
-         batch_size: int) -> None:
+def _fit(
+    work: Path, config: dict[str, Any], path: Path, preset: str, seed: int, steps_scale: float, batch_size: int
+) -> None:
     """`onellm fit --config PATH` in the run folder, whose relative paths the configs use,
     as a user would run it (and as multi-process strategies relaunch it)."""
     config = {**config, "trainer": {**config["trainer"]}}
     config["trainer"]["max_steps"] = max(2, round(config["trainer"]["max_steps"] * steps_scale))
-    config["trainer"]["val_check_interval"] = min(config["trainer"]["val_check_interval"], config["trainer"]["max_steps"])
+    config["trainer"]["val_check_interval"] = min(
+        config["trainer"]["val_check_interval"], config["trainer"]["max_steps"]
+    )
     config["model"] = {**config["model"], "model": preset}
     config["data"] = {**config["data"], "seed": seed, "batch_size": batch_size}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,8 +66,16 @@ def _fit(work: Path, config: dict[str, Any], path: Path, preset: str, seed: int,
         raise RuntimeError(f"training with {path} failed (its error is above)")
 
 
-def _evaluate(model_dir: Path, modalities: list[str], kind: str, out: Path, samples: int | None,
-              data_root: Path, scorer: CaptionScorer, bare_prompt: bool = False) -> dict[str, dict[str, Any]]:
+def _evaluate(
+    model_dir: Path,
+    modalities: list[str],
+    kind: str,
+    out: Path,
+    samples: int | None,
+    data_root: Path,
+    scorer: CaptionScorer,
+    bare_prompt: bool = False,
+) -> dict[str, dict[str, Any]]:
     from transformers import GenerationConfig
 
     from .eval.runner import run_eval
@@ -74,8 +86,18 @@ def _evaluate(model_dir: Path, modalities: list[str], kind: str, out: Path, samp
     tasks = [get_task(f"synth-{kind}-{m}") for m in modalities]
     # The tiny preset's tokens are bytes: a caption needs more new tokens than the task default.
     generation = GenerationConfig(max_new_tokens=96 if kind == "caption" else 32)
-    results = run_eval(model, tasks, data_root, out, generation, prompting=Prompting.BARE if bare_prompt else Prompting.TEMPLATE,
-                       batch_size=32, max_samples=samples, model_name=str(model_dir), scorer=scorer)
+    results = run_eval(
+        model,
+        tasks,
+        data_root,
+        out,
+        generation,
+        prompting=Prompting.BARE if bare_prompt else Prompting.TEMPLATE,
+        batch_size=32,
+        max_samples=samples,
+        model_name=str(model_dir),
+        scorer=scorer,
+    )
     return {r["modality"]: r for r in results}
 
 
@@ -87,9 +109,17 @@ def _example(out: Path, task: str) -> str:
     return f"{row['prediction']!r} (reference: {row['references'][0]!r})"
 
 
-def run(preset: str = "tiny", seed: int = 0, out: str = "quickstart-run", per_modality: int = 400,
-        steps_scale: float = 1.0, eval_samples: int = 40, batch_size: int = 16,
-        replay_samples: int = 300, audio_visual: bool = False) -> dict[str, Any]:
+def run(
+    preset: str = "tiny",
+    seed: int = 0,
+    out: str = "quickstart-run",
+    per_modality: int = 400,
+    steps_scale: float = 1.0,
+    eval_samples: int = 40,
+    batch_size: int = 16,
+    replay_samples: int = 300,
+    audio_visual: bool = False,
+) -> dict[str, Any]:
     from .data.synth.world import synthesize_world
     from .eval.metrics import CaptionScorer
 
@@ -105,8 +135,9 @@ def run(preset: str = "tiny", seed: int = 0, out: str = "quickstart-run", per_mo
     # Forgetting is a difference of two scores, so it is measured on a larger held-out
     # set than the per-modality table: a test-only world of the first stage's modality.
     probe = work / "data" / "replay-probe"
-    synthesize_world(probe, per_modality=replay_samples, seed=seed + 1, modalities=[first],
-                     split_fractions=(0, 0, 1), progress=False)
+    synthesize_world(
+        probe, per_modality=replay_samples, seed=seed + 1, modalities=[first], split_fractions=(0, 0, 1), progress=False
+    )
     print(f"[2/5] training stages 1-{5 if audio_visual else 4} on the {preset} preset")
     stages = [*STAGES, AUDIO_VISUAL_STAGE] if audio_visual else list(STAGES)
     for name in stages:
@@ -115,8 +146,15 @@ def run(preset: str = "tiny", seed: int = 0, out: str = "quickstart-run", per_mo
     print("[3/5] the same stages 2-3 without replay")
     for number, name in ((2, STAGES[1]), (3, STAGES[2])):
         earlier = configs[STAGES[number - 2]]["model"]["modalities"]
-        _fit(work, _without_replay(configs[name], number, earlier), work / "configs" / f"{name}-noreplay.yaml",
-             preset, seed, steps_scale, batch_size)
+        _fit(
+            work,
+            _without_replay(configs[name], number, earlier),
+            work / "configs" / f"{name}-noreplay.yaml",
+            preset,
+            seed,
+            steps_scale,
+            batch_size,
+        )
     print("[4/5] evaluating captions on held-out samples")
     shutil.rmtree(evals, ignore_errors=True)  # predictions of an earlier run's models are stale
     _untrained(preset, modalities, runs / "untrained")
@@ -124,24 +162,29 @@ def run(preset: str = "tiny", seed: int = 0, out: str = "quickstart-run", per_mo
     with CaptionScorer() as scorer:
         # Stages 1-3 align without a prompt template, so they caption right after the tokens.
         table = {
-            "untrained": _evaluate(runs / "untrained", modalities, "caption", evals / "untrained", eval_samples,
-                                   synth, scorer),
-            "stage3": _evaluate(runs / "stage3/export", modalities, "caption", evals / "stage3", eval_samples, synth,
-                                scorer, True),
-            "stage4": _evaluate(runs / "stage4/export", modalities, "caption", evals / "stage4", eval_samples, synth,
-                                scorer),
+            "untrained": _evaluate(
+                runs / "untrained", modalities, "caption", evals / "untrained", eval_samples, synth, scorer
+            ),
+            "stage3": _evaluate(
+                runs / "stage3/export", modalities, "caption", evals / "stage3", eval_samples, synth, scorer, True
+            ),
+            "stage4": _evaluate(
+                runs / "stage4/export", modalities, "caption", evals / "stage4", eval_samples, synth, scorer
+            ),
         }
         replay = {
-            run_name: _evaluate(runs / run_name / "export", [first], "caption", evals / "replay" / run_name, None,
-                                probe, scorer, True)
+            run_name: _evaluate(
+                runs / run_name / "export", [first], "caption", evals / "replay" / run_name, None, probe, scorer, True
+            )
             for run_name in ("stage1", "stage3", "stage3-noreplay")
         }
         qa = _evaluate(runs / "stage4/export", modalities, "qa", evals / "stage4-qa", eval_samples, synth, scorer)
         print("[5/5] results")
         summary = _report(table, qa, modalities, evals, first, replay)
         if audio_visual:
-            summary["audio_visual"] = _audio_visual(runs / "stage5/export", synth / f"{AUDIO_VISUAL_SCENE}.jsonl",
-                                                    evals / "audio-visual", scorer)
+            summary["audio_visual"] = _audio_visual(
+                runs / "stage5/export", synth / f"{AUDIO_VISUAL_SCENE}.jsonl", evals / "audio-visual", scorer
+            )
     summary["wall_time_s"] = round(time.perf_counter() - start, 1)
     print(f"done in {summary['wall_time_s']:.0f} s; everything is under {work}")
     return summary
@@ -161,21 +204,39 @@ def _audio_visual(model_dir: Path, manifest: Path, out: Path, scorer: CaptionSco
     runs = {"video + audio": tasks, **{f"{m} only": [with_inputs(t, [m]) for t in tasks] for m in ("video", "audio")}}
     rows = {}
     for label, chosen in runs.items():
-        results = {r["kind"]: r["metrics"] for r in run_eval(
-            model, chosen, None, out, GenerationConfig(max_new_tokens=96), prompting=Prompting.TEMPLATE, batch_size=32,
-            model_name=str(model_dir), scorer=scorer)}
+        results = {
+            r["kind"]: r["metrics"]
+            for r in run_eval(
+                model,
+                chosen,
+                None,
+                out,
+                GenerationConfig(max_new_tokens=96),
+                prompting=Prompting.TEMPLATE,
+                batch_size=32,
+                model_name=str(model_dir),
+                scorer=scorer,
+            )
+        }
         qa = results["qa"]
-        rows[label] = {METRIC: results["caption"][METRIC], "qa_accuracy": qa["accuracy"],
-                       "qa_majority": qa["accuracy_majority"],
-                       "visual_questions": qa.get("accuracy[visual]", float("nan")),
-                       "audio_questions": qa.get("accuracy[audio]", float("nan"))}
+        rows[label] = {
+            METRIC: results["caption"][METRIC],
+            "qa_accuracy": qa["accuracy"],
+            "qa_majority": qa["accuracy_majority"],
+            "visual_questions": qa.get("accuracy[visual]", float("nan")),
+            "audio_questions": qa.get("accuracy[audio]", float("nan")),
+        }
     print(f"\naudio-visual stage, {manifest.name} test split: caption {METRIC} and QA accuracy by the inputs given")
-    print("| inputs | caption CIDEr | QA acc. | QA majority answer | questions on the picture | questions on the sound |"
-          "\n|---|---|---|---|---|---|")
+    print(
+        "| inputs | caption CIDEr | QA acc. | QA majority answer | questions on the picture | questions on the sound |"
+        "\n|---|---|---|---|---|---|"
+    )
     for label, row in rows.items():
-        print(f"| {label} | {row[METRIC]:.2f} | {row['qa_accuracy']:.2f} | {row['qa_majority']:.2f} | "
-              f"{row['visual_questions']:.2f} | "
-              f"{row['audio_questions']:.2f} |")
+        print(
+            f"| {label} | {row[METRIC]:.2f} | {row['qa_accuracy']:.2f} | {row['qa_majority']:.2f} | "
+            f"{row['visual_questions']:.2f} | "
+            f"{row['audio_questions']:.2f} |"
+        )
     return rows
 
 
@@ -193,25 +254,37 @@ def _metric(results: dict[str, dict[str, Any]], modality: str, name: str = METRI
     return float(results[modality]["metrics"].get(name, float("nan"))) if modality in results else float("nan")
 
 
-def _report(table: dict[str, dict[str, dict[str, Any]]], qa: dict[str, dict[str, Any]], modalities: list[str],
-            evals: Path, first: str, replay: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+def _report(
+    table: dict[str, dict[str, dict[str, Any]]],
+    qa: dict[str, dict[str, Any]],
+    modalities: list[str],
+    evals: Path,
+    first: str,
+    replay: dict[str, dict[str, dict[str, Any]]],
+) -> dict[str, Any]:
     print(f"\ncaption {METRIC} on held-out synthetic samples (BLEU-4 in brackets), QA accuracy after stage 4")
-    print(f"| modality | untrained | stage 3 | stage 4 | QA acc. | QA majority answer |\n|---|---|---|---|---|---|")
+    print("| modality | untrained | stage 3 | stage 4 | QA acc. | QA majority answer |\n|---|---|---|---|---|---|")
     rows = {}
     for m in modalities:
         rows[m] = {s: _metric(table[s], m) for s in ("untrained", "stage3", "stage4")}
         rows[m]["qa_accuracy"] = _metric(qa, m, "accuracy")
         rows[m]["qa_majority"] = _metric(qa, m, "accuracy_majority")
-        text = " | ".join(f"{_metric(table[s], m):.2f} ({_metric(table[s], m, 'BLEU-4'):.2f})"
-                          for s in ("untrained", "stage3", "stage4"))
+        text = " | ".join(
+            f"{_metric(table[s], m):.2f} ({_metric(table[s], m, 'BLEU-4'):.2f})"
+            for s in ("untrained", "stage3", "stage4")
+        )
         print(f"| {m} | {text} | {rows[m]['qa_accuracy']:.2f} | {rows[m]['qa_majority']:.2f} |")
     stage1, kept, lost = (_metric(replay[r], first) for r in ("stage1", "stage3", "stage3-noreplay"))
     share = (lambda v: f"{v / stage1:.0%} of stage 1") if stage1 > 0 else (lambda v: "stage 1 scored 0")
     count = replay["stage1"][first]["samples"]
-    print(f"\n{first} caption {METRIC} on {count} samples of a separate test world: after stage 1 {stage1:.2f}; "
-          f"after stage 3 with replay {kept:.2f} ({share(kept)}), without replay {lost:.2f} ({share(lost)})")
+    print(
+        f"\n{first} caption {METRIC} on {count} samples of a separate test world: after stage 1 {stage1:.2f}; "
+        f"after stage 3 with replay {kept:.2f} ({share(kept)}), without replay {lost:.2f} ({share(lost)})"
+    )
     print("\none generated caption per modality (stage 4):")
     for m in modalities:
         print(f"  {m:>7}: {_example(evals / 'stage4', f'synth-caption-{m}')}")
-    return {"captions": rows, "replay": {"modality": first, "stage1": stage1, "stage3_replay": kept,
-                                          "stage3_no_replay": lost}}
+    return {
+        "captions": rows,
+        "replay": {"modality": first, "stage1": stage1, "stage3_replay": kept, "stage3_no_replay": lost},
+    }

@@ -2,6 +2,7 @@
 array and a PIL image. Each refuses an absurd declared size from the header, before anything
 is decoded or allocated, and turns every failure, whatever the decoder raised, into a
 BadInputError naming the file."""
+
 from __future__ import annotations
 
 import warnings
@@ -58,8 +59,11 @@ def npy_shape(path: FileSource) -> tuple[int, ...] | None:
 
 # The header readers of the .npy format versions np.load reads; 3.0 differs from 2.0 only in
 # allowing UTF-8 field names, which no array of numbers has.
-_NPY_HEADERS = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0,
-                (3, 0): npy_format.read_array_header_2_0}
+_NPY_HEADERS = {
+    (1, 0): npy_format.read_array_header_1_0,
+    (2, 0): npy_format.read_array_header_2_0,
+    (3, 0): npy_format.read_array_header_2_0,
+}
 
 
 def _map_npy(path: FileSource) -> np.ndarray | np.lib.npyio.NpzFile:

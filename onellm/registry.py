@@ -4,12 +4,14 @@ module holds two, modalities (`onellm.modalities`) and synthetic scenes of sever
 (`onellm.converters`, in onellm/data/converters/) build theirs on it. onellm's own entries
 arrive through the same entry-point groups as a plugin's, discovered on first use;
 `register` covers notebooks and tests. ONELLM_DISABLE_PLUGIN_AUTOLOAD switches discovery off."""
+
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import entry_points
-from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .modality import ModalitySpec
 from .scene import SceneSpec
@@ -30,8 +32,9 @@ class Registry(Generic[T]):
     entry point as failed (reported by `failures()`, warned once) without taking the others
     down. The same name from two distributions is an error naming both."""
 
-    def __init__(self, group: str, kind: str, entries: Callable[[str, Any], Iterable[tuple[str, T]]],
-                 hint: str = "") -> None:
+    def __init__(
+        self, group: str, kind: str, entries: Callable[[str, Any], Iterable[tuple[str, T]]], hint: str = ""
+    ) -> None:
         self.group, self.kind, self.hint = group, kind, hint
         self._entries = entries
         self._items: dict[str, T] = {}
@@ -51,13 +54,15 @@ class Registry(Generic[T]):
                 found = list(self._entries(ep.name, ep.load()))
             except Exception as err:  # a broken plugin must not take the others down
                 self._failures[ep.name] = f"{dist}: {type(err).__name__}: {err}"
-                warnings.warn(f"{self.kind} plugin {ep.name!r} could not be loaded ({self._failures[ep.name]})",
-                              stacklevel=4)
+                warnings.warn(
+                    f"{self.kind} plugin {ep.name!r} could not be loaded ({self._failures[ep.name]})", stacklevel=4
+                )
                 continue
             for name, item in found:
                 if name in self._items and self._sources[name] != dist:
-                    raise RuntimeError(f"{self.kind} {name!r} is registered by both {self._sources[name]} "
-                                       f"and {dist}; uninstall one")
+                    raise RuntimeError(
+                        f"{self.kind} {name!r} is registered by both {self._sources[name]} and {dist}; uninstall one"
+                    )
                 self._items[name], self._sources[name] = item, dist  # the same distribution twice: the same entry
 
     def register(self, name: str, item: T, source: str = "runtime", replace: bool = False) -> None:
@@ -112,7 +117,9 @@ def _modality(name: str, spec: Any) -> list[tuple[str, ModalitySpec]]:
 
 
 MODALITIES: Registry[ModalitySpec] = Registry(
-    "onellm.modalities", "modality", _modality,
+    "onellm.modalities",
+    "modality",
+    _modality,
     hint="; a modality from elsewhere needs the plugin package that provides it installed",
 )
 

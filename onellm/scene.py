@@ -1,11 +1,13 @@
 """Scenes: synthetic worlds whose samples have several inputs (a video with its own
 soundtrack, say), registered by name like modalities. `onellm data synth` writes each scene
 whose modalities it writes, under `out/<scene>/` with the manifest `out/<scene>.jsonl`."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -4,6 +4,7 @@ Loaders are written against a small part of `pathlib.Path`: the name and its suf
 `read_bytes`, `is_file`, `stat().st_size`. `MemoryFile` offers exactly that over bytes, so a
 sample streamed from a shard is decoded straight from memory, never through a temporary file.
 Its `str()` is where the bytes came from ("shard-00003.bin#k.png"), which errors name."""
+
 from __future__ import annotations
 
 import io
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
-from typing import IO, Union
+from typing import IO
 
 
 class _NamedBytes(io.BytesIO):
@@ -49,8 +50,9 @@ class MemoryFile:
     def stem(self) -> str:
         return self._pure.stem
 
-    def open(self, mode: str = "r", encoding: str | None = None, errors: str | None = None,
-             newline: str | None = None) -> IO:
+    def open(
+        self, mode: str = "r", encoding: str | None = None, errors: str | None = None, newline: str | None = None
+    ) -> IO:
         """Text by default, as `Path.open`; "rb" for the bytes."""
         if any(c in mode for c in "wax+"):
             raise io.UnsupportedOperation(f"{self}: a file held in memory is read-only")
@@ -84,7 +86,7 @@ class MemoryFile:
         return f"MemoryFile({self.where!r}, {len(self.data)} bytes)"
 
 
-FileSource = Union[Path, MemoryFile]
+FileSource = Path | MemoryFile
 
 
 def as_source(path: FileSource | str | os.PathLike) -> FileSource:

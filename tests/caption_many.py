@@ -12,6 +12,7 @@ model is built once, on the first call.
 CASES.json: [{"name": ..., "args": [caption arguments]}]; RESULTS.json gets
 {"results": {name: {"rc", "stdout", "stderr", "seconds"}}, "peak_rss_mb", "cpu_s"}.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -72,5 +73,11 @@ if __name__ == "__main__":
             results[case["name"]]["seconds"] = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_SELF)
     with open(results_file, "w") as f:
-        json.dump({"results": results, "peak_rss_mb": usage.ru_maxrss / 1024,  # KiB on Linux
-                   "cpu_s": usage.ru_utime + usage.ru_stime}, f)
+        json.dump(
+            {
+                "results": results,
+                "peak_rss_mb": usage.ru_maxrss / 1024,  # KiB on Linux
+                "cpu_s": usage.ru_utime + usage.ru_stime,
+            },
+            f,
+        )

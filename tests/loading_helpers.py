@@ -1,5 +1,6 @@
 """What the loader tests share: the tiny preset's tokenizers and load contexts, and a
 loader call that checks the shape and dtype every model input must have."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,6 @@ from onellm.modality import LoadContext
 from onellm.registry import get_modality
 from onellm.tokenizers.image import CLIP_MEAN, CLIP_STD
 
-
 CONFIG = OneLLMConfig.from_preset("tiny")
 SIZE = CONFIG.encoder.image_size
 
@@ -25,8 +25,9 @@ def tokenizer(modality: str, **overrides):
 
 def context(modality: str, **overrides) -> LoadContext:
     """What a loader gets: the tokenizer's options, the encoder config, the input shape."""
-    return LoadContext.build(get_modality(modality).tokenizer, CONFIG.encoder,
-                             {**CONFIG.modalities[modality], **overrides})
+    return LoadContext.build(
+        get_modality(modality).tokenizer, CONFIG.encoder, {**CONFIG.modalities[modality], **overrides}
+    )
 
 
 def load(modality: str, paths: list[Path], train: bool = False, meta: dict | None = None, **overrides):
@@ -51,4 +52,3 @@ def gradient_image(width: int, height: int) -> Image.Image:
     xs = np.linspace(0, 255, width, dtype=np.float32)[None, :].repeat(height, 0)
     ys = np.linspace(0, 255, height, dtype=np.float32)[:, None].repeat(width, 1)
     return Image.fromarray(np.stack([xs, ys, np.full_like(xs, 128)], -1).astype(np.uint8))
-

@@ -1,5 +1,6 @@
 """Media the tests write: a short video of a bar moving right, with or without its own
 soundtrack (the project's own MP4 writer, AAC for the sound)."""
+
 from __future__ import annotations
 
 from pathlib import Path

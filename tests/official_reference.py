@@ -1,6 +1,7 @@
 """The published OneLLM forward, written from the description of the checkpoint's layout
 and math alone (docs/convert-official.md) on a flat official state dict, so that a
 converted model can be checked against it. Plain torch, float32, no code shared with onellm."""
+
 from __future__ import annotations
 
 import math
@@ -106,16 +107,19 @@ def features(sd: dict, modality: str, x: torch.Tensor, clip_heads: int, centers:
 
 
 # Universal Projection Module ---------------------------------------------------------------
-def llama_block(sd: dict, p: str, h: torch.Tensor, heads: int, freqs: torch.Tensor | None,
-                mask: torch.Tensor | None) -> torch.Tensor:
+def llama_block(
+    sd: dict, p: str, h: torch.Tensor, heads: int, freqs: torch.Tensor | None, mask: torch.Tensor | None
+) -> torch.Tensor:
     x = rms_norm(h, sd[p + "attention_norm.weight"])
     q, k, v = (_heads(F.linear(x, sd[p + f"attention.{n}.weight"]), heads) for n in ("wq", "wk", "wv"))
     if freqs is not None:
         q, k = _rotate(q, freqs), _rotate(k, freqs)
     h = h + F.linear(_merge(_attention(q, k, v, mask)), sd[p + "attention.wo.weight"])
     x = rms_norm(h, sd[p + "ffn_norm.weight"])
-    return h + F.linear(F.silu(F.linear(x, sd[p + "feed_forward.w1.weight"])) * F.linear(x, sd[p + "feed_forward.w3.weight"]),
-                        sd[p + "feed_forward.w2.weight"])
+    return h + F.linear(
+        F.silu(F.linear(x, sd[p + "feed_forward.w1.weight"])) * F.linear(x, sd[p + "feed_forward.w3.weight"]),
+        sd[p + "feed_forward.w2.weight"],
+    )
 
 
 def upm(sd: dict, modality: str, feats: torch.Tensor, heads: int) -> torch.Tensor:
@@ -123,13 +127,20 @@ def upm(sd: dict, modality: str, feats: torch.Tensor, heads: int) -> torch.Tenso
     weighted per token by sigmoid router weights normalised over the experts, are summed."""
     m = modality
     w = feats.shape[-1]
-    x = F.layer_norm(F.linear(feats, sd[f"clip_proj1.{m}.0.weight"], sd[f"clip_proj1.{m}.0.bias"]), (w,),
-                     sd[f"clip_proj1.{m}.1.weight"], sd[f"clip_proj1.{m}.1.bias"])
+    x = F.layer_norm(
+        F.linear(feats, sd[f"clip_proj1.{m}.0.weight"], sd[f"clip_proj1.{m}.0.bias"]),
+        (w,),
+        sd[f"clip_proj1.{m}.1.weight"],
+        sd[f"clip_proj1.{m}.1.bias"],
+    )
     queries = sd[f"resample_tokens.{m}"]
     q = queries.shape[1]
     seq = torch.cat([queries.expand(x.shape[0], -1, -1), x], 1)
-    logits = F.linear(F.gelu(F.linear(seq, sd[f"routers.{m}.fc1.weight"], sd[f"routers.{m}.fc1.bias"])),
-                      sd[f"routers.{m}.fc2.weight"], sd[f"routers.{m}.fc2.bias"])
+    logits = F.linear(
+        F.gelu(F.linear(seq, sd[f"routers.{m}.fc1.weight"], sd[f"routers.{m}.fc1.bias"])),
+        sd[f"routers.{m}.fc2.weight"],
+        sd[f"routers.{m}.fc2.bias"],
+    )
     weights = logits.sigmoid()
     weights = weights / weights.sum(-1, keepdim=True)
     out = 0
@@ -142,8 +153,12 @@ def upm(sd: dict, modality: str, feats: torch.Tensor, heads: int) -> torch.Tenso
         out = out + h[:, :q] * weights[:, :q, e : e + 1]
         e += 1
     d = sd[f"clip_proj2.{m}.0.weight"].shape[0]
-    return F.layer_norm(F.linear(out, sd[f"clip_proj2.{m}.0.weight"], sd[f"clip_proj2.{m}.0.bias"]), (d,),
-                        sd[f"clip_proj2.{m}.1.weight"], sd[f"clip_proj2.{m}.1.bias"])
+    return F.layer_norm(
+        F.linear(out, sd[f"clip_proj2.{m}.0.weight"], sd[f"clip_proj2.{m}.0.bias"]),
+        (d,),
+        sd[f"clip_proj2.{m}.1.weight"],
+        sd[f"clip_proj2.{m}.1.bias"],
+    )
 
 
 # LLaMA (Meta layout, interleaved rotary) ---------------------------------------------------
@@ -165,8 +180,17 @@ def llm_logits(sd: dict, h: torch.Tensor, heads: int) -> torch.Tensor:
     return F.linear(rms_norm(h, sd["norm.weight"]), sd["output.weight"])
 
 
-def official_logits(sd: dict, modality: str, x: torch.Tensor, text_ids: list[int], *, llm_heads: int,
-                    clip_heads: int, upm_heads: int, centers: int = 0) -> torch.Tensor:
+def official_logits(
+    sd: dict,
+    modality: str,
+    x: torch.Tensor,
+    text_ids: list[int],
+    *,
+    llm_heads: int,
+    clip_heads: int,
+    upm_heads: int,
+    centers: int = 0,
+) -> torch.Tensor:
     """Logits [1, S, V] of [BOS, start_tag, Q tokens, end_tag, text] for one sample."""
     sd = {k.removeprefix("llma."): v.float() for k, v in sd.items()}
     tokens = upm(sd, modality, features(sd, modality, x, clip_heads, centers), upm_heads)

@@ -2,6 +2,7 @@
 published formats over real videos with a soundtrack, converted by `onellm data convert`
 into video+audio manifests, read by the eval tasks through the same parsers, and evaluated
 end to end with the tiny model."""
+
 import argparse
 import json
 from pathlib import Path
@@ -36,12 +37,19 @@ def write_json(path: Path, data: object) -> Path:
     return path
 
 
-def avqa(video_id: str, question_id: int, kind: list[str], question: str, values: list[str], answer: str,
-         deleted: int = 0) -> dict:
+def avqa(
+    video_id: str, question_id: int, kind: list[str], question: str, values: list[str], answer: str, deleted: int = 0
+) -> dict:
     """A MUSIC-AVQA entry as published: JSON-text fields and the `anser` key."""
-    return {"video_id": video_id, "question_id": question_id, "type": json.dumps(kind),
-            "question_content": question, "templ_values": json.dumps(values), "question_deleted": deleted,
-            "anser": answer}
+    return {
+        "video_id": video_id,
+        "question_id": question_id,
+        "type": json.dumps(kind),
+        "question_content": question,
+        "templ_values": json.dumps(values),
+        "question_deleted": deleted,
+        "anser": answer,
+    }
 
 
 @pytest.fixture
@@ -51,17 +59,34 @@ def music_avqa(tmp_path: Path) -> Path:
     root = tmp_path / "music-avqa"
     write_av(root / "videos" / "00000272.mp4", 0)
     write_av(root / "videos" / "00000273.mp4", 1)
-    write_json(root / "avqa-test.json", [
-        avqa("00000272", 2, ["Audio", "Counting"], "How many <Object> are in the entire video?", ["piano"], "two"),
-        avqa("00000273", 7, ["Audio-Visual", "Location"], "Where is the <FL> sounding <Object>?",
-             ["first", "violin"], "left"),
-        avqa("00000272", 9, ["Visual", "Existential"], "Is there a <Object> in the video?", ["cello"], "no"),
-        avqa("00000272", 11, ["Audio", "Comparative"], "Is the <Object> louder than the <Object>?",
-             ["piano", "flute"], "yes", deleted=1),
-        avqa("00000999", 12, ["Audio", "Counting"], "How many sounding <Object>?", ["guitar"], "one"),
-    ])
-    write_json(root / "avqa-train.json", [avqa("00000273", 1, ["Visual", "Counting"], "How many <Object>?",
-                                                ["drum"], "three")])
+    write_json(
+        root / "avqa-test.json",
+        [
+            avqa("00000272", 2, ["Audio", "Counting"], "How many <Object> are in the entire video?", ["piano"], "two"),
+            avqa(
+                "00000273",
+                7,
+                ["Audio-Visual", "Location"],
+                "Where is the <FL> sounding <Object>?",
+                ["first", "violin"],
+                "left",
+            ),
+            avqa("00000272", 9, ["Visual", "Existential"], "Is there a <Object> in the video?", ["cello"], "no"),
+            avqa(
+                "00000272",
+                11,
+                ["Audio", "Comparative"],
+                "Is the <Object> louder than the <Object>?",
+                ["piano", "flute"],
+                "yes",
+                deleted=1,
+            ),
+            avqa("00000999", 12, ["Audio", "Counting"], "How many sounding <Object>?", ["guitar"], "one"),
+        ],
+    )
+    write_json(
+        root / "avqa-train.json", [avqa("00000273", 1, ["Visual", "Counting"], "How many <Object>?", ["drum"], "three")]
+    )
     return root
 
 
@@ -80,8 +105,18 @@ def test_the_three_formats_are_registered_converters() -> None:
 
 def test_music_avqa_one_video_and_audio_sample_per_video(music_avqa: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "manifests" / "music-avqa-test.jsonl"
-    err = convert_cli(["music-avqa", str(music_avqa / "avqa-test.json"), "--out", str(out),
-                       "--media-root", str(music_avqa / "videos"), "--check-files"], capsys)
+    err = convert_cli(
+        [
+            "music-avqa",
+            str(music_avqa / "avqa-test.json"),
+            "--out",
+            str(out),
+            "--media-root",
+            str(music_avqa / "videos"),
+            "--check-files",
+        ],
+        capsys,
+    )
     assert "2 samples written" in err and "1 skipped: question marked deleted" in err and "00000999.mp4" in err
     rows = {s.id: s for s in read_manifest(out)}
     assert list(rows) == ["musicavqa-00000272", "musicavqa-00000273"]
@@ -90,9 +125,18 @@ def test_music_avqa_one_video_and_audio_sample_per_video(music_avqa: Path, tmp_p
     assert one.input_modalities() == ["video", "audio"]
     assert [i["files"] for i in one.inputs] == [["../music-avqa/videos/00000272.mp4"]] * 2  # one file, two streams
     assert one.qa == [
-        {"question": "How many piano are in the entire video?", "answer": "two", "question_id": 2,
-         "type": ["Audio", "Counting"]},
-        {"question": "Is there a cello in the video?", "answer": "no", "question_id": 9, "type": ["Visual", "Existential"]},
+        {
+            "question": "How many piano are in the entire video?",
+            "answer": "two",
+            "question_id": 2,
+            "type": ["Audio", "Counting"],
+        },
+        {
+            "question": "Is there a cello in the video?",
+            "answer": "no",
+            "question_id": 9,
+            "type": ["Visual", "Existential"],
+        },
     ]
     assert rows["musicavqa-00000273"].qa[0]["question"] == "Where is the first sounding violin?"  # slots in order
     assert [p.resolve() for p in one.paths()] == [(music_avqa / "videos" / "00000272.mp4").resolve()]
@@ -104,10 +148,13 @@ def test_music_avqa_one_video_and_audio_sample_per_video(music_avqa: Path, tmp_p
 
 
 def test_music_avqa_template_and_field_errors_name_the_file_and_entry(tmp_path: Path) -> None:
-    assert fill_template("Is the <Object> left of the <Object>?", ["piano", "cello", "spare"]) == \
-        "Is the piano left of the cello?"  # extra values unused, as the benchmark's loader leaves them
-    bad = write_json(tmp_path / "avqa-val.json", [avqa("1", 1, ["Audio"], "Is the <Object> near the <Object>?",
-                                                       ["piano"], "yes")])
+    assert (
+        fill_template("Is the <Object> left of the <Object>?", ["piano", "cello", "spare"])
+        == "Is the piano left of the cello?"
+    )  # extra values unused, as the benchmark's loader leaves them
+    bad = write_json(
+        tmp_path / "avqa-val.json", [avqa("1", 1, ["Audio"], "Is the <Object> near the <Object>?", ["piano"], "yes")]
+    )
     with pytest.raises(BadInputError, match=r"avqa-val.json.*\[0\].*2 <...> slot\(s\) but templ_values only 1"):
         convert("music-avqa", bad, tmp_path / "x.jsonl", tmp_path)
     entry = avqa("1", 1, ["Audio"], "Is it?", [], "yes")
@@ -124,8 +171,7 @@ def test_music_avqa_template_and_field_errors_name_the_file_and_entry(tmp_path: 
 def test_one_stream_with_modality_and_other_video_extensions(music_avqa: Path, tmp_path: Path) -> None:
     (music_avqa / "videos" / "00000273.mp4").rename(music_avqa / "videos" / "00000273.mkv")  # re-encoded
     out = tmp_path / "video.jsonl"
-    convert("music-avqa", music_avqa / "avqa-test.json", out, music_avqa / "videos", check_files=True,
-            modality="video")
+    convert("music-avqa", music_avqa / "avqa-test.json", out, music_avqa / "videos", check_files=True, modality="video")
     rows = {s.id: s for s in read_manifest(out)}
     assert rows["musicavqa-00000273"].files == ["music-avqa/videos/00000273.mkv"]
     assert {(s.modality, bool(s.inputs)) for s in rows.values()} == {("video", False)}
@@ -152,21 +198,45 @@ def avsd(tmp_path: Path) -> Path:
     root = tmp_path / "avsd"
     write_av(root / "Charades_v1_480" / "QYYKX.mp4", 2)
     write_av(root / "Charades_v1_480" / "ABCDE.mp4", 3)
-    dialog = [{"question": "is there sound ?", "answer": "yes , a man is talking ."},
-              {"question": "what does he do next ?", "answer": "he opens the fridge ."}]
-    write_json(root / "test_set4DSTC7-AVSD.json", {"dialogs": [
-        {"image_id": "QYYKX", "caption": "A man walks into the kitchen.", "summary": "a man opens a fridge",
-         "dialog": dialog + [{"question": "does he eat ?", "answer": "__UNDISCLOSED__"}]},
-        {"image_id": "ABCDE", "caption": "A person sits on a sofa.", "summary": None,
-         "dialog": [{"question": "how many people ?", "answer": "just one ."}]},
-    ]})
+    dialog = [
+        {"question": "is there sound ?", "answer": "yes , a man is talking ."},
+        {"question": "what does he do next ?", "answer": "he opens the fridge ."},
+    ]
+    write_json(
+        root / "test_set4DSTC7-AVSD.json",
+        {
+            "dialogs": [
+                {
+                    "image_id": "QYYKX",
+                    "caption": "A man walks into the kitchen.",
+                    "summary": "a man opens a fridge",
+                    "dialog": dialog + [{"question": "does he eat ?", "answer": "__UNDISCLOSED__"}],
+                },
+                {
+                    "image_id": "ABCDE",
+                    "caption": "A person sits on a sofa.",
+                    "summary": None,
+                    "dialog": [{"question": "how many people ?", "answer": "just one ."}],
+                },
+            ]
+        },
+    )
     return root
 
 
 def test_avsd_one_sample_per_dialog_without_hidden_answers(avsd: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "avsd.jsonl"
-    err = convert_cli(["avsd", str(avsd / "test_set4DSTC7-AVSD.json"), "--out", str(out),
-                       "--media-root", str(avsd / "Charades_v1_480")], capsys)
+    err = convert_cli(
+        [
+            "avsd",
+            str(avsd / "test_set4DSTC7-AVSD.json"),
+            "--out",
+            str(out),
+            "--media-root",
+            str(avsd / "Charades_v1_480"),
+        ],
+        capsys,
+    )
     assert "2 samples written" in err and "1 skipped: turn with a hidden answer" in err
     rows = {s.id: s for s in read_manifest(out)}
     one = rows["avsd-QYYKX"]
@@ -184,11 +254,14 @@ def valor(tmp_path: Path) -> Path:
     root = tmp_path / "valor"
     write_av(root / "videos" / "abc_000010_000020.mp4", 4)
     write_av(root / "videos" / "xyz_000000_000010.mp4", 5)
-    write_json(root / "desc_test.json", [
-        {"video_id": "abc_000010_000020", "desc": "A woman sings while a guitar plays."},
-        {"video_id": "xyz_000000_000010", "desc": ["A dog barks at a car.", "  ", "A car passes, a dog barks."]},
-        {"video_id": "abc_000010_000020", "desc": "Someone sings to a guitar."},
-    ])
+    write_json(
+        root / "desc_test.json",
+        [
+            {"video_id": "abc_000010_000020", "desc": "A woman sings while a guitar plays."},
+            {"video_id": "xyz_000000_000010", "desc": ["A dog barks at a car.", "  ", "A car passes, a dog barks."]},
+            {"video_id": "abc_000010_000020", "desc": "Someone sings to a guitar."},
+        ],
+    )
     return root
 
 
@@ -211,7 +284,10 @@ def test_valor_one_caption_sample_per_video_with_every_description(valor: Path, 
 def test_eval_readers_use_the_converters(music_avqa: Path, avsd: Path, valor: Path, tiny_model) -> None:
     items = get_task("music-avqa-test").items(music_avqa)
     assert [i.id for i in items] == ["2", "9", "7", "12"]  # question ids, video by video
-    assert [i.question for i in items[:2]] == ["How many piano are in the entire video?", "Is there a cello in the video?"]
+    assert [i.question for i in items[:2]] == [
+        "How many piano are in the entire video?",
+        "Is there a cello in the video?",
+    ]
     assert items[0].references == ["two"] and items[0].modality == "video+audio"
     for part in items[0].input_list():  # the video's frames and its soundtrack, from one mp4
         x = load_input(part.paths, part.modality, tiny_model.tokenizers[part.modality], meta=part.meta)
@@ -234,8 +310,25 @@ def test_onellm_eval_on_music_avqa_with_the_tiny_model(music_avqa: Path, tmp_pat
     manifest = tmp_path / "music-avqa-test.jsonl"
     convert("music-avqa", music_avqa / "avqa-test.json", manifest, music_avqa / "videos", check_files=True)
     out = tmp_path / "eval"
-    code = main(["eval", "--model", "tiny", "--task", "music-avqa-test", "--data-root", str(music_avqa),
-                 "--manifest", str(manifest), "--out", str(out), "--batch-size", "2", "--max-samples", "2"])
+    code = main(
+        [
+            "eval",
+            "--model",
+            "tiny",
+            "--task",
+            "music-avqa-test",
+            "--data-root",
+            str(music_avqa),
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(out),
+            "--batch-size",
+            "2",
+            "--max-samples",
+            "2",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     for task in ("music-avqa-test", "manifest-qa-music-avqa-test"):
         rows = [json.loads(line) for line in (out / task / "predictions.jsonl").read_text().splitlines()]

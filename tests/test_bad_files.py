@@ -1,6 +1,7 @@
 """No crash on any bad file: real files of every built-in modality, damaged in many ways with
 a fixed seed, go through `onellm caption`, ManifestDataset and the demo. Each must end as one
 line naming the file (the CLI), a BadSample (the dataset) or an error on the page (the demo)."""
+
 from __future__ import annotations
 
 import io
@@ -10,9 +11,9 @@ import subprocess
 import sys
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -43,8 +44,17 @@ class Case:
     def caption_args(self) -> list[str]:
         companions = [a for p in self.paths[1:] for a in ("--companion", str(p))]
         meta = [f"--meta={k}={v}" for k, v in self.meta.items()]
-        return ["--model", "tiny", "--max-new-tokens", "1", "--modality", self.modality, *companions, *meta,
-                str(self.paths[0])]
+        return [
+            "--model",
+            "tiny",
+            "--max-new-tokens",
+            "1",
+            "--modality",
+            self.modality,
+            *companions,
+            *meta,
+            str(self.paths[0]),
+        ]
 
 
 # good files ------------------------------------------------------------------------------
@@ -74,9 +84,14 @@ def _ply(path: Path, rng: np.random.Generator) -> None:
     """Binary, so that damage lands in numbers as well as in the text header."""
     xyz = rng.standard_normal((2000, 3)).astype(np.float32)
     rgb = rng.integers(0, 255, (2000, 3), dtype=np.uint8)
-    header = ["ply", "format binary_little_endian 1.0", "element vertex 2000",
-              *(f"property float {a}" for a in "xyz"), *(f"property uchar {c}" for c in ("red", "green", "blue")),
-              "end_header"]
+    header = [
+        "ply",
+        "format binary_little_endian 1.0",
+        "element vertex 2000",
+        *(f"property float {a}" for a in "xyz"),
+        *(f"property uchar {c}" for c in ("red", "green", "blue")),
+        "end_header",
+    ]
     rows = np.zeros(2000, dtype=[("xyz", "<f4", 3), ("rgb", "u1", 3)])
     rows["xyz"], rows["rgb"] = xyz, rgb
     path.write_bytes(("\n".join(header) + "\n").encode() + rows.tobytes())
@@ -161,9 +176,11 @@ GENERIC: dict[str, tuple[Mutation, str]] = {
 
 def _png_size(width: int, height: int) -> Mutation:
     """The IHDR chunk declares another size (its CRC still right); the pixels stay tiny."""
+
     def mutate(data: bytes, rng: np.random.Generator) -> bytes:
         ihdr = data[12:16] + struct.pack(">II", width, height) + data[24:29]
         return data[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + data[33:]
+
     return mutate
 
 
@@ -183,13 +200,16 @@ def _npy_of(array: np.ndarray) -> Mutation:
         out = io.BytesIO()
         np.save(out, array, allow_pickle=True)
         return out.getvalue()
+
     return mutate
 
 
 def _nifti_dims(*dims: int) -> Mutation:
     """dim[0] (the rank) and the sizes in the header, the voxel data unchanged."""
+
     def mutate(data: bytes, rng: np.random.Generator) -> bytes:
         return data[:40] + struct.pack("<8h", len(dims), *dims, *[1] * (7 - len(dims))) + data[56:]
+
     return mutate
 
 
@@ -204,18 +224,25 @@ def _flac_giant(data: bytes, rng: np.random.Generator) -> bytes:
 
 
 SPECIFIC: dict[str, dict[str, tuple[Mutation, str]]] = {
-    ".png": {"13000x13000": (_png_size(13000, 13000), "bad"), "60000x60000": (_png_size(60000, 60000), "bad"),
-             "40000x1": (_png_size(40000, 1), "bad")},
+    ".png": {
+        "13000x13000": (_png_size(13000, 13000), "bad"),
+        "60000x60000": (_png_size(60000, 60000), "bad"),
+        "40000x1": (_png_size(40000, 1), "bad"),
+    },
     ".jpg": {"60000x60000": (_jpeg_size, "bad")},
-    ".npy": {"giant-shape": (_npy_giant_shape, "bad"),
-             "corrupt-header": (lambda b, rng: b[:20] + b"(" * 10 + b[30:], "bad"),
-             "wrong-shape": (_npy_of(np.zeros((2, 3, 4), np.float32)), "bad"),
-             "objects": (_npy_of(np.array([{"a": 1}, None], dtype=object)), "bad"),
-             "complex": (_npy_of(np.zeros((64, 6), np.complex64)), "bad")},
+    ".npy": {
+        "giant-shape": (_npy_giant_shape, "bad"),
+        "corrupt-header": (lambda b, rng: b[:20] + b"(" * 10 + b[30:], "bad"),
+        "wrong-shape": (_npy_of(np.zeros((2, 3, 4), np.float32)), "bad"),
+        "objects": (_npy_of(np.array([{"a": 1}, None], dtype=object)), "bad"),
+        "complex": (_npy_of(np.zeros((64, 6), np.complex64)), "bad"),
+    },
     ".nii": {"giant-dims": (_nifti_dims(30000, 30000, 30000), "bad"), "2-d": (_nifti_dims(16, 64), "bad")},
     ".ply": {"giant-count": (lambda b, rng: b.replace(b"element vertex 2000", b"element vertex 2000000000"), "bad")},
-    ".csv": {"five-columns": (lambda b, rng: b"timestamp,a,b,c,d\n" + b"0,1,2,3,4\n0.01,1,2,3,4\n", "bad"),
-             "text": (lambda b, rng: b"timestamp,ax\nhello,world\n", "bad")},
+    ".csv": {
+        "five-columns": (lambda b, rng: b"timestamp,a,b,c,d\n" + b"0,1,2,3,4\n0.01,1,2,3,4\n", "bad"),
+        "text": (lambda b, rng: b"timestamp,ax\nhello,world\n", "bad"),
+    },
     ".wav": {"giant-size": (_wav_giant, "either")},
     ".flac": {"giant-count": (_flac_giant, "either")},
 }
@@ -248,16 +275,24 @@ def cases(tmp_path_factory) -> list[Case]:
 
 def _run_caption_many(cases: list[Case], d: Path) -> tuple[subprocess.CompletedProcess, Path]:
     (d / "cases.json").write_text(json.dumps([{"name": c.name, "args": c.caption_args()} for c in cases]))
-    done = subprocess.run([sys.executable, str(RUNNER), str(d / "cases.json"), str(d / "results.json"),
-                           str(d / "progress.txt")], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(RUNNER), str(d / "cases.json"), str(d / "results.json"), str(d / "progress.txt")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return done, d / "results.json"
 
 
 def test_caption_ends_every_bad_file_with_one_line(cases, tmp_path):
     # One real command line end to end, run beside the many-files process (two cores).
     huge_depth = next(c for c in cases if c.name == "room-13000x13000.depth.png")  # as the user met it
-    alone = subprocess.Popen([sys.executable, "-m", "onellm.cli", "caption", *huge_depth.caption_args()],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    alone = subprocess.Popen(
+        [sys.executable, "-m", "onellm.cli", "caption", *huge_depth.caption_args()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     done, results_file = _run_caption_many(cases, tmp_path)
     last = (tmp_path / "progress.txt").read_text().splitlines()[-1:]
     assert done.returncode == 0, f"the process died (status {done.returncode}) on {last}: {done.stderr[-2000:]}"
@@ -282,8 +317,10 @@ def test_caption_ends_every_bad_file_with_one_line(cases, tmp_path):
 
     out, err = alone.communicate(timeout=120)
     assert alone.returncode == 2 and not out
-    assert err.startswith(f"onellm caption: error: {huge_depth.paths[0]}: depth: 13000x13000 pixels is too large, "
-                          "over the 50-megapixel limit")
+    assert err.startswith(
+        f"onellm caption: error: {huge_depth.paths[0]}: depth: 13000x13000 pixels is too large, "
+        "over the 50-megapixel limit"
+    )
     assert err.count("\n") == 1 and err.endswith("\n")
 
 
@@ -317,6 +354,7 @@ def test_demo_error_names_the_upload_and_the_next_request_is_answered(cases):
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     try:
         client = client_lib.Client(url, verbose=False)
+
         def caption(case: Case):
             uploads = [client_lib.handle_file(str(p)) for p in case.paths]
             return client.predict(*uploads, "depth", [], 4, 0.0, 1.0, api_name="/caption")

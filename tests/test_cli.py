@@ -1,13 +1,14 @@
 """The `onellm` command on real files."""
+
 import subprocess
 import sys
 import types
 
 import numpy as np
 import pytest
+from media_files import bar_clip
 from PIL import Image
 
-from media_files import bar_clip
 from onellm.cli import main
 
 
@@ -24,9 +25,15 @@ def test_caption_png_and_npy(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(OneLLM, "answer", lambda self, *a, **k: [t + "\tand\nmore" for t in real(self, *a, **k)])
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 70, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     np.save(tmp_path / "w.npy", np.random.default_rng(1).normal(size=(6, 400)).astype(np.float32))
-    assert main(["caption", "--model", "tiny", "--max-new-tokens", "4", str(tmp_path / "a.png"), str(tmp_path / "w.npy")]) == 0
+    assert (
+        main(["caption", "--model", "tiny", "--max-new-tokens", "4", str(tmp_path / "a.png"), str(tmp_path / "w.npy")])
+        == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split("\t")[:2] for line in lines] == [[str(tmp_path / "a.png"), "image"], [str(tmp_path / "w.npy"), "imu"]]
+    assert [line.split("\t")[:2] for line in lines] == [
+        [str(tmp_path / "a.png"), "image"],
+        [str(tmp_path / "w.npy"), "imu"],
+    ]
     assert all(line.count("\t") == 2 for line in lines)
 
 
@@ -50,7 +57,16 @@ def test_caption_passes_meta_to_the_loader(tmp_path, capsys):
     np.save(tmp_path / "walk.npy", np.random.default_rng(2).normal(size=(100, 6)).astype(np.float32))
     assert main(["caption", "--modality", "imu", str(tmp_path / "walk.npy")]) == 2
     assert "walk.npy" in capsys.readouterr().err
-    args = ["caption", "--modality", "imu", "--meta", "sample_rate=50", "--max-new-tokens", "2", str(tmp_path / "walk.npy")]
+    args = [
+        "caption",
+        "--modality",
+        "imu",
+        "--meta",
+        "sample_rate=50",
+        "--max-new-tokens",
+        "2",
+        str(tmp_path / "walk.npy"),
+    ]
     assert main(args) == 0
     assert capsys.readouterr().out.split("\t")[1] == "imu"
 
@@ -141,7 +157,9 @@ def test_caption_asks_as_the_model_was_trained_unless_told(tmp_path, capsys, mon
     prompts = []
 
     def generate(self, input_ids, attention_mask, modality_mask, modality=None, inputs=None, **kwargs):
-        prompts.append(self.processor.tokenizer.decode(input_ids[0][~modality_mask[0]].tolist(), skip_special_tokens=True))
+        prompts.append(
+            self.processor.tokenizer.decode(input_ids[0][~modality_mask[0]].tolist(), skip_special_tokens=True)
+        )
         return torch.tensor([[ord("x")]])
 
     monkeypatch.setattr(OneLLM, "generate", generate)
@@ -196,8 +214,21 @@ def test_with_audio_asks_each_video_with_its_own_sound(tmp_path, capsys, tiny):
     clip = bar_clip(tmp_path / "clip.mp4")
     Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "a.png")
     model, directory = tiny
-    assert main(["caption", "--model", directory, "--max-new-tokens", "4", "--with-audio", str(clip),
-                 str(tmp_path / "a.png")]) == 0
+    assert (
+        main(
+            [
+                "caption",
+                "--model",
+                directory,
+                "--max-new-tokens",
+                "4",
+                "--with-audio",
+                str(clip),
+                str(tmp_path / "a.png"),
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("\t")[:2] for line in lines] == [[str(clip), "video+audio"], [str(tmp_path / "a.png"), "image"]]
     assert lines[0].split("\t")[2] == _expected(model, {"video": clip, "audio": clip})
@@ -207,8 +238,10 @@ def test_with_audio_tells_of_a_silent_video_and_goes_on(tmp_path, capsys):
     silent, clip = bar_clip(tmp_path / "silent.mp4", sound=False), bar_clip(tmp_path / "clip.mp4")
     assert main(["caption", "--max-new-tokens", "2", "--with-audio", str(silent), str(clip)]) == 2
     captured = capsys.readouterr()
-    assert captured.err == (f"onellm caption: error: {silent}: audio: no audio stream; "
-                            "leave out --with-audio to caption its pictures alone\n")
+    assert captured.err == (
+        f"onellm caption: error: {silent}: audio: no audio stream; "
+        "leave out --with-audio to caption its pictures alone\n"
+    )
     assert [line.split("\t")[:2] for line in captured.out.splitlines()] == [[str(clip), "video+audio"]]
     assert main(["caption", "--max-new-tokens", "2", str(silent)]) == 0  # its pictures alone
 

@@ -1,5 +1,6 @@
 """Instruction tuning trains every assistant turn of a conversation in one sequence, each
 after its history, with the media placeholder where the data put it."""
+
 from __future__ import annotations
 
 import torch
@@ -8,8 +9,11 @@ from onellm import OneLLM
 from onellm.data.manifest import Sample
 from onellm.training.datamodule import TextForSamples
 
-TURNS = [("What is in the picture?", "a red circle"), ("Where is it?", "on the left"),
-         ("What colour is the background?", "white")]
+TURNS = [
+    ("What is in the picture?", "a red circle"),
+    ("Where is it?", "on the left"),
+    ("What colour is the background?", "white"),
+]
 
 
 def _labelled_text(model: OneLLM, batch: dict, row: int = 0) -> list[str]:
@@ -29,8 +33,14 @@ def _labelled_text(model: OneLLM, batch: dict, row: int = 0) -> list[str]:
 def test_three_turns_train_every_answer_after_its_history(tiny_model: OneLLM) -> None:
     processor = tiny_model.processor
     eos = processor.tokenizer.eos_token
-    sample = Sample(id="c1", modality="image", files=["x.png"], conversations=[
-        {"from": "human" if i % 2 == 0 else "gpt", "value": text} for turn in TURNS for i, text in enumerate(turn)])
+    sample = Sample(
+        id="c1",
+        modality="image",
+        files=["x.png"],
+        conversations=[
+            {"from": "human" if i % 2 == 0 else "gpt", "value": text} for turn in TURNS for i, text in enumerate(turn)
+        ],
+    )
     batch = TextForSamples(processor, "instruct")([(sample, [torch.zeros(3, 56, 56)], 0.99)])
     # all three answers, each closed by the end-of-text token, and nothing else
     assert _labelled_text(tiny_model, batch) == [f"{answer}{eos}" for _, answer in TURNS]
@@ -46,17 +56,27 @@ def test_three_turns_train_every_answer_after_its_history(tiny_model: OneLLM) ->
     first = int(batch["modality_mask"][0].nonzero()[0])
     assert first <= 1 and int(batch["modality_mask"][0].sum()) == processor.num_modality_tokens
     # the loss reaches every answer: the model trains on it
-    out = tiny_model(**{k: batch[k] for k in ("input_ids", "attention_mask", "modality_mask", "labels")},
-                     inputs=batch["inputs"], loss_only=True)
-    assert out.logits.shape[0] == sum(len(processor.tokenizer(a + eos, add_special_tokens=False)["input_ids"])
-                                      for _, a in TURNS)
+    out = tiny_model(
+        **{k: batch[k] for k in ("input_ids", "attention_mask", "modality_mask", "labels")},
+        inputs=batch["inputs"],
+        loss_only=True,
+    )
+    assert out.logits.shape[0] == sum(
+        len(processor.tokenizer(a + eos, add_special_tokens=False)["input_ids"]) for _, a in TURNS
+    )
 
 
 def test_media_tag_stays_where_the_data_put_it(tiny_model: OneLLM) -> None:
     processor = tiny_model.processor
     turns = [("Hello, can you help me?", "yes"), ("<image>\nWhat shape is this?", "a circle")]
-    sample = Sample(id="c2", modality="image", files=["x.png"], conversations=[
-        {"from": "human" if i % 2 == 0 else "gpt", "value": text} for turn in turns for i, text in enumerate(turn)])
+    sample = Sample(
+        id="c2",
+        modality="image",
+        files=["x.png"],
+        conversations=[
+            {"from": "human" if i % 2 == 0 else "gpt", "value": text} for turn in turns for i, text in enumerate(turn)
+        ],
+    )
     batch = TextForSamples(processor, "instruct")([(sample, [torch.zeros(3, 56, 56)], 0.99)])
     ids, mask = batch["input_ids"][0], batch["modality_mask"][0]
     first = int(mask.nonzero()[0])
@@ -72,8 +92,13 @@ def test_media_tag_stays_where_the_data_put_it(tiny_model: OneLLM) -> None:
 
 def test_qa_pairs_of_a_sample_pack_into_one_sequence(tiny_model: OneLLM) -> None:
     processor = tiny_model.processor
-    sample = Sample(id="q", modality="image", files=["x.png"], caption="a red circle",
-                    qa=[{"question": q, "answer": a} for q, a in TURNS[1:]])
+    sample = Sample(
+        id="q",
+        modality="image",
+        files=["x.png"],
+        caption="a red circle",
+        qa=[{"question": q, "answer": a} for q, a in TURNS[1:]],
+    )
     collate = TextForSamples(processor, "instruct")
     packed = collate([(sample, [torch.zeros(3, 56, 56)], 0.0)])  # the first choice: the QA pairs
     eos = processor.tokenizer.eos_token

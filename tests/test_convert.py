@@ -1,5 +1,6 @@
 """`onellm convert-official`: a small random checkpoint in the published layout converts to a
 loadable model whose logits match the official math for every modality, and back bit for bit."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -36,24 +37,42 @@ TEXT = [
 
 def official_shapes(vocab: int) -> dict[str, tuple[int, ...]]:
     """Keys and shapes as the layout file lists them, at the sizes above."""
-    s: dict[str, tuple[int, ...]] = {"tok_embeddings.weight": (vocab, D), "norm.weight": (D,), "output.weight": (vocab, D)}
+    s: dict[str, tuple[int, ...]] = {
+        "tok_embeddings.weight": (vocab, D),
+        "norm.weight": (D,),
+        "output.weight": (vocab, D),
+    }
     for i in range(LAYERS):
         for n in ("wq", "wk", "wv", "wo"):
             s[f"layers.{i}.attention.{n}.weight"] = (D, D)
-        s |= {f"layers.{i}.feed_forward.w1.weight": (FFN, D), f"layers.{i}.feed_forward.w3.weight": (FFN, D),
-              f"layers.{i}.feed_forward.w2.weight": (D, FFN), f"layers.{i}.attention_norm.weight": (D,),
-              f"layers.{i}.ffn_norm.weight": (D,)}
+        s |= {
+            f"layers.{i}.feed_forward.w1.weight": (FFN, D),
+            f"layers.{i}.feed_forward.w3.weight": (FFN, D),
+            f"layers.{i}.feed_forward.w2.weight": (D, FFN),
+            f"layers.{i}.attention_norm.weight": (D,),
+            f"layers.{i}.ffn_norm.weight": (D,),
+        }
     v = "clip.visual."
-    s |= {v + "conv1.weight": (W, 3, PATCH, PATCH), v + "class_embedding": (W,),
-          v + "positional_embedding": (GRID * GRID + 1, W), v + "proj": (W, 32)}
+    s |= {
+        v + "conv1.weight": (W, 3, PATCH, PATCH),
+        v + "class_embedding": (W,),
+        v + "positional_embedding": (GRID * GRID + 1, W),
+        v + "proj": (W, 32),
+    }
     for n in ("ln_pre", "ln_post"):
         s |= {f"{v}{n}.weight": (W,), f"{v}{n}.bias": (W,)}
     for j in range(CLIP_BLOCKS):
         p = f"{v}transformer.resblocks.{j}."
-        s |= {p + "attn.in_proj_weight": (3 * W, W), p + "attn.in_proj_bias": (3 * W,),
-              p + "attn.out_proj.weight": (W, W), p + "attn.out_proj.bias": (W,),
-              p + "mlp.c_fc.weight": (4 * W, W), p + "mlp.c_fc.bias": (4 * W,),
-              p + "mlp.c_proj.weight": (W, 4 * W), p + "mlp.c_proj.bias": (W,)}
+        s |= {
+            p + "attn.in_proj_weight": (3 * W, W),
+            p + "attn.in_proj_bias": (3 * W,),
+            p + "attn.out_proj.weight": (W, W),
+            p + "attn.out_proj.bias": (W,),
+            p + "mlp.c_fc.weight": (4 * W, W),
+            p + "mlp.c_fc.bias": (4 * W,),
+            p + "mlp.c_proj.weight": (W, 4 * W),
+            p + "mlp.c_proj.bias": (W,),
+        }
         for n in ("ln_1", "ln_2"):
             s |= {f"{p}{n}.weight": (W,), f"{p}{n}.bias": (W,)}
     # A piece of the text tower, which OneLLM never uses.
@@ -63,24 +82,45 @@ def official_shapes(vocab: int) -> dict[str, tuple[int, ...]]:
             p = f"resample_layers.{e}.{layer}."
             for n in ("wq", "wk", "wv", "wo"):
                 s[f"{p}attention.{n}.weight"] = (W, W)
-            s |= {p + "feed_forward.w1.weight": (UPM_HIDDEN, W), p + "feed_forward.w3.weight": (UPM_HIDDEN, W),
-                  p + "feed_forward.w2.weight": (W, UPM_HIDDEN), p + "attention_norm.weight": (W,),
-                  p + "ffn_norm.weight": (W,)}
+            s |= {
+                p + "feed_forward.w1.weight": (UPM_HIDDEN, W),
+                p + "feed_forward.w3.weight": (UPM_HIDDEN, W),
+                p + "feed_forward.w2.weight": (W, UPM_HIDDEN),
+                p + "attention_norm.weight": (W,),
+                p + "ffn_norm.weight": (W,),
+            }
     for m in OFFICIAL:
-        s |= {f"clip_proj1.{m}.0.weight": (W, W), f"clip_proj1.{m}.0.bias": (W,), f"clip_proj1.{m}.1.weight": (W,),
-              f"clip_proj1.{m}.1.bias": (W,), f"clip_proj2.{m}.0.weight": (D, W), f"clip_proj2.{m}.0.bias": (D,),
-              f"clip_proj2.{m}.1.weight": (D,), f"clip_proj2.{m}.1.bias": (D,), f"resample_tokens.{m}": (1, Q, W),
-              f"routers.{m}.fc1.weight": (4 * W, W), f"routers.{m}.fc1.bias": (4 * W,),
-              f"routers.{m}.fc2.weight": (E, 4 * W), f"routers.{m}.fc2.bias": (E,),
-              f"start_tag.{m}": (1, 1, D), f"end_tag.{m}": (1, 1, D)}
+        s |= {
+            f"clip_proj1.{m}.0.weight": (W, W),
+            f"clip_proj1.{m}.0.bias": (W,),
+            f"clip_proj1.{m}.1.weight": (W,),
+            f"clip_proj1.{m}.1.bias": (W,),
+            f"clip_proj2.{m}.0.weight": (D, W),
+            f"clip_proj2.{m}.0.bias": (D,),
+            f"clip_proj2.{m}.1.weight": (D,),
+            f"clip_proj2.{m}.1.bias": (D,),
+            f"resample_tokens.{m}": (1, Q, W),
+            f"routers.{m}.fc1.weight": (4 * W, W),
+            f"routers.{m}.fc1.bias": (4 * W,),
+            f"routers.{m}.fc2.weight": (E, 4 * W),
+            f"routers.{m}.fc2.bias": (E,),
+            f"start_tag.{m}": (1, 1, D),
+            f"end_tag.{m}": (1, 1, D),
+        }
     audio_patches = ((128 - 16) // 10 + 1) * ((AUDIO_FRAMES - 16) // 10 + 1)
-    s |= {"conv1.audio.weight": (W, 1, 16, 16), "conv1.audio.bias": (W,),
-          "positional_embedding.audio": (audio_patches + 1, W),
-          "conv1.point.conv1.weight": (W, 6, 1, 1), "conv1.point.conv1.bias": (W,),
-          "positional_embedding.point": (CENTERS + 1, W),
-          "conv1.imu.weight": (W, 6, 10), "positional_embedding.imu": (IMU_SAMPLES - 10 + 2, W),
-          "conv1.fmri.weight": (W * FMRI_TOKENS, VOXELS), "conv1.fmri.bias": (W * FMRI_TOKENS,),
-          "positional_embedding.fmri": (FMRI_TOKENS + 1, W)}
+    s |= {
+        "conv1.audio.weight": (W, 1, 16, 16),
+        "conv1.audio.bias": (W,),
+        "positional_embedding.audio": (audio_patches + 1, W),
+        "conv1.point.conv1.weight": (W, 6, 1, 1),
+        "conv1.point.conv1.bias": (W,),
+        "positional_embedding.point": (CENTERS + 1, W),
+        "conv1.imu.weight": (W, 6, 10),
+        "positional_embedding.imu": (IMU_SAMPLES - 10 + 2, W),
+        "conv1.fmri.weight": (W * FMRI_TOKENS, VOXELS),
+        "conv1.fmri.bias": (W * FMRI_TOKENS,),
+        "positional_embedding.fmri": (FMRI_TOKENS + 1, W),
+    }
     return s
 
 
@@ -101,8 +141,16 @@ def sentencepiece_model(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sp")
     (root / "text.txt").write_text("\n".join(TEXT * 3))
     sentencepiece.SentencePieceTrainer.train(
-        input=str(root / "text.txt"), model_prefix=str(root / "tokenizer"), vocab_size=320, model_type="bpe",
-        byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        input=str(root / "text.txt"),
+        model_prefix=str(root / "tokenizer"),
+        vocab_size=320,
+        model_type="bpe",
+        byte_fallback=True,
+        character_coverage=1.0,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
         minloglevel=2,
     )
     return root / "tokenizer.model"
@@ -130,8 +178,14 @@ def test_layout_sizes_and_files(converted):
     assert sorted(report.ignored) == ["clip.logit_scale", "clip.token_embedding.weight", "clip.visual.proj"]
     assert not report.unmapped and not report.missing and not report.filled
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert {"config.json", "onellm.safetensors", "processor_config.json", "llm/model.safetensors",
-            "llm/config.json", "llm/tokenizer.model"} <= files
+    assert {
+        "config.json",
+        "onellm.safetensors",
+        "processor_config.json",
+        "llm/model.safetensors",
+        "llm/config.json",
+        "llm/tokenizer.model",
+    } <= files
     assert not [f for f in files if f.endswith(".tmp")]
     config = json.loads((out / "config.json").read_text())
     assert (config["encoder"]["width"], config["encoder"]["layers"], config["encoder"]["image_size"]) == (W, 2, 56)
@@ -147,14 +201,22 @@ def test_layout_sizes_and_files(converted):
         assert (saved["video"]["frames"], saved["video"]["crops"], saved["video"]["resize"]) == (15, 3, "bilinear")
         assert (saved["imu"]["normalize"], saved["imu"]["resample_padding"]) == (False, "zeros")
     llm = json.loads((out / "llm" / "config.json").read_text())
-    assert (llm["hidden_size"], llm["num_hidden_layers"], llm["num_attention_heads"], llm["vocab_size"]) == (D, 2, 4, 320)
+    assert (llm["hidden_size"], llm["num_hidden_layers"], llm["num_attention_heads"], llm["vocab_size"]) == (
+        D,
+        2,
+        4,
+        320,
+    )
 
 
 def test_round_trip_is_bit_identical(official, converted):
     model = OneLLM.from_pretrained(converted[0])
     back = to_official(model)
-    expected = {k: v for k, v in official[1].items()
-                if not (k.startswith("llma.clip.") and not k.startswith("llma.clip.visual.")) and k != "llma.clip.visual.proj"}
+    expected = {
+        k: v
+        for k, v in official[1].items()
+        if not (k.startswith("llma.clip.") and not k.startswith("llma.clip.visual.")) and k != "llma.clip.visual.proj"
+    }
     assert set(back) == set(expected)
     different = [k for k in expected if not torch.equal(back[k], expected[k])]
     assert not different, different[:5]
@@ -177,13 +239,22 @@ def test_logits_match_the_official_math(official, converted, sentencepiece_model
     assert batch["modality_mask"][0, 1 : Q + 3].all() and batch["modality_mask"].sum() == Q + 2
     with torch.no_grad():
         got = model(**batch, modality=ours, inputs=x).logits
-        want = reference.official_logits(official[1], modality, x, text_ids, llm_heads=4, clip_heads=4,
-                                          upm_heads=4, centers=CENTERS)
+        want = reference.official_logits(
+            official[1], modality, x, text_ids, llm_heads=4, clip_heads=4, upm_heads=4, centers=CENTERS
+        )
     assert got.shape == want.shape
     assert (got - want).abs().max() < 1e-4
     # The text logits depend on the modality input well beyond that tolerance.
-    other = reference.official_logits(official[1], modality, tokenizer.example_input(1, torch.Generator().manual_seed(2)),
-                                      text_ids, llm_heads=4, clip_heads=4, upm_heads=4, centers=CENTERS)
+    other = reference.official_logits(
+        official[1],
+        modality,
+        tokenizer.example_input(1, torch.Generator().manual_seed(2)),
+        text_ids,
+        llm_heads=4,
+        clip_heads=4,
+        upm_heads=4,
+        centers=CENTERS,
+    )
     assert (other - want)[0, Q + 3 :].abs().max() > 1e-2
 
 
@@ -196,8 +267,9 @@ def test_missing_tensors_refused_unless_partial(official, sentencepiece_model, t
     with pytest.raises(BadInputError, match="partial model"):
         convert_official(path, tmp_path / "refused", sentencepiece_model, progress=False, **HEADS)
     assert not (tmp_path / "refused" / "onellm.safetensors").exists()
-    report = convert_official(path, tmp_path / "partial", sentencepiece_model, allow_partial=True,
-                              progress=False, **HEADS)
+    report = convert_official(
+        path, tmp_path / "partial", sentencepiece_model, allow_partial=True, progress=False, **HEADS
+    )
     assert report.missing == ["clip_proj2.audio.0.bias"] and report.unmapped == ["some.new.thing"]
     assert report.filled == ["upm.out_proj.audio.0.bias"]
     model = OneLLM.from_pretrained(tmp_path / "partial")
@@ -222,16 +294,32 @@ def test_bad_files_are_named(sentencepiece_model, tmp_path):
 def test_cli_converts_safetensors_to_bfloat16(official, sentencepiece_model, tmp_path, capsys):
     import argparse
 
-    from onellm.convert.cli import add_convert_parser
     from safetensors.torch import save_file
+
+    from onellm.convert.cli import add_convert_parser
 
     path = tmp_path / "official.safetensors"
     save_file({k: v.contiguous() for k, v in official[1].items()}, path)
     parser = argparse.ArgumentParser()
     add_convert_parser(parser.add_subparsers())
-    args = parser.parse_args(["convert-official", str(path), "--llama-tokenizer", str(sentencepiece_model),
-                              "--out", str(tmp_path / "bf16"), "--dtype", "bfloat16",
-                              "--llm-heads", "4", "--clip-heads", "4", "--upm-heads", "4"])
+    args = parser.parse_args(
+        [
+            "convert-official",
+            str(path),
+            "--llama-tokenizer",
+            str(sentencepiece_model),
+            "--out",
+            str(tmp_path / "bf16"),
+            "--dtype",
+            "bfloat16",
+            "--llm-heads",
+            "4",
+            "--clip-heads",
+            "4",
+            "--upm-heads",
+            "4",
+        ]
+    )
     assert args.func(args) == 0
     assert "depth" in capsys.readouterr().out
     model = OneLLM.from_pretrained(tmp_path / "bf16")
@@ -244,13 +332,23 @@ def test_clip_directory_stands_in_for_missing_encoder_weights(official, sentence
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     torch.manual_seed(3)
-    clip = CLIPVisionModel(CLIPVisionConfig(hidden_size=W, intermediate_size=4 * W, num_hidden_layers=CLIP_BLOCKS,
-                                            num_attention_heads=4, image_size=GRID * PATCH, patch_size=PATCH,
-                                            hidden_act="quick_gelu"))
+    clip = CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=W,
+            intermediate_size=4 * W,
+            num_hidden_layers=CLIP_BLOCKS,
+            num_attention_heads=4,
+            image_size=GRID * PATCH,
+            patch_size=PATCH,
+            hidden_act="quick_gelu",
+        )
+    )
     clip.save_pretrained(tmp_path / "clip")
     path = tmp_path / "no-clip.pth"
     torch.save({k: v for k, v in official[1].items() if not k.startswith("llma.clip.")}, path)
-    report = convert_official(path, tmp_path / "out", sentencepiece_model, clip=tmp_path / "clip", progress=False, **HEADS)
+    report = convert_official(
+        path, tmp_path / "out", sentencepiece_model, clip=tmp_path / "clip", progress=False, **HEADS
+    )
     assert "clip.visual.transformer.resblocks.1.attn.in_proj_weight" in report.from_clip and not report.filled
     model = OneLLM.from_pretrained(tmp_path / "out")
     got, want = model.encoder.vit.state_dict(), clip.state_dict()

@@ -1,6 +1,7 @@
 """Dataset converters: each reads a small file in its dataset's published format and writes
 manifest rows whose paths reach the real media; bad input names the file and line/field.
 Also: the published-recipe stage configs parse, and their trainable globs hit parameters."""
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,10 @@ def coco(tmp_path: Path) -> tuple[Path, Path]:
     data = {
         "images": [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "b.png"}, {"id": 3, "file_name": "c.png"}],
         "annotations": [
-            {"image_id": 1, "caption": "a dark square "}, {"image_id": 2, "caption": "a grey square"},
-            {"image_id": 1, "caption": "black tile"}, {"image_id": 3, "caption": "gone"},
+            {"image_id": 1, "caption": "a dark square "},
+            {"image_id": 2, "caption": "a grey square"},
+            {"image_id": 1, "caption": "black tile"},
+            {"image_id": 3, "caption": "gone"},
             {"image_id": 99, "caption": "no such image"},
         ],
     }
@@ -80,12 +83,22 @@ def test_coco_karpathy_splits(tmp_path: Path) -> None:
     images = [
         {"filepath": "train2014", "filename": "t.jpg", "split": "train", "cocoid": 5, "sentences": [{"raw": "t"}]},
         {"filepath": "val2014", "filename": "r.jpg", "split": "restval", "cocoid": 6, "sentences": [{"raw": "r"}]},
-        {"filepath": "val2014", "filename": "x.jpg", "split": "test", "cocoid": 7, "sentences": [{"raw": "x1"}, {"raw": "x2"}]},
+        {
+            "filepath": "val2014",
+            "filename": "x.jpg",
+            "split": "test",
+            "cocoid": 7,
+            "sentences": [{"raw": "x1"}, {"raw": "x2"}],
+        },
     ]
     source = tmp_path / "dataset_coco.json"
     source.write_text(json.dumps({"images": images, "dataset": "coco"}))
     convert("coco", source, tmp_path / "all.jsonl", tmp_path / "coco")
-    assert {k: s.split for k, s in _rows(tmp_path / "all.jsonl").items()} == {"coco-5": "train", "coco-6": "train", "coco-7": "test"}
+    assert {k: s.split for k, s in _rows(tmp_path / "all.jsonl").items()} == {
+        "coco-5": "train",
+        "coco-6": "train",
+        "coco-7": "test",
+    }
     convert("coco", source, tmp_path / "test.jsonl", tmp_path / "coco", split="test")
     (test,) = read_manifest(tmp_path / "test.jsonl")
     assert test.meta["references"] == ["x1", "x2"] and test.paths()[0].is_file()
@@ -107,11 +120,13 @@ def test_tsv_paths_urls_and_url_map(tmp_path: Path) -> None:
     _png(media / "00000" / "000000001.jpg")
     _png(media / "00000" / "000000002.jpg")
     source = tmp_path / "laion.tsv"
-    source.write_text("url\tTEXT\twidth\n"
-                      "https://x.org/1.jpg\ta cat\t8\n"
-                      "https://x.org/2.jpg\ta dog\t8\n"
-                      "https://x.org/3.jpg\ta cow\t8\n"
-                      "00000/000000002.jpg\t\t8\n")
+    source.write_text(
+        "url\tTEXT\twidth\n"
+        "https://x.org/1.jpg\ta cat\t8\n"
+        "https://x.org/2.jpg\ta dog\t8\n"
+        "https://x.org/3.jpg\ta cow\t8\n"
+        "00000/000000002.jpg\t\t8\n"
+    )
     report = convert("tsv", source, tmp_path / "a.jsonl", media, modality="image")
     assert report.written == 0 and report.skipped["URL without a local copy (give --url-map)"] == 3
     url_map = tmp_path / "map.csv"
@@ -119,7 +134,9 @@ def test_tsv_paths_urls_and_url_map(tmp_path: Path) -> None:
     report = convert("tsv", source, tmp_path / "b.jsonl", media, modality="image", url_map=url_map)
     rows = list(read_manifest(tmp_path / "b.jsonl"))
     assert [(s.caption, s.paths()[0].resolve()) for s in rows] == [
-        ("a cat", (media / "00000" / "000000001.jpg").resolve()), ("a dog", (media / "00000" / "000000002.jpg").resolve())]
+        ("a cat", (media / "00000" / "000000001.jpg").resolve()),
+        ("a dog", (media / "00000" / "000000002.jpg").resolve()),
+    ]
     assert report.skipped["empty caption"] == 1
 
 
@@ -128,8 +145,16 @@ def test_tsv_headerless_columns_companions_and_errors(tmp_path: Path) -> None:
     _png(tmp_path / "m" / "1.jpg")
     source = tmp_path / "cc3m.csv"
     source.write_text("a street,1.depth.png,1.jpg\na beach,2.depth.png,2.jpg\n")
-    report = convert("tsv", source, tmp_path / "d.jsonl", tmp_path / "m", modality="depth", check_files=True,
-                     columns="caption,path,rgb", companion_columns="rgb")
+    report = convert(
+        "tsv",
+        source,
+        tmp_path / "d.jsonl",
+        tmp_path / "m",
+        modality="depth",
+        check_files=True,
+        columns="caption,path,rgb",
+        companion_columns="rgb",
+    )
     (row,) = read_manifest(tmp_path / "d.jsonl")
     assert row.files == ["m/1.depth.png", "m/1.jpg"] and row.modality == "depth" and len(report.missing) == 1
     with pytest.raises(ValueError, match="--modality"):
@@ -170,11 +195,26 @@ def test_cap3d_and_pointllm(tmp_path: Path) -> None:
     assert (row.id, row.caption, row.modality) == ("cap3d-abc", "a red chair, wooden legs", "point")
     assert np.load(row.paths()[0]).shape == (8192, 6) and len(report.missing) == 1
 
-    brief = [{"object_id": "abc", "conversations": [
-        {"from": "human", "value": "<point>\nWhat is this?"}, {"from": "gpt", "value": "A chair."}]}]
-    complex_ = [{"object_id": "abc", "conversations": [
-        {"from": "human", "value": "<point>\nColour?"}, {"from": "gpt", "value": "Red."},
-        {"from": "human", "value": "Legs?"}, {"from": "gpt", "value": "Four."}]}] * 2
+    brief = [
+        {
+            "object_id": "abc",
+            "conversations": [
+                {"from": "human", "value": "<point>\nWhat is this?"},
+                {"from": "gpt", "value": "A chair."},
+            ],
+        }
+    ]
+    complex_ = [
+        {
+            "object_id": "abc",
+            "conversations": [
+                {"from": "human", "value": "<point>\nColour?"},
+                {"from": "gpt", "value": "Red."},
+                {"from": "human", "value": "Legs?"},
+                {"from": "gpt", "value": "Four."},
+            ],
+        }
+    ] * 2
     (tmp_path / "brief.json").write_text(json.dumps(brief))
     (tmp_path / "complex.json").write_text(json.dumps(complex_))
     convert("pointllm", tmp_path / "brief.json", tmp_path / "p1.jsonl", clouds)
@@ -194,10 +234,15 @@ def test_ego4d_imu_windows_and_cleaning(tmp_path: Path) -> None:
     imu.mkdir()
     np.save(imu / "v1.npy", np.zeros((2000, 6), np.float32))
     narrations = {
-        "v1": {"narration_pass_1": {"narrations": [
-            {"timestamp_sec": 0.4, "narration_text": "#C C opens the fridge"},
-            {"timestamp_sec": 5.0, "narration_text": "#O man X hands C a cup #unsure"},
-            {"timestamp_sec": 6.0, "narration_text": "#C"}]}},
+        "v1": {
+            "narration_pass_1": {
+                "narrations": [
+                    {"timestamp_sec": 0.4, "narration_text": "#C C opens the fridge"},
+                    {"timestamp_sec": 5.0, "narration_text": "#O man X hands C a cup #unsure"},
+                    {"timestamp_sec": 6.0, "narration_text": "#C"},
+                ]
+            }
+        },
         "v2": {"narration_pass_1": {"narrations": [{"timestamp_sec": 1.0, "narration_text": "#C C walks"}]}},
         "v3": {"status": "redacted"},
     }
@@ -223,9 +268,19 @@ def test_nsd_stim_info_with_coco_captions(tmp_path: Path) -> None:
     for name in ("5_0", "5_1", "7", "8"):
         np.save(fmri / f"{name}.npy", np.ones((3, 16), np.float32))
     coco = tmp_path / "captions_train2017.json"
-    coco.write_text(json.dumps({"images": [], "annotations": [
-        {"image_id": 100, "caption": "a bus"}, {"image_id": 100, "caption": "a red bus"},
-        {"image_id": 200, "caption": "a cat"}, {"image_id": 300, "caption": "a kite"}]}))
+    coco.write_text(
+        json.dumps(
+            {
+                "images": [],
+                "annotations": [
+                    {"image_id": 100, "caption": "a bus"},
+                    {"image_id": 100, "caption": "a red bus"},
+                    {"image_id": 200, "caption": "a cat"},
+                    {"image_id": 300, "caption": "a kite"},
+                ],
+            }
+        )
+    )
     stim = tmp_path / "nsd_stim_info_merged.csv"
     stim.write_text(",cocoId,nsdId,shared1000\n0,100,5,False\n1,200,7,True\n2,300,9,False\n")
     report = convert("nsd", stim, tmp_path / "nsd.jsonl", fmri, coco_captions=[coco], shared1000_test=True)
@@ -247,11 +302,23 @@ def test_nsd_stim_info_with_coco_captions(tmp_path: Path) -> None:
 def test_llava_modality_from_media_key(tmp_path: Path) -> None:
     _png(tmp_path / "coco" / "000000033471.jpg")
     items = [
-        {"id": "000000033471", "image": "000000033471.jpg", "conversations": [
-            {"from": "human", "value": "<image>\nWhat colour is the bus?"}, {"from": "gpt", "value": "Red."}]},
+        {
+            "id": "000000033471",
+            "image": "000000033471.jpg",
+            "conversations": [
+                {"from": "human", "value": "<image>\nWhat colour is the bus?"},
+                {"from": "gpt", "value": "Red."},
+            ],
+        },
         {"id": "t1", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]},
-        {"id": "v1", "video": "v1.mp4", "conversations": [
-            {"from": "human", "value": "What happens? <video>"}, {"from": "gpt", "value": "A dance."}]},
+        {
+            "id": "v1",
+            "video": "v1.mp4",
+            "conversations": [
+                {"from": "human", "value": "What happens? <video>"},
+                {"from": "gpt", "value": "A dance."},
+            ],
+        },
     ]
     source = tmp_path / "llava_instruct_150k.json"
     source.write_text(json.dumps(items))
@@ -273,8 +340,21 @@ def test_cli_convert_subcommand(coco, tmp_path: Path, capsys) -> None:
     data = parser.add_subparsers(dest="command").add_parser("data").add_subparsers(dest="data_command")
     add_convert_parser(data)
     out = tmp_path / "cli.jsonl"
-    args = parser.parse_args(["data", "convert", "coco", str(source), "--out", str(out), "--media-root", str(media),
-                              "--check-files", "--split", "train"])
+    args = parser.parse_args(
+        [
+            "data",
+            "convert",
+            "coco",
+            str(source),
+            "--out",
+            str(out),
+            "--media-root",
+            str(media),
+            "--check-files",
+            "--split",
+            "train",
+        ]
+    )
     assert args.func(args) == 0
     assert {s.split for s in read_manifest(out)} == {"train"} and len(read_manifest(out)) == 2
     err = capsys.readouterr().err
@@ -286,16 +366,24 @@ def test_cli_convert_subcommand(coco, tmp_path: Path, capsys) -> None:
 @pytest.mark.slow
 def test_recipe_configs_print_with_onellm_fit() -> None:
     configs = sorted(RECIPES.glob("*.yaml"))
-    assert [c.name for c in configs] == ["stage1-image.yaml", "stage2-video-audio-point.yaml",
-                                         "stage3-depth-normal-imu-fmri.yaml", "stage4-instruct.yaml",
-                                         "stage5-audio-visual.yaml"]
+    assert [c.name for c in configs] == [
+        "stage1-image.yaml",
+        "stage2-video-audio-point.yaml",
+        "stage3-depth-normal-imu-fmri.yaml",
+        "stage4-instruct.yaml",
+        "stage5-audio-visual.yaml",
+    ]
     # `onellm fit --config X --print_config` for each X in one subprocess: the torch +
     # lightning import dominates, and a process per config made this test 5x slower.
-    script = ("import sys\nfrom onellm.cli import main\nfor c in sys.argv[1:]:\n"
-              "    print('### ' + c, flush=True)\n"
-              "    try:\n        main(['fit', '--config', c, '--print_config'])\n"
-              "    except SystemExit as e:\n        assert not e.code, f'{c}: exit {e.code}'\n")
-    run = subprocess.run([sys.executable, "-c", script, *map(str, configs)], capture_output=True, text=True, timeout=300)
+    script = (
+        "import sys\nfrom onellm.cli import main\nfor c in sys.argv[1:]:\n"
+        "    print('### ' + c, flush=True)\n"
+        "    try:\n        main(['fit', '--config', c, '--print_config'])\n"
+        "    except SystemExit as e:\n        assert not e.code, f'{c}: exit {e.code}'\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, *map(str, configs)], capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     printed = run.stdout.split("### ")[1:]
     assert len(printed) == len(configs)
@@ -310,8 +398,9 @@ def test_recipe_trainable_globs_match_and_freeze_encoder(config: Path) -> None:
     from onellm.training.module import OneLLMModule
 
     model = yaml.safe_load(config.read_text())["model"]
-    assert model["model"] == "smollm2" and all(d["manifest"].startswith("$DATA_ROOT/")
-                                               for d in yaml.safe_load(config.read_text())["data"]["datasets"])
+    assert model["model"] == "smollm2" and all(
+        d["manifest"].startswith("$DATA_ROOT/") for d in yaml.safe_load(config.read_text())["data"]["datasets"]
+    )
     # The tiny preset has the same parameter names: a glob matching nothing raises here.
     module = OneLLMModule(model="tiny", modalities=model["modalities"], trainable=model["trainable"])
     trained = {n.split(".")[0] for n, p in module.model.named_parameters() if p.requires_grad}
@@ -319,7 +408,7 @@ def test_recipe_trainable_globs_match_and_freeze_encoder(config: Path) -> None:
     assert ("llm" in trained) == config.name.startswith(("stage4", "stage5"))  # the instruction stages
 
 
-LINES_CONVERTER = '''
+LINES_CONVERTER = """
 from onellm.data.manifest import Sample
 
 HELP = "one 'file|caption' per line"
@@ -335,7 +424,7 @@ def samples(path, media, split=None, modality=None, prefix=""):
         name, caption = line.split("|")
         yield Sample(id=f"{prefix}{n}", modality=modality or MODALITY, files=media.files([name]), caption=caption,
                      split=split or "train")
-'''
+"""
 
 
 def test_a_plugin_converter_registers_like_the_built_ins(tmp_path: Path, monkeypatch) -> None:
@@ -353,8 +442,19 @@ def test_a_plugin_converter_registers_like_the_built_ins(tmp_path: Path, monkeyp
         parser = argparse.ArgumentParser(prog="onellm")
         add_convert_parser(parser.add_subparsers(dest="data_command"))
         out = tmp_path / "lines.jsonl"
-        args = parser.parse_args(["convert", "lines", str(tmp_path / "list.txt"), "--out", str(out),
-                                  "--media-root", str(tmp_path / "media"), "--prefix", "p"])
+        args = parser.parse_args(
+            [
+                "convert",
+                "lines",
+                str(tmp_path / "list.txt"),
+                "--out",
+                str(out),
+                "--media-root",
+                str(tmp_path / "media"),
+                "--prefix",
+                "p",
+            ]
+        )
         assert args.func(args) == 0
         [row] = read_manifest(out)
         assert row.id == "p0" and row.caption == "a black square" and row.paths()[0].is_file()

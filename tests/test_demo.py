@@ -1,10 +1,11 @@
 """`onellm demo`: the gradio page served on localhost, driven through gradio_client with one
 real file per built-in modality."""
+
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ gr = pytest.importorskip("gradio")
 client_lib = pytest.importorskip("gradio_client")
 
 from media_files import bar_clip  # noqa: E402
+
 from onellm import OneLLM  # noqa: E402
 from onellm.demo.app import build_app  # noqa: E402
 from onellm.demo.chat import modality_choices, stream_answer  # noqa: E402
@@ -97,8 +99,14 @@ def _fmri(d: Path, rng, voxels: int) -> list[Path]:
 
 
 WRITERS: dict[str, Callable[..., list[Path]]] = {
-    "image": _image, "video": _video, "audio": _audio, "point": _point,
-    "depth": _depth, "normal": _normal, "imu": _imu, "fmri": _fmri,
+    "image": _image,
+    "video": _video,
+    "audio": _audio,
+    "point": _point,
+    "depth": _depth,
+    "normal": _normal,
+    "imu": _imu,
+    "fmri": _fmri,
 }
 
 
@@ -206,8 +214,9 @@ def test_a_silent_video_asked_with_its_sound_says_what_to_do(served, tmp_path):
     file = client_lib.handle_file(str(_video(tmp_path, np.random.default_rng(0))[0]))
     with pytest.raises(client_lib.exceptions.AppError) as caught:
         client.predict(file, None, "video", [], *SETTINGS, True, api_name="/caption")
-    assert str(caught.value) == ("clip.mp4: audio: no audio stream; "
-                                 "untick \"use the file's audio too\" to ask about the upload alone")
+    assert str(caught.value) == (
+        'clip.mp4: audio: no audio stream; untick "use the file\'s audio too" to ask about the upload alone'
+    )
 
 
 def test_each_input_is_previewed(tmp_path):
@@ -251,7 +260,7 @@ def test_prompt_with_history_extends_the_single_turn_template(tiny_model):
     assert processor.prompt("Q2?", []) == processor.prompt("Q2?")
     prompt = processor.prompt("Q2?", [("Q1?", "A1.")])
     assert prompt.index("Q1?") < prompt.index("A1.") < prompt.index("Q2?")
-    assert prompt.endswith(processor.prompt("Q2?")[-len("Q2?\n### Assistant:"):])
+    assert prompt.endswith(processor.prompt("Q2?")[-len("Q2?\n### Assistant:") :])
     ids, mask = processor.encode(prompt)
     assert sum(mask) == processor.num_modality_tokens  # still exactly one modality input
 
@@ -330,7 +339,9 @@ def test_caption_button_asks_a_caption_stage_model_nothing(tiny_model, tmp_path,
     from onellm.demo import app
 
     prompts = []
-    monkeypatch.setattr(app, "stream_answer", lambda model, inputs, prompt, settings: prompts.append(prompt) or iter(["ok"]))
+    monkeypatch.setattr(
+        app, "stream_answer", lambda model, inputs, prompt, settings: prompts.append(prompt) or iter(["ok"])
+    )
     path = _rgb(tmp_path / "a.png", np.random.default_rng(0))
     for prompting in ("bare", "template"):
         tiny_model.config.prompting = prompting

@@ -1,5 +1,6 @@
 """`onellm demo` in a real browser: headless Chromium uploads an image, presses Caption and
 waits for the streamed answer and the router chart; the page is saved as a screenshot."""
+
 from __future__ import annotations
 
 import socket
@@ -16,12 +17,12 @@ if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium chromium-driver)", allow_module_level=True)
 webdriver = pytest.importorskip("selenium.webdriver")
 
+from media_files import bar_clip  # noqa: E402
 from PIL import Image  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from media_files import bar_clip  # noqa: E402
 from onellm import OneLLM  # noqa: E402
 from onellm.demo.app import build_app  # noqa: E402
 from onellm.registry import get_modality  # noqa: E402

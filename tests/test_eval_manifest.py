@@ -1,6 +1,7 @@
 """`onellm eval --manifest`: any manifest becomes caption / QA tasks, the outputs are where
 the command says, classification-like captions get label accuracy beside its baselines, and
 caption prompts follow the model's config.prompting unless --bare-prompt / --template force one."""
+
 import json
 import re
 import shutil
@@ -29,9 +30,16 @@ def write_manifest(path, animals, split="test"):
         file.parent.mkdir(parents=True, exist_ok=True)
         pixels = np.random.default_rng(n).integers(0, 255, (32, 40, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(file)
-        rows.append({"id": f"s{n}", "modality": "image", "files": [f"images/{n}.png"], "split": split,
-                     "caption": f"a photo of a {animal}",
-                     "qa": [{"question": "Which animal is it?", "answer": animal}]})
+        rows.append(
+            {
+                "id": f"s{n}",
+                "modality": "image",
+                "files": [f"images/{n}.png"],
+                "split": split,
+                "caption": f"a photo of a {animal}",
+                "qa": [{"question": "Which animal is it?", "answer": animal}],
+            }
+        )
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -45,6 +53,7 @@ def eval_cli(argv, capsys):
 
 class NoCocoScorer:
     """Stands in for the COCO metrics (Java start-ups cost seconds) where a test checks others."""
+
     spice = False
 
     def __enter__(self):
@@ -63,6 +72,7 @@ class NoCocoScorer:
 def canned_generate(monkeypatch, answers, prompts=None):
     """Predictions by item id instead of the model's (recording the prompts it was given),
     scored without the COCO metrics."""
+
     def fake(model, task, items, inputs, prompting, kwargs):
         if prompts is not None:
             prompts.setdefault(task.kind, []).extend(runner.item_prompt(model, task, i, prompting) for i in items)
@@ -93,8 +103,13 @@ def test_a_prediction_must_name_its_label_and_no_other():
 
 
 def test_label_metrics_with_chance_and_majority_baselines():
-    refs = {"1": ["a photo of a cat"], "2": ["A photo of a cat."], "3": ["a photo of a cat"],
-            "4": ["a photo of a dog"], "5": ["a photo of a black cat"]}
+    refs = {
+        "1": ["a photo of a cat"],
+        "2": ["A photo of a cat."],
+        "3": ["a photo of a cat"],
+        "4": ["a photo of a dog"],
+        "5": ["a photo of a black cat"],
+    }
     preds = {"1": "a cat", "2": "a black cat", "3": "catalogue", "4": "a cat or a dog", "5": "black cat"}
     metrics = label_metrics(preds, refs)
     assert metrics == pytest.approx({"label_accuracy": 2 / 5, "label_chance": 1 / 3, "label_majority": 3 / 5})
@@ -137,10 +152,27 @@ def test_mixed_modalities_need_modality(tmp_path):
 @needs_java
 def test_manifest_run_writes_where_it_says(tmp_path, capsys):
     manifest = write_manifest(tmp_path / "data" / "pets.jsonl", ["cat", "dog", "cat"])
-    out, _ = eval_cli(["--model", "tiny", "--manifest", str(manifest), "--out", str(tmp_path / "out"),
-                       "--limit", "2", "--max-new-tokens", "2", "--batch-size", "2"], capsys)
-    written = {task: (predictions, scores) for task, predictions, scores in
-               re.findall(r"^(\S+): predictions (\S+), scores (\S+)$", out, re.M)}
+    out, _ = eval_cli(
+        [
+            "--model",
+            "tiny",
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(tmp_path / "out"),
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "2",
+            "--batch-size",
+            "2",
+        ],
+        capsys,
+    )
+    written = {
+        task: (predictions, scores)
+        for task, predictions, scores in re.findall(r"^(\S+): predictions (\S+), scores (\S+)$", out, re.M)
+    }
     assert set(written) == {"manifest-caption-pets", "manifest-qa-pets"}
     for task, (predictions, scores) in written.items():
         assert predictions == str(tmp_path / "out" / task / "predictions.jsonl")
@@ -156,16 +188,29 @@ def test_manifest_run_writes_where_it_says(tmp_path, capsys):
 
 def test_scores_of_known_predictions(tmp_path, capsys, monkeypatch):
     manifest = write_manifest(tmp_path / "pets.jsonl", ["cat", "cat", "cat", "dog"])
-    canned_generate(monkeypatch, {"s0": "a cat", "s1": "a dog", "s2": "the cat sits", "s3": "A dog.",
-                                  "s0#0": "Cat.", "s1#0": "it is a cat", "s2#0": "catalogue", "s3#0": "dog"})
+    canned_generate(
+        monkeypatch,
+        {
+            "s0": "a cat",
+            "s1": "a dog",
+            "s2": "the cat sits",
+            "s3": "A dog.",
+            "s0#0": "Cat.",
+            "s1#0": "it is a cat",
+            "s2#0": "catalogue",
+            "s3#0": "dog",
+        },
+    )
     eval_cli(["--model", "tiny", "--manifest", str(manifest), "--out", str(tmp_path / "out")], capsys)
     caption = json.loads((tmp_path / "out" / "manifest-caption-pets" / "results.json").read_text())["metrics"]
     assert {k: caption[k] for k in LABEL_METRICS} == pytest.approx(
-        {"label_accuracy": 3 / 4, "label_chance": 1 / 2, "label_majority": 3 / 4})
+        {"label_accuracy": 3 / 4, "label_chance": 1 / 2, "label_majority": 3 / 4}
+    )
     qa = json.loads((tmp_path / "out" / "manifest-qa-pets" / "results.json").read_text())["metrics"]
     # beside it, what answering "cat" (the commonest answer) to every question would score
-    assert qa == pytest.approx({"accuracy": 2 / 4, "accuracy_majority": 3 / 4, "contains_accuracy": 1.0,
-                                "word_accuracy": 3 / 4})
+    assert qa == pytest.approx(
+        {"accuracy": 2 / 4, "accuracy_majority": 3 / 4, "contains_accuracy": 1.0, "word_accuracy": 3 / 4}
+    )
 
 
 # ---- prompting follows the model ---------------------------------------------------------

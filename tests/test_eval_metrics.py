@@ -1,5 +1,6 @@
 """Caption metrics agree with pycocoevalcap's own scorers; VQA answer normalisation and
 multiple-choice matching behave as the VQA evaluation does."""
+
 import shutil
 
 import pytest
@@ -16,8 +17,11 @@ CANDIDATES = {
     "d": "",
 }
 REFERENCES = {
-    "a": ["A man rides a bicycle along a city street.", "a person on a red bike in the road",
-          "Man riding his bike down the street."],
+    "a": [
+        "A man rides a bicycle along a city street.",
+        "a person on a red bike in the road",
+        "Man riding his bike down the street.",
+    ],
     "b": ["Two dogs are playing with a ball in a field.", "dogs chasing a ball on green grass"],
     "c": ["A plate with a sandwich and some fries.", "a white plate full of food on a table"],
     "d": ["a cat sleeping on a sofa"],
@@ -84,9 +88,20 @@ def test_caption_metrics_refuse_predictions_without_references(scorer):
 
 @pytest.mark.parametrize(
     "said, expected",
-    [("Two", "2"), ("the dog.", "dog"), ("yes!", "yes"), ("A Red Car", "red car"), ("dont", "don't"),
-     ("isnt", "isn't"), ("couldnt've", "couldn't've"), ("black/white", "black white"), ("3.5", "3.5"),
-     ("1,000", "1000"), ("  ten\n", "10"), ("None", "0")],
+    [
+        ("Two", "2"),
+        ("the dog.", "dog"),
+        ("yes!", "yes"),
+        ("A Red Car", "red car"),
+        ("dont", "don't"),
+        ("isnt", "isn't"),
+        ("couldnt've", "couldn't've"),
+        ("black/white", "black white"),
+        ("3.5", "3.5"),
+        ("1,000", "1000"),
+        ("  ten\n", "10"),
+        ("None", "0"),
+    ],
 )
 def test_vqa_normalisation(said, expected):
     assert normalize_answer(said) == expected
@@ -121,8 +136,17 @@ def test_qa_accuracy_vqa_score_with_ten_human_answers():
 
 @pytest.mark.parametrize(
     "said, index",
-    [("B", 1), ("(c)", 2), ("A.", 0), ("C. a red car", 2), ("The answer is B.", 1), ("dog", 1),
-     ("a cat", 0), ("I think it is the red car", 2), ("a horse", None)],
+    [
+        ("B", 1),
+        ("(c)", 2),
+        ("A.", 0),
+        ("C. a red car", 2),
+        ("The answer is B.", 1),
+        ("dog", 1),
+        ("a cat", 0),
+        ("I think it is the red car", 2),
+        ("a horse", None),
+    ],
 )
 def test_choice_index_reads_letters_and_option_text(said, index):
     assert choice_index(said, ["cat", "dog", "red car"]) == index

@@ -1,5 +1,6 @@
 """Public benchmark readers on files in their published formats, and `onellm eval` runs
 (outputs, resume, skipped samples, scoring another system's predictions) with the tiny model."""
+
 import argparse
 import csv
 import json
@@ -13,8 +14,8 @@ from transformers import GenerationConfig
 from onellm.errors import BadInputError
 from onellm.eval import runner
 from onellm.eval.cli import add_eval_parser
-from onellm.eval.metrics import CaptionScorer
 from onellm.eval.items import qa_item
+from onellm.eval.metrics import CaptionScorer
 from onellm.eval.tasks import QA_PROMPT, EvalTask, get_task, register_task, resolve_tasks, synth_tasks
 from onellm.inputs import load_input
 from onellm.registry import list_modalities
@@ -61,12 +62,27 @@ def check_loads(items, model):
 
 def test_coco_karpathy_reads_test_split_with_raw_sentences(tmp_path, tiny_model):
     images = [
-        {"filepath": "val2014", "filename": "COCO_val2014_1.jpg", "split": "test", "cocoid": 1,
-         "sentences": [{"raw": "A cat on a mat. ", "tokens": ["a", "cat"]}, {"raw": "A sleeping cat."}]},
-        {"filepath": "val2014", "filename": "COCO_val2014_2.jpg", "split": "val", "cocoid": 2,
-         "sentences": [{"raw": "Not in the test split."}]},
-        {"filepath": "val2014", "filename": "COCO_val2014_3.jpg", "split": "test", "cocoid": 3,
-         "sentences": [{"raw": "Two dogs."}]},
+        {
+            "filepath": "val2014",
+            "filename": "COCO_val2014_1.jpg",
+            "split": "test",
+            "cocoid": 1,
+            "sentences": [{"raw": "A cat on a mat. ", "tokens": ["a", "cat"]}, {"raw": "A sleeping cat."}],
+        },
+        {
+            "filepath": "val2014",
+            "filename": "COCO_val2014_2.jpg",
+            "split": "val",
+            "cocoid": 2,
+            "sentences": [{"raw": "Not in the test split."}],
+        },
+        {
+            "filepath": "val2014",
+            "filename": "COCO_val2014_3.jpg",
+            "split": "test",
+            "cocoid": 3,
+            "sentences": [{"raw": "Two dogs."}],
+        },
     ]
     (tmp_path / "coco").mkdir()
     (tmp_path / "coco" / "dataset_coco.json").write_text(json.dumps({"images": images, "dataset": "coco"}))
@@ -97,17 +113,23 @@ def test_clotho_reads_five_captions_per_wav(tmp_path, tiny_model):
 def test_msvd_qa_maps_video_ids_through_youtube_mapping(tmp_path, tiny_model):
     root = tmp_path / "MSVD-QA"
     root.mkdir()
-    (root / "test_qa.json").write_text(json.dumps([
-        {"answer": "dog", "id": 7, "question": "what is running?", "video_id": 1},
-        {"answer": "two", "id": 8, "question": "how many men talk?", "video": "clipB"},
-    ]))
+    (root / "test_qa.json").write_text(
+        json.dumps(
+            [
+                {"answer": "dog", "id": 7, "question": "what is running?", "video_id": 1},
+                {"answer": "two", "id": 8, "question": "how many men talk?", "video": "clipB"},
+            ]
+        )
+    )
     (root / "youtube_mapping.txt").write_text("-abc_1_5 vid1\nxyz_2_9 vid2\n")
     write_mp4(tmp_path / "YouTubeClips" / "-abc_1_5.mp4")
     write_mp4(tmp_path / "YouTubeClips" / "clipB.mp4")
     task = get_task("msvd-qa")
     items = task.items(tmp_path)
     assert [(i.id, i.references, i.paths()[0].name) for i in items] == [
-        ("7", ["dog"], "-abc_1_5.mp4"), ("8", ["two"], "clipB.mp4")]
+        ("7", ["dog"], "-abc_1_5.mp4"),
+        ("8", ["two"], "clipB.mp4"),
+    ]
     assert task.question(items[0]) == QA_PROMPT.format(question="what is running?")
     assert task.question(items[0]).endswith("\nAnswer the question using a single word or phrase.")
     check_loads(items, tiny_model)
@@ -116,9 +138,16 @@ def test_msvd_qa_maps_video_ids_through_youtube_mapping(tmp_path, tiny_model):
 def test_pointllm_reads_gpt_turns_and_8192_point_files(tmp_path, tiny_model):
     anno = tmp_path / "anno_data"
     anno.mkdir()
-    rows = [{"object_id": oid, "conversations": [
-        {"from": "human", "value": "<point>\nWhat is this?"}, {"from": "gpt", "value": f"A {oid} model."}]}
-        for oid in ("chair01", "lamp02")]
+    rows = [
+        {
+            "object_id": oid,
+            "conversations": [
+                {"from": "human", "value": "<point>\nWhat is this?"},
+                {"from": "gpt", "value": f"A {oid} model."},
+            ],
+        }
+        for oid in ("chair01", "lamp02")
+    ]
     (anno / "PointLLM_brief_description_val_200_GT.json").write_text(json.dumps(rows))
     rng = np.random.default_rng(0)
     (tmp_path / "objaverse_data").mkdir()
@@ -127,8 +156,7 @@ def test_pointllm_reads_gpt_turns_and_8192_point_files(tmp_path, tiny_model):
         np.save(tmp_path / "objaverse_data" / f"{oid}_8192.npy", cloud.astype(np.float32))
     task = get_task("pointllm-caption")
     items = task.items(tmp_path)
-    assert [(i.id, i.references) for i in items] == [
-        ("chair01", ["A chair01 model."]), ("lamp02", ["A lamp02 model."])]
+    assert [(i.id, i.references) for i in items] == [("chair01", ["A chair01 model."]), ("lamp02", ["A lamp02 model."])]
     assert task.question(items[0]) == "What is this?"  # OneLLM's point prompt
     check_loads(items, tiny_model)
 
@@ -140,7 +168,9 @@ def test_pointllm_reads_onellm_own_caption_dict_through_the_converter(tmp_path):
         np.save(tmp_path / "8192_npy" / f"{oid}_8192.npy", np.zeros((8192, 6), np.float32))
     items = get_task("pointllm-caption").items(tmp_path)
     assert [(i.id, i.references, i.paths()[0].name) for i in items] == [
-        ("chair01", ["A chair."], "chair01_8192.npy"), ("lamp02", ["A lamp.", "A light."], "lamp02_8192.npy")]
+        ("chair01", ["A chair."], "chair01_8192.npy"),
+        ("lamp02", ["A lamp.", "A light."], "lamp02_8192.npy"),
+    ]
     (tmp_path / "pointllm_test.json").write_text(json.dumps({"chair01": 3}))
     with pytest.raises(BadInputError, match="chair01.*a caption or a list of captions"):
         get_task("pointllm-caption").items(tmp_path)
@@ -151,19 +181,31 @@ def test_imu_reads_onellm_coco_caption_layout(tmp_path, tiny_model):
     (tmp_path / "imu").mkdir()
     for n in (5, 6):
         np.save(tmp_path / "imu" / f"w{n}.npy", rng.normal(size=(6, 400)).astype(np.float32))
-    (tmp_path / "imu_2000_cococap.json").write_text(json.dumps({
-        "images": [{"id": 5, "file_name": "w5.npy", "video_uid": "u1", "window_start": 1.0, "window_end": 3.0},
-                   {"id": 6, "file_name": "w6.npy", "video_uid": "u2", "window_start": 0.0, "window_end": 2.0}],
-        "annotations": [{"image_id": 5, "id": 1, "caption": "C opens a door."},
-                        {"image_id": 6, "id": 2, "caption": "C walks."},
-                        {"image_id": 5, "id": 3, "caption": "C enters."}],
-    }))
+    (tmp_path / "imu_2000_cococap.json").write_text(
+        json.dumps(
+            {
+                "images": [
+                    {"id": 5, "file_name": "w5.npy", "video_uid": "u1", "window_start": 1.0, "window_end": 3.0},
+                    {"id": 6, "file_name": "w6.npy", "video_uid": "u2", "window_start": 0.0, "window_end": 2.0},
+                ],
+                "annotations": [
+                    {"image_id": 5, "id": 1, "caption": "C opens a door."},
+                    {"image_id": 6, "id": 2, "caption": "C walks."},
+                    {"image_id": 5, "id": 3, "caption": "C enters."},
+                ],
+            }
+        )
+    )
     task = get_task("ego4d-imu-caption")
     items = task.items(tmp_path)
     assert [(i.id, i.references) for i in items] == [("5", ["C opens a door.", "C enters."]), ("6", ["C walks."])]
     # The entry's other keys reach the loader, beside the references (as converters write them).
-    assert items[0].meta == {"video_uid": "u1", "window_start": 1.0, "window_end": 3.0,
-                             "references": ["C opens a door.", "C enters."]}
+    assert items[0].meta == {
+        "video_uid": "u1",
+        "window_start": 1.0,
+        "window_end": 3.0,
+        "references": ["C opens a door.", "C enters."],
+    }
     assert task.question(items[0]) == "Describe the scene."
     check_loads(items, tiny_model)
 
@@ -174,13 +216,19 @@ def test_fmri_reads_plain_list_layout(tmp_path, tiny_model):
     rng = np.random.default_rng(0)
     for key in ("s1", "s2"):
         np.save(tmp_path / "fmri" / f"{key}.npy", rng.normal(size=(voxels,)).astype(np.float32))
-    (tmp_path / "fmri_caption_test.json").write_text(json.dumps([
-        {"id": "s1", "captions": ["A bus on a street.", "A red bus."]},
-        {"id": "s2", "file": "fmri/s2.npy", "caption": "A kitchen."},
-    ]))
+    (tmp_path / "fmri_caption_test.json").write_text(
+        json.dumps(
+            [
+                {"id": "s1", "captions": ["A bus on a street.", "A red bus."]},
+                {"id": "s2", "file": "fmri/s2.npy", "caption": "A kitchen."},
+            ]
+        )
+    )
     items = get_task("nsd-fmri-caption").items(tmp_path)
     assert [(i.id, i.references, i.paths()[0].name) for i in items] == [
-        ("s1", ["A bus on a street.", "A red bus."], "s1.npy"), ("s2", ["A kitchen."], "s2.npy")]
+        ("s1", ["A bus on a street.", "A red bus."], "s1.npy"),
+        ("s2", ["A kitchen."], "s2.npy"),
+    ]
     check_loads(items, tiny_model)
 
 
@@ -197,7 +245,11 @@ def test_synth_tasks_follow_the_modality_registry(monkeypatch):
     assert names == {f"synth-{k}-{m}" for m in list_modalities() for k in ("caption", "qa")}
     monkeypatch.setattr("onellm.eval.tasks.list_modalities", lambda: ["image", "thermal"])
     assert {t.name for t in resolve_tasks("synth-all")} == {
-        "synth-caption-image", "synth-qa-image", "synth-caption-thermal", "synth-qa-thermal"}
+        "synth-caption-image",
+        "synth-qa-image",
+        "synth-caption-thermal",
+        "synth-qa-thermal",
+    }
 
 
 def write_synth_images(root, count, corrupt=()):
@@ -207,10 +259,19 @@ def write_synth_images(root, count, corrupt=()):
         write_png(root / "image" / f"{n}.png", n)
         if n in corrupt:
             (root / "image" / f"{n}.png").write_bytes(b"not a png")
-        rows.append({"id": f"image-{n:03d}", "modality": "image", "files": [f"image/{n}.png"],
-                     "caption": f"a red circle number {n}", "split": "test",
-                     "qa": [{"question": "What colour is the circle?", "answer": "red"},
-                            {"question": "How many circles are there?", "answer": "one"}]})
+        rows.append(
+            {
+                "id": f"image-{n:03d}",
+                "modality": "image",
+                "files": [f"image/{n}.png"],
+                "caption": f"a red circle number {n}",
+                "split": "test",
+                "qa": [
+                    {"question": "What colour is the circle?", "answer": "red"},
+                    {"question": "How many circles are there?", "answer": "one"},
+                ],
+            }
+        )
     rows.append({**rows[0], "id": "image-train", "split": "train"})
     (root / "image.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
@@ -232,12 +293,21 @@ def test_qa_run_writes_outputs_and_resumes_without_regenerating(tmp_path, tiny_m
     task = get_task("synth-qa-image")
     seen = counting_generate(monkeypatch)
     settings = GenerationConfig(max_new_tokens=4)
-    first = runner.run_eval(tiny_model, [task], tmp_path / "data", tmp_path / "out", settings,
-                            batch_size=2, max_samples=2, model_name="tiny")[0]
+    first = runner.run_eval(
+        tiny_model,
+        [task],
+        tmp_path / "data",
+        tmp_path / "out",
+        settings,
+        batch_size=2,
+        max_samples=2,
+        model_name="tiny",
+    )[0]
     assert first["samples"] == 2 and seen == ["image-000#0", "image-000#1"]
 
-    second = runner.run_eval(tiny_model, [task], tmp_path / "data", tmp_path / "out", settings,
-                             batch_size=2, model_name="tiny")[0]
+    second = runner.run_eval(
+        tiny_model, [task], tmp_path / "data", tmp_path / "out", settings, batch_size=2, model_name="tiny"
+    )[0]
     all_ids = [f"image-{n:03d}#{q}" for n in range(3) for q in range(2)]
     assert seen == all_ids  # the first two were not generated again
     rows = [json.loads(line) for line in (tmp_path / "out" / task.name / "predictions.jsonl").read_text().splitlines()]
@@ -251,8 +321,14 @@ def test_qa_run_writes_outputs_and_resumes_without_regenerating(tmp_path, tiny_m
     assert task.name in (tmp_path / "out" / "results.md").read_text()
 
     with pytest.raises(ValueError, match="another configuration"):
-        runner.run_eval(tiny_model, [task], tmp_path / "data", tmp_path / "out",
-                        GenerationConfig(max_new_tokens=5), model_name="tiny")
+        runner.run_eval(
+            tiny_model,
+            [task],
+            tmp_path / "data",
+            tmp_path / "out",
+            GenerationConfig(max_new_tokens=5),
+            model_name="tiny",
+        )
 
 
 def test_a_registered_task_runs_from_its_own_reader(tmp_path, tiny_model):
@@ -291,7 +367,10 @@ def test_plugin_tasks_come_from_the_eval_tasks_entry_point(tmp_path, monkeypatch
     (tmp_path / "onellm_plugin_tasks.py").write_text(PLUGIN_TASKS)
     monkeypatch.syspath_prepend(str(tmp_path))
     group = "onellm.eval_tasks"
-    found = [EntryPoint("plugin", "onellm_plugin_tasks:TASKS", group), EntryPoint("gone", "no_such_plugin:TASKS", group)]
+    found = [
+        EntryPoint("plugin", "onellm_plugin_tasks:TASKS", group),
+        EntryPoint("gone", "no_such_plugin:TASKS", group),
+    ]
     monkeypatch.setattr("onellm.registry.entry_points", lambda group: found if group == tasks.TASKS.group else [])
     monkeypatch.setattr(tasks, "TASKS", Registry(group, "eval task", tasks._plugin_tasks))
     with pytest.warns(UserWarning, match="eval task plugin 'gone' could not be loaded"):
@@ -317,8 +396,14 @@ def test_a_model_retrained_into_the_same_folder_does_not_resume(tmp_path, tiny_m
 
 def test_unreadable_samples_are_skipped_and_counted(tmp_path, tiny_model):
     write_synth_images(tmp_path / "data", 3, corrupt={1})
-    result = runner.evaluate_task(tiny_model, get_task("synth-qa-image"), tmp_path / "data", tmp_path / "out",
-                                  GenerationConfig(max_new_tokens=2), batch_size=4)
+    result = runner.evaluate_task(
+        tiny_model,
+        get_task("synth-qa-image"),
+        tmp_path / "data",
+        tmp_path / "out",
+        GenerationConfig(max_new_tokens=2),
+        batch_size=4,
+    )
     assert result["skipped"] == 2 and result["samples"] == 4 and result["total"] == 6
     skipped_file = tmp_path / "out" / "synth-qa-image" / "skipped.jsonl"
     skipped = [json.loads(line) for line in skipped_file.read_text().splitlines()]
@@ -329,8 +414,15 @@ def test_unreadable_samples_are_skipped_and_counted(tmp_path, tiny_model):
 @needs_java
 def test_caption_run_scores_with_coco_metrics(tmp_path, tiny_model):
     write_synth_images(tmp_path / "data", 2)
-    result = runner.run_eval(tiny_model, [get_task("synth-caption-image")], tmp_path / "data", tmp_path / "out",
-                             GenerationConfig(max_new_tokens=6), batch_size=2, model_name="tiny")[0]
+    result = runner.run_eval(
+        tiny_model,
+        [get_task("synth-caption-image")],
+        tmp_path / "data",
+        tmp_path / "out",
+        GenerationConfig(max_new_tokens=6),
+        batch_size=2,
+        model_name="tiny",
+    )[0]
     assert {"BLEU-4", "METEOR", "ROUGE-L", "CIDEr"} <= set(result["metrics"])
     assert ("SPICE" in result["metrics"]) != ("SPICE" in result["skipped_metrics"])
     table = (tmp_path / "out" / "results.md").read_text()
@@ -346,8 +438,9 @@ def test_a_given_scorer_serves_several_runs_and_stays_open(tmp_path, tiny_model)
     tasks, generation = [get_task("synth-caption-image")], GenerationConfig(max_new_tokens=6)
 
     def run(out, **kw):
-        return runner.run_eval(tiny_model, tasks, tmp_path / "data", tmp_path / out, generation, batch_size=2,
-                               model_name="tiny", **kw)[0]["metrics"]
+        return runner.run_eval(
+            tiny_model, tasks, tmp_path / "data", tmp_path / out, generation, batch_size=2, model_name="tiny", **kw
+        )[0]["metrics"]
 
     own = run("own")
     with CaptionScorer(spice=False) as scorer:
@@ -375,19 +468,41 @@ def test_byte_level_models_get_room_for_a_whole_caption(tmp_path, tiny_model):
     tasks = [get_task("synth-caption-image"), get_task("synth-qa-image")]
     results = runner.run_eval(tiny_model, tasks, tmp_path / "data", tmp_path / "out", batch_size=2, model_name="tiny")
     assert [r["generation"]["max_new_tokens"] for r in results] == [120, 30]
-    explicit = runner.run_eval(tiny_model, tasks[:1], tmp_path / "data", tmp_path / "out2",
-                               GenerationConfig(max_new_tokens=7), batch_size=2, model_name="tiny")
+    explicit = runner.run_eval(
+        tiny_model,
+        tasks[:1],
+        tmp_path / "data",
+        tmp_path / "out2",
+        GenerationConfig(max_new_tokens=7),
+        batch_size=2,
+        model_name="tiny",
+    )
     assert explicit[0]["generation"]["max_new_tokens"] == 7
 
 
 def test_predictions_file_is_scored_against_task_references(tmp_path, capsys):
     write_synth_images(tmp_path / "data", 2)
     preds = tmp_path / "other_system.jsonl"
-    rows = [{"id": "image-000#0", "prediction": "Red."}, {"id": "image-000#1", "prediction": "1"},
-            {"id": "image-001#0", "prediction": "blue"}, {"id": "not-a-task-id", "prediction": "x"}]
+    rows = [
+        {"id": "image-000#0", "prediction": "Red."},
+        {"id": "image-000#1", "prediction": "1"},
+        {"id": "image-001#0", "prediction": "blue"},
+        {"id": "not-a-task-id", "prediction": "x"},
+    ]
     preds.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = run_cli(["--predictions", str(preds), "--task", "synth-qa-image", "--data-root", str(tmp_path / "data"),
-                   "--out", str(tmp_path / "scored")], capsys)
+    out = run_cli(
+        [
+            "--predictions",
+            str(preds),
+            "--task",
+            "synth-qa-image",
+            "--data-root",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "scored"),
+        ],
+        capsys,
+    )
     result = json.loads(out)
     assert result["metrics"]["accuracy"] == pytest.approx(2 / 3)  # "Red." == red, "1" == one; blue != red
     assert result["samples"] == 3 and result["missing"] == 1 and result["unknown_ids"] == 1
@@ -396,7 +511,14 @@ def test_predictions_file_is_scored_against_task_references(tmp_path, capsys):
 
 def test_list_shows_public_and_synthetic_tasks(capsys):
     out = run_cli(["--list"], capsys)
-    for name in ("coco-karpathy-test", "clotho-caption", "msvd-qa", "pointllm-caption", "ego4d-imu-caption",
-                 "nsd-fmri-caption", *(f"synth-caption-{m}" for m in list_modalities())):
+    for name in (
+        "coco-karpathy-test",
+        "clotho-caption",
+        "msvd-qa",
+        "pointllm-caption",
+        "ego4d-imu-caption",
+        "nsd-fmri-caption",
+        *(f"synth-caption-{m}" for m in list_modalities()),
+    ):
         assert name in out
     assert "--manifest" in out  # the way to one's own data

@@ -1,4 +1,5 @@
 """Generation through the modality prefix: KV cache on and off agree token for token."""
+
 import pytest
 import torch
 
@@ -6,8 +7,9 @@ from onellm import OneLLM
 
 
 def _greedy(model, batch, modality, x, use_cache):
-    return model.generate(**batch, modality=modality, inputs=x, max_new_tokens=12, do_sample=False,
-                          use_cache=use_cache, min_new_tokens=12)
+    return model.generate(
+        **batch, modality=modality, inputs=x, max_new_tokens=12, do_sample=False, use_cache=use_cache, min_new_tokens=12
+    )
 
 
 def test_kv_cache_matches_no_cache_tiny(tiny_model):
@@ -36,11 +38,12 @@ def test_smollm2_preset_generates_with_cache_and_chat_template(tmp_path):
     assert torch.equal(cached, uncached)
     # The pretrained LM itself is intact: it answers a plain text question sensibly.
     tok = model.processor.tokenizer
-    text = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                   tokenize=False, add_generation_prompt=True)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}], tokenize=False, add_generation_prompt=True
+    )
     ids = tok(text, return_tensors="pt")
     out = model.llm.generate(**ids, max_new_tokens=12, do_sample=False)
-    assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1]:])
+    assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1] :])
     # Its GGUF weights were de-quantized on load, so a trained model saves and reloads.
     model.save_pretrained(tmp_path / "saved")
     again = OneLLM.from_pretrained(tmp_path / "saved").eval()

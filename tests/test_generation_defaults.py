@@ -1,5 +1,6 @@
 """One source per default: a model's generation settings live in its generation_config.json,
 read by every caller that does not set its own, and a model is named the same way everywhere."""
+
 import numpy as np
 import pytest
 from PIL import Image

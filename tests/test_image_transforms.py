@@ -2,6 +2,7 @@
 by hand: PIL bicubic resize of the short side (long side truncated), centre crop with rounded
 offsets, /255, CLIP mean and std; training's crop is RandomResizedCrop under the same seed,
 shared by an RGB image and its map."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,11 +48,13 @@ def published_eval_view(img: Image.Image, size: int) -> torch.Tensor:
     return (x - torch.tensor(CLIP_MEAN).view(3, 1, 1)) / torch.tensor(CLIP_STD).view(3, 1, 1)
 
 
-TORCHVISION_TRAIN = T.Compose([
-    T.RandomResizedCrop(SIZE, scale=(0.9, 1.0), ratio=(3 / 4, 4 / 3), interpolation=T.InterpolationMode.BICUBIC),
-    T.ToTensor(),
-    T.Normalize(CLIP_MEAN, CLIP_STD),
-])
+TORCHVISION_TRAIN = T.Compose(
+    [
+        T.RandomResizedCrop(SIZE, scale=(0.9, 1.0), ratio=(3 / 4, 4 / 3), interpolation=T.InterpolationMode.BICUBIC),
+        T.ToTensor(),
+        T.Normalize(CLIP_MEAN, CLIP_STD),
+    ]
+)
 
 
 @pytest.mark.parametrize("width, height", SIZES)

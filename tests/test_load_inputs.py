@@ -1,5 +1,6 @@
 """Bad files of every built-in modality raise one error naming the file, and inputs.py
 (guessing a file's modality, companions, raw arrays) on real files."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,17 +10,15 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from loading_helpers import CONFIG, context, load, tokenizer
 from PIL import Image
 
-from onellm.errors import BadInputError
 from onellm.data.dataset import ManifestDataset
 from onellm.data.manifest import Sample
+from onellm.errors import BadInputError
 from onellm.inputs import guess_modality, load_input
 from onellm.modality import LoadContext
 from onellm.registry import get_modality
-
-from loading_helpers import CONFIG, context, load, tokenizer
-
 
 # bad inputs ------------------------------------------------------------------------------
 

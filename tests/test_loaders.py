@@ -1,5 +1,6 @@
 """File loaders of the image, video and audio modalities: real files written into tmp_path,
 checked against the tiny preset's tokenizer shapes and for what their values mean."""
+
 from __future__ import annotations
 
 import math
@@ -10,12 +11,10 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from loading_helpers import SIZE, clip_value, gradient_image, load, seeded
 from PIL import Image
 
 from onellm.tokenizers.image import CLIP_MEAN, CLIP_STD
-
-from loading_helpers import SIZE, clip_value, gradient_image, load, seeded
-
 
 # image -----------------------------------------------------------------------------------
 
@@ -240,5 +239,3 @@ def test_audio_train_masks_are_seeded(tmp_path):
     c = seeded(lambda: load("audio", [path], train=True), 6)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert not torch.equal(a, eval_x)
-
-

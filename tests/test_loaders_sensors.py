@@ -1,6 +1,7 @@
 """File loaders of the point, depth, normal, IMU and fMRI modalities: real files written
 into tmp_path, checked against the tiny preset's tokenizer shapes and for what their
 values mean."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,13 +11,11 @@ import numpy as np
 import open3d
 import pytest
 import torch
+from loading_helpers import CONFIG, SIZE, clip_value, gradient_image, load, seeded, tokenizer
 from PIL import Image
 
 from onellm.inputs import load_input
 from onellm.tokenizers.image import CLIP_MEAN, CLIP_STD
-
-from loading_helpers import CONFIG, SIZE, clip_value, gradient_image, load, seeded, tokenizer
-
 
 # point -----------------------------------------------------------------------------------
 
@@ -90,7 +89,7 @@ def test_depth_16bit_png_pairs_with_rgb_under_one_crop(tmp_path):
     Image.fromarray(depth_mm).save(depth)
     assert Image.open(depth).mode.startswith("I")
     for train in (False, True):
-        x = seeded(lambda: load("depth", [depth, rgb], train=train), 9)
+        x = seeded(lambda train=train: load("depth", [depth, rgb], train=train), 9)
         # Both increase left to right; under one crop their column profiles agree.
         pixels = x * torch.tensor(CLIP_STD).view(3, 1, 1) + torch.tensor(CLIP_MEAN).view(3, 1, 1)
         rgb_cols, map_cols = pixels[0, 0].mean(0), pixels[1, 0].mean(0)
@@ -216,5 +215,3 @@ def test_fmri_npy_repetitions_are_averaged(tmp_path):
     path = tmp_path / "betas.npy"
     np.save(path, reps)
     torch.testing.assert_close(load("fmri", [path]), torch.from_numpy(reps.mean(axis=0)))
-
-

@@ -1,5 +1,6 @@
 """ResumableCSVLogger builds on Lightning's CSV writer internals (pyproject pins lightning<3):
 these tests fail when those internals change under it, before a resumed run loses its log."""
+
 import csv
 
 from lightning.fabric.loggers.csv_logs import _ExperimentWriter
@@ -38,6 +39,12 @@ def test_a_resumed_run_keeps_the_rows_before_its_step_and_a_fresh_run_starts_ove
     assert [r["step"] for r in _rows(path)] == ["0", "1", "2", "3", "4"]
     _log(tmp_path, [3, 4, 5], resume_step=3)  # killed after step 4's row, resumed from step 3's checkpoint
     assert [(r["step"], r["train/loss"]) for r in _rows(path)] == [
-        ("0", "0.0"), ("1", "1.0"), ("2", "2.0"), ("3", "3.0"), ("4", "4.0"), ("5", "5.0")]
+        ("0", "0.0"),
+        ("1", "1.0"),
+        ("2", "2.0"),
+        ("3", "3.0"),
+        ("4", "4.0"),
+        ("5", "5.0"),
+    ]
     _log(tmp_path, [0])
     assert [r["step"] for r in _rows(path)] == ["0"]

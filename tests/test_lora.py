@@ -1,6 +1,7 @@
 """LoRA on the LM: adapter parameters as the architecture says, only they train in the LM,
 export merged or as an adapter, reload to the same outputs; SmolLM2 through the Lightning
 training path with gradient checkpointing."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,11 @@ from onellm.training.module import OneLLMModule
 
 def expected_adapter_size(llm: nn.Module, r: int, targets: list[str]) -> int:
     """r x (in + out) for every linear layer whose name ends in a target."""
-    return sum(r * (m.in_features + m.out_features) for name, m in llm.named_modules()
-               if isinstance(m, nn.Linear) and name.split(".")[-1] in targets)
+    return sum(
+        r * (m.in_features + m.out_features)
+        for name, m in llm.named_modules()
+        if isinstance(m, nn.Linear) and name.split(".")[-1] in targets
+    )
 
 
 def outputs(model: OneLLM, x: torch.Tensor) -> torch.Tensor:
@@ -84,19 +88,36 @@ def test_smollm2_lora_training_exports_and_reloads(tmp_path, caplog):
     lora = LoRAConfig(r=8, alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], merge=False)
     torch.manual_seed(0)
     with caplog.at_level(logging.INFO):
-        module = OneLLMModule(model="smollm2", modalities=["image"], lr=1e-3, lora=lora, gradient_checkpointing=True,
-                              export_dir=str(tmp_path / "export"))
+        module = OneLLMModule(
+            model="smollm2",
+            modalities=["image"],
+            lr=1e-3,
+            lora=lora,
+            gradient_checkpointing=True,
+            export_dir=str(tmp_path / "export"),
+        )
     llm = module.model.llm
     assert llm.is_gradient_checkpointing and llm.training
-    expected = sum(8 * (m.base_layer.in_features + m.base_layer.out_features) for name, m in llm.named_modules()
-                   if name.split(".")[-1] in lora.target_modules and hasattr(m, "base_layer"))
+    expected = sum(
+        8 * (m.base_layer.in_features + m.base_layer.out_features)
+        for name, m in llm.named_modules()
+        if name.split(".")[-1] in lora.target_modules and hasattr(m, "base_layer")
+    )
     assert expected == 30 * 8 * (576 + 576 + 576 + 192 + 576 + 192 + 576 + 576)  # SmolLM2-135M: 30 layers, GQA
     assert sum(p.numel() for n, p in llm.named_parameters() if p.requires_grad) == expected
     assert f"{expected:,} trainable LM parameters" in caplog.text
     data = OneLLMDataModule([{"manifest": str(manifest), "modality": "image"}], batch_size=2, model=module.model)
-    trainer = L.Trainer(max_steps=3, logger=False, limit_val_batches=0, enable_progress_bar=False,
-                        enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1,
-                        default_root_dir=tmp_path / "run")
+    trainer = L.Trainer(
+        max_steps=3,
+        logger=False,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=tmp_path / "run",
+    )
     lora_b = next(p for n, p in llm.named_parameters() if "lora_B" in n).detach().clone()
     trainer.fit(module, data)
     assert not torch.equal(lora_b, next(p for n, p in llm.named_parameters() if "lora_B" in n))

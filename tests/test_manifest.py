@@ -1,4 +1,5 @@
 """Manifest rows: a malformed row is an error naming the file, the line and the field."""
+
 import json
 
 import pytest
@@ -6,14 +7,17 @@ import pytest
 from onellm.data.manifest import read_manifest
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"caption": ["two", "captions"]}, r"'caption' must be a string, got list"),
-    ({"qa": {"question": "q", "answer": "a"}}, r"'qa' must be a list"),
-    ({"qa": [{"question": "q"}]}, r"every 'qa' entry needs a question and an answer"),
-    ({"meta": "rate=50"}, r"'meta' must be an object, got str"),
-    ({"split": "dev"}, r"split 'dev' is not one of"),
-    ({"colour": "red"}, r"unknown field\(s\) \['colour'\]"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"caption": ["two", "captions"]}, r"'caption' must be a string, got list"),
+        ({"qa": {"question": "q", "answer": "a"}}, r"'qa' must be a list"),
+        ({"qa": [{"question": "q"}]}, r"every 'qa' entry needs a question and an answer"),
+        ({"meta": "rate=50"}, r"'meta' must be an object, got str"),
+        ({"split": "dev"}, r"split 'dev' is not one of"),
+        ({"colour": "red"}, r"unknown field\(s\) \['colour'\]"),
+    ],
+)
 def test_malformed_rows_name_file_line_and_field(tmp_path, bad, message):
     good = {"id": "a", "modality": "image", "files": ["a.png"], "caption": "a cat"}
     path = tmp_path / "m.jsonl"

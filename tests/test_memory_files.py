@@ -1,6 +1,7 @@
 """Every built-in loader reads a file held in memory (a streamed shard's member) exactly as it
 reads the same bytes from disk, names the member where it came from when they are bad, and
 writes no temporary file on the way."""
+
 from __future__ import annotations
 
 import io
@@ -15,9 +16,9 @@ import open3d
 import pytest
 import soundfile
 import torch
+from media_files import bar_clip
 from PIL import Image
 
-from media_files import bar_clip
 from onellm import OneLLMConfig
 from onellm.errors import BadInputError
 from onellm.inputs import load_input
@@ -62,8 +63,13 @@ def write_files(d: Path) -> dict[str, tuple[str, list[Path], dict]]:
     normals = rng.standard_normal((48, 64, 3)).astype(np.float32)
     np.save(d / "room.normal.npy", normals / np.linalg.norm(normals, axis=-1, keepdims=True))
     t = np.arange(500) / 100
-    np.savetxt(d / "walk.csv", np.column_stack([t, np.sin(t[:, None] * np.arange(1, 7))]), delimiter=",",
-               header="timestamp,ax,ay,az,gx,gy,gz", comments="")
+    np.savetxt(
+        d / "walk.csv",
+        np.column_stack([t, np.sin(t[:, None] * np.arange(1, 7))]),
+        delimiter=",",
+        header="timestamp,ax,ay,az,gx,gy,gz",
+        comments="",
+    )
     np.save(d / "walk.npy", np.cos(t[:, None] * np.arange(1, 7)).astype(np.float32))
     voxels = CONFIG.modalities["fmri"]["voxels"]
     nibabel.save(nibabel.Nifti1Image(rng.standard_normal((16, 8, 8, 2)).astype(np.float32), np.eye(4)), d / "scan.nii")
@@ -107,12 +113,29 @@ def test_every_built_in_modality_is_covered(files):
 
 
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
-@pytest.mark.parametrize("name", [
-    "synth-image", "photo.jpg", "synth-video", "tone.wav", "tone.flac", "talk.mp4", "cloud.ply", "cloud.pcd",
-    "cloud.npy",
-    "synth-depth", "room.depth.npy", "synth-normal", "room.normal.npy", "walk.csv", "walk.npy", "synth-fmri",
-    "scan.nii", "scan.npy",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "synth-image",
+        "photo.jpg",
+        "synth-video",
+        "tone.wav",
+        "tone.flac",
+        "talk.mp4",
+        "cloud.ply",
+        "cloud.pcd",
+        "cloud.npy",
+        "synth-depth",
+        "room.depth.npy",
+        "synth-normal",
+        "room.normal.npy",
+        "walk.csv",
+        "walk.npy",
+        "synth-fmri",
+        "scan.nii",
+        "scan.npy",
+    ],
+)
 def test_memory_file_loads_bit_for_bit_as_the_file(files, name, train):
     modality, paths, meta = files[name]
     from_disk = seeded_load(paths, modality, train, meta)
@@ -125,16 +148,24 @@ def test_a_member_and_a_file_on_disk_mix(files):
     _, (depth, rgb), _ = files["synth-depth"]
     expected = seeded_load([depth, rgb], "depth", False, {})
     assert torch.equal(seeded_load([in_memory(depth), str(rgb)], "depth", False, {}), expected)
-    assert torch.equal(seeded_load(in_memory(files["cloud.npy"][1][0]), "point", False, {}),
-                       seeded_load(files["cloud.npy"][1][0], "point", False, {}))
+    assert torch.equal(
+        seeded_load(in_memory(files["cloud.npy"][1][0]), "point", False, {}),
+        seeded_load(files["cloud.npy"][1][0], "point", False, {}),
+    )
 
 
 def test_no_temporary_file_is_written(files, tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a loader wrote a temporary file")
 
-    for name in ("mkstemp", "mkdtemp", "NamedTemporaryFile", "TemporaryFile", "SpooledTemporaryFile",
-                 "TemporaryDirectory"):
+    for name in (
+        "mkstemp",
+        "mkdtemp",
+        "NamedTemporaryFile",
+        "TemporaryFile",
+        "SpooledTemporaryFile",
+        "TemporaryDirectory",
+    ):
         monkeypatch.setattr(tempfile, name, refuse)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
@@ -209,10 +240,15 @@ def test_bad_bytes_name_where_they_came_from(files, tmp_path, damage):
         seeded_load([*paths[:index], member, *paths[index + 1 :]], modality, False, meta)
     assert str(from_memory.value).startswith(f"{SHARD}#{bad.name}: {modality}: ")
     assert from_memory.value.path == member.where and from_memory.value.modality == modality
-    problems = [from_memory.value.problem.replace(member.where, "FILE"), from_disk.value.problem.replace(str(bad), "FILE")]
+    problems = [
+        from_memory.value.problem.replace(member.where, "FILE"),
+        from_disk.value.problem.replace(str(bad), "FILE"),
+    ]
     if damage == "giant npy":
-        assert problems == ["not a readable .npy array (TypeError: buffer is too small for requested array)",
-                            "not a readable .npy array (mmap length is greater than file size)"]
+        assert problems == [
+            "not a readable .npy array (TypeError: buffer is too small for requested array)",
+            "not a readable .npy array (mmap length is greater than file size)",
+        ]
     else:
         assert problems[0] == problems[1]
 

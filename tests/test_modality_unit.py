@@ -2,13 +2,13 @@
 synthesizer, preview), registered as its entry point would register it, and then used by
 `onellm data synth`, training, `onellm eval --manifest` and the demo's preview without a
 line of onellm changed."""
+
 from __future__ import annotations
 
 import json
 import shutil
 import sys
 import textwrap
-from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -23,8 +23,8 @@ from onellm.data.synth.world import synthesizable_modalities, synthesize_world
 from onellm.eval import runner
 from onellm.eval.tasks import manifest_tasks
 from onellm.registry import MODALITIES, modality_source
-from onellm.training.datamodule import OneLLMDataModule
 from onellm.training.callbacks import BadSamples
+from onellm.training.datamodule import OneLLMDataModule
 from onellm.training.module import OneLLMModule
 
 PACKAGE = {
@@ -41,7 +41,7 @@ PACKAGE = {
             prompt="Where is the hot spot?", synthesize=synthesize, preview=preview,
         )
     ''',
-    "tokenizer.py": '''
+    "tokenizer.py": """
         from dataclasses import dataclass
 
         import numpy as np
@@ -79,8 +79,8 @@ PACKAGE = {
             if heat.shape != ctx.input_shape[1:]:
                 raise BadInputError(paths[0], f"expected {list(ctx.input_shape[1:])}, got {list(heat.shape)}")
             return torch.from_numpy((heat - heat.mean()) / (heat.std() + 1e-6))[None]
-    ''',
-    "synth.py": '''
+    """,
+    "synth.py": """
         import numpy as np
 
         SIDES = {"left": 4, "right": 12}
@@ -93,8 +93,8 @@ PACKAGE = {
             np.save(out_dir / f"{sample_id}.thermal.npy", heat.astype(np.float32))
             return {"files": [f"{sample_id}.thermal.npy"], "caption": f"a hot spot on the {side}",
                     "qa": [{"question": "Which side is hot?", "answer": side}], "meta": {"side": side}}
-    ''',
-    "preview.py": '''
+    """,
+    "preview.py": """
         from pathlib import Path
 
         import numpy as np
@@ -105,7 +105,7 @@ PACKAGE = {
             heat = np.load(Path(paths[0]))
             scaled = (heat - heat.min()) / max(float(np.ptp(heat)), 1e-6) * 255
             return Image.fromarray(scaled.astype(np.uint8)).resize((64, 64), Image.NEAREST)
-    ''',
+    """,
 }
 
 
@@ -123,8 +123,9 @@ def thermal(tmp_path_factory):
 
         register_modality(THERMAL, source="onellm-thermal")
         try:
-            yield synthesize_world(root / "data", per_modality=16, seed=0, modalities=["thermal"],
-                                   progress=False)["thermal"]
+            yield synthesize_world(root / "data", per_modality=16, seed=0, modalities=["thermal"], progress=False)[
+                "thermal"
+            ]
         finally:
             MODALITIES.unregister("thermal")
     finally:
@@ -160,18 +161,32 @@ def test_train_then_evaluate_a_caption_task_over_its_manifest(thermal, tmp_path)
     module = OneLLMModule(model=str(tmp_path / "base"), lr=1e-3)
     before = module.model.tokenizers["thermal"].conv.weight.detach().clone()
     data = OneLLMDataModule([{"manifest": str(thermal), "modality": "thermal"}], batch_size=4, model=module.model)
-    trainer = L.Trainer(max_steps=3, logger=False, limit_val_batches=0, enable_progress_bar=False,
-                        enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1,
-                        default_root_dir=tmp_path / "run")
+    trainer = L.Trainer(
+        max_steps=3,
+        logger=False,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=tmp_path / "run",
+    )
     trainer.fit(module, data)
     assert trainer.global_step == 3 and not any(isinstance(cb, BadSamples) and cb.samples for cb in trainer.callbacks)
     assert not torch.equal(before, module.model.tokenizers["thermal"].conv.weight)  # its tokenizer trained
 
     task = next(t for t in manifest_tasks(thermal) if t.kind == "caption")
     assert task.modality == "thermal" and task.question(task.items()[0]) == "Where is the hot spot?"
-    result = runner.evaluate_task(module.model, task, None, tmp_path / "eval",
-                                  GenerationConfig(max_new_tokens=4), batch_size=4,
-                                  scorer=None if shutil.which("java") else _NoJava())
+    result = runner.evaluate_task(
+        module.model,
+        task,
+        None,
+        tmp_path / "eval",
+        GenerationConfig(max_new_tokens=4),
+        batch_size=4,
+        scorer=None if shutil.which("java") else _NoJava(),
+    )
     tests = [s for s in read_manifest(thermal) if s.split == "test"]
     assert result["samples"] == len(tests) > 0 and result["skipped"] == 0
     rows = [json.loads(line) for line in (tmp_path / "eval" / task.name / "predictions.jsonl").read_text().splitlines()]

@@ -1,4 +1,5 @@
 """The tiny model end to end: shapes, gradients, padding, merge checks."""
+
 import pytest
 import torch
 
@@ -24,8 +25,13 @@ def test_modality_tokens_and_gradients(tiny_model, captions, modality):
 
     batch = model.processor(["<modality>"] * 2, answers=captions[:2])
     model(**batch, modality=modality, inputs=x).loss.backward()
-    trained = [model.tokenizers[modality], model.upm.in_proj[modality], model.upm.routers[modality],
-               model.upm.out_proj[modality], model.upm.experts]
+    trained = [
+        model.tokenizers[modality],
+        model.upm.in_proj[modality],
+        model.upm.routers[modality],
+        model.upm.out_proj[modality],
+        model.upm.experts,
+    ]
     for module in trained:
         for name, p in module.named_parameters():
             assert p.grad is not None and p.grad.abs().sum() > 0, f"{modality}: no gradient at {name}"
@@ -44,7 +50,9 @@ def test_right_padded_batch_matches_single_samples(tiny_model):
     assert batch["attention_mask"][0].sum() < batch["attention_mask"][1].sum()
     logits = model(**batch, modality="image", inputs=x).logits
     for i in range(2):
-        single = model.processor([["<modality>", "<modality> a longer prompt"][i]], answers=[["a cat", "a dog on grass"][i]])
+        single = model.processor(
+            [["<modality>", "<modality> a longer prompt"][i]], answers=[["a cat", "a dog on grass"][i]]
+        )
         alone = model(**single, modality="image", inputs=x[i : i + 1]).logits[0]
         n = alone.shape[0]
         torch.testing.assert_close(logits[i, :n], alone, atol=1e-5, rtol=1e-4)
@@ -91,8 +99,14 @@ def test_router_statistics_per_modality(tiny_model):
 def test_add_modality_starts_from_image(tiny_model):
     model = tiny_model
     del model.tokenizers["fmri"]
-    for table in (model.upm.in_proj, model.upm.routers, model.upm.out_proj, model.upm.queries,
-                  model.upm.start_tag, model.upm.end_tag):
+    for table in (
+        model.upm.in_proj,
+        model.upm.routers,
+        model.upm.out_proj,
+        model.upm.queries,
+        model.upm.start_tag,
+        model.upm.end_tag,
+    ):
         del table["fmri"]
     model.add_modality("fmri", {"voxels": 64, "tokens": 4})
     torch.testing.assert_close(model.upm.queries["fmri"], model.upm.queries["image"])

@@ -1,6 +1,7 @@
 """Several inputs in one prompt: named placeholders, mixed batches (any inputs per sample,
 text-only samples too) that give each sample the logits it gets alone, generation with two
 inputs on the KV cache, a plugin modality beside a built-in one, and multi-input manifests."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,8 @@ from onellm import ModalitySpec, ModalityTokenizer, OneLLM, OneLLMConfig, TokenG
 from onellm.data.dataset import ManifestDataset
 from onellm.data.manifest import read_manifest, write_manifest
 from onellm.eval.items import EvalItem, only_inputs
-from onellm.model.modality_batch import ModalityBatch
 from onellm.modality import learned_pos_embed
+from onellm.model.modality_batch import ModalityBatch
 from onellm.processor import OneLLMProcessor
 from onellm.registry import MODALITIES
 from onellm.training.datamodule import TextForSamples
@@ -73,19 +74,26 @@ def test_mixed_batch_gives_each_sample_its_own_logits(model: OneLLM) -> None:
         [],
         [("audio", example(model, "audio", 4)), ("image", example(model, "image", 5))],
     ]
-    prompts = [_sample_text(model, [m for m, _ in s], q) for s, q in
-               zip(samples, ["What is it?", "What moves and what sounds?", "Hello there, who are you?", "Both?"])]
+    prompts = [
+        _sample_text(model, [m for m, _ in s], q)
+        for s, q in zip(samples, ["What is it?", "What moves and what sounds?", "Hello there, who are you?", "Both?"])
+    ]
     answers = ["a red circle", "a square moving left while a low tone pulses", "an assistant", "yes"]
     batch = model.processor(prompts, answers=answers, modalities=[[m for m, _ in s] for s in samples])
     inputs = ModalityBatch.of_samples(samples)
     assert sorted(inputs.tensors) == ["audio", "image", "video"] and inputs.tensors["audio"].shape[0] == 2
     with torch.no_grad():
-        together = model(batch["input_ids"], batch["attention_mask"], batch["modality_mask"], inputs=inputs,
-                         labels=batch["labels"])
+        together = model(
+            batch["input_ids"], batch["attention_mask"], batch["modality_mask"], inputs=inputs, labels=batch["labels"]
+        )
         for i, sample in enumerate(samples):
             alone_batch = model.processor([prompts[i]], answers=[answers[i]])
-            alone = model(alone_batch["input_ids"], alone_batch["attention_mask"], alone_batch["modality_mask"],
-                          inputs=ModalityBatch.of_samples([sample]))
+            alone = model(
+                alone_batch["input_ids"],
+                alone_batch["attention_mask"],
+                alone_batch["modality_mask"],
+                inputs=ModalityBatch.of_samples([sample]),
+            )
             n = int(alone_batch["attention_mask"].sum())
             torch.testing.assert_close(together.logits[i, :n], alone.logits[0, :n], atol=2e-5, rtol=1e-4)
     assert sorted(together.routing) == ["audio", "image", "video"]
@@ -107,6 +115,7 @@ def test_single_input_call_is_unchanged(model: OneLLM) -> None:
 def test_generation_with_two_inputs_uses_the_kv_cache(model: OneLLM) -> None:
     video, audio = example(model, "video", 7)[None], example(model, "audio", 8)[None]
     lengths: list[int] = []
+
     def record(module, args, kwargs) -> None:
         given = kwargs.get("inputs_embeds")
         lengths.append((kwargs["input_ids"] if given is None else given).shape[1])
@@ -119,8 +128,9 @@ def test_generation_with_two_inputs_uses_the_kv_cache(model: OneLLM) -> None:
     prompt_length = len(lengths) and lengths[0]
     assert prompt_length > 2 * model.processor.num_modality_tokens
     assert lengths[1:] == [1] * (len(lengths) - 1) and len(lengths) == 6  # one new token per step after the prompt
-    uncached = model.answer({"video": video, "audio": audio}, "What moves?", max_new_tokens=6, min_new_tokens=6,
-                            use_cache=False)
+    uncached = model.answer(
+        {"video": video, "audio": audio}, "What moves?", max_new_tokens=6, min_new_tokens=6, use_cache=False
+    )
     assert cached == uncached
 
 
@@ -174,8 +184,13 @@ def test_plugin_modality_beside_a_built_in_one(model: OneLLM, heat: str, tmp_pat
     # and from a manifest, through the training collate
     np.save(tmp_path / "a.heat.npy", np.ones((8, 8), np.float32))
     np.save(tmp_path / "img.npy", image.numpy())
-    rows = [{"id": "s1", "inputs": [{"modality": "image", "files": ["img.npy"]},
-                                    {"modality": heat, "files": ["a.heat.npy"]}], "caption": "warm on the left"}]
+    rows = [
+        {
+            "id": "s1",
+            "inputs": [{"modality": "image", "files": ["img.npy"]}, {"modality": heat, "files": ["a.heat.npy"]}],
+            "caption": "warm on the left",
+        }
+    ]
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     samples = read_manifest(tmp_path / "m.jsonl")
     assert samples[0].modality == "image+heat"
@@ -184,17 +199,27 @@ def test_plugin_modality_beside_a_built_in_one(model: OneLLM, heat: str, tmp_pat
     collated = TextForSamples(model.processor, "caption")([(sample, tensors, 0.0)])
     assert collated["modality"] == "image+heat" and collated["inputs"].order == [("image", 0), (heat, 0)]
     model.train()
-    out = model(**{k: collated[k] for k in ("input_ids", "attention_mask", "modality_mask", "labels")},
-                inputs=collated["inputs"], loss_only=True)
+    out = model(
+        **{k: collated[k] for k in ("input_ids", "attention_mask", "modality_mask", "labels")},
+        inputs=collated["inputs"],
+        loss_only=True,
+    )
     out.loss.backward()
     assert model.tokenizers[heat].conv.weight.grad.abs().sum() > 0
 
 
 def test_multi_input_manifest_rows(tmp_path: Path) -> None:
     (tmp_path / "clips").mkdir()
-    row = {"id": "av1", "inputs": [{"modality": "video", "files": ["clips/a.mp4"]},
-                                   {"modality": "audio", "files": ["clips/a.mp4"], "meta": {"channel": 0}}],
-           "caption": "a dog barks", "split": "test", "meta": {"source": "x"}}
+    row = {
+        "id": "av1",
+        "inputs": [
+            {"modality": "video", "files": ["clips/a.mp4"]},
+            {"modality": "audio", "files": ["clips/a.mp4"], "meta": {"channel": 0}},
+        ],
+        "caption": "a dog barks",
+        "split": "test",
+        "meta": {"source": "x"},
+    }
     (tmp_path / "m.jsonl").write_text(json.dumps(row) + "\n")
     sample = read_manifest(tmp_path / "m.jsonl")[0]
     assert sample.modality == "video+audio" and sample.files == ["clips/a.mp4"]
@@ -207,13 +232,17 @@ def test_multi_input_manifest_rows(tmp_path: Path) -> None:
     copied = json.loads((tmp_path / "sub" / "copy.jsonl").read_text())
     assert "files" not in copied and "modality" not in copied
     assert [i["files"] for i in copied["inputs"]] == [["../clips/a.mp4"], ["../clips/a.mp4"]]
-    assert read_manifest(tmp_path / "sub" / "copy.jsonl")[0].input_list()[0].paths[0].resolve() == \
-        (tmp_path / "clips/a.mp4").resolve()
+    assert (
+        read_manifest(tmp_path / "sub" / "copy.jsonl")[0].input_list()[0].paths[0].resolve()
+        == (tmp_path / "clips/a.mp4").resolve()
+    )
 
-    for bad, message in (({**row, "files": ["x.mp4"]}, "inside each of 'inputs'"),
-                         ({**row, "modality": "audio+video"}, "does not match the inputs"),
-                         ({**row, "inputs": [{"modality": "video"}]}, r"inputs\[0\] needs"),
-                         ({**row, "inputs": []}, "non-empty list")):
+    for bad, message in (
+        ({**row, "files": ["x.mp4"]}, "inside each of 'inputs'"),
+        ({**row, "modality": "audio+video"}, "does not match the inputs"),
+        ({**row, "inputs": [{"modality": "video"}]}, r"inputs\[0\] needs"),
+        ({**row, "inputs": []}, "non-empty list"),
+    ):
         (tmp_path / "bad.jsonl").write_text(json.dumps(bad) + "\n")
         with pytest.raises(ValueError, match=message):
             read_manifest(tmp_path / "bad.jsonl")
@@ -265,8 +294,13 @@ def test_qa_accuracy_per_question_type() -> None:
     def item(n: int, answer: str, kind) -> EvalItem:
         return EvalItem(f"s#{n}", "video+audio", ["a.mp4"], qa=[{"question": "?", "answer": answer, "type": kind}])
 
-    items = [item(0, "red", "visual"), item(1, "circle", "visual"), item(2, "low", "audio"),
-             item(3, "two", ["Audio", "Counting"]), item(4, "yes", ["Visual", "Existential"])]
+    items = [
+        item(0, "red", "visual"),
+        item(1, "circle", "visual"),
+        item(2, "low", "audio"),
+        item(3, "two", ["Audio", "Counting"]),
+        item(4, "yes", ["Visual", "Existential"]),
+    ]
     task = EvalTask("t", "video+audio", QA, lambda root: items)
     metrics = score(task, items, {"s#0": "red", "s#1": "square", "s#2": "low", "s#3": "three", "s#4": "yes"})
     assert metrics["accuracy"] == pytest.approx(3 / 5)
@@ -283,8 +317,14 @@ def test_a_video_without_sound_is_one_bad_sample(model: OneLLM, tmp_path: Path) 
     frames = [np.full((32, 32, 3), 40 * i, np.uint8) for i in range(6)]
     write_mp4(tmp_path / "silent.mp4", frames, 4)
     write_mp4(tmp_path / "sound.mp4", frames, 4, sound=(np.sin(np.arange(24000) / 10).astype(np.float32) * 0.5, 16000))
-    rows = [{"id": name, "inputs": [{"modality": m, "files": [f"{name}.mp4"]} for m in ("video", "audio")],
-             "caption": "a clip"} for name in ("silent", "sound")]
+    rows = [
+        {
+            "id": name,
+            "inputs": [{"modality": m, "files": [f"{name}.mp4"]} for m in ("video", "audio")],
+            "caption": "a clip",
+        }
+        for name in ("silent", "sound")
+    ]
     (tmp_path / "av.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     dataset = ManifestDataset(read_manifest(tmp_path / "av.jsonl"), dict(model.tokenizers), train=True)
     bad = dataset[0]
@@ -301,8 +341,9 @@ def test_eval_asks_with_both_inputs_or_the_ones_kept(tmp_path: Path, monkeypatch
     from onellm.cli import main
     from onellm.data.synth.world import synthesize_world
 
-    manifest = synthesize_world(tmp_path / "w", per_modality=2, modalities=["video", "audio"],
-                                split_fractions=(0, 0, 1), progress=False)["audiovisual"]
+    manifest = synthesize_world(
+        tmp_path / "w", per_modality=2, modalities=["video", "audio"], split_fractions=(0, 0, 1), progress=False
+    )["audiovisual"]
     asked: list[list[str]] = []
     real = OneLLM.generate
 
@@ -312,11 +353,23 @@ def test_eval_asks_with_both_inputs_or_the_ones_kept(tmp_path: Path, monkeypatch
 
     monkeypatch.setattr(OneLLM, "generate", spy)
     for extra, folder in (([], "both"), (["--inputs", "video"], "video")):
-        argv = ["eval", "--model", "tiny", "--manifest", str(manifest), "--out", str(tmp_path / folder),
-                "--max-new-tokens", "2", "--batch-size", "8", *extra]
+        argv = [
+            "eval",
+            "--model",
+            "tiny",
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(tmp_path / folder),
+            "--max-new-tokens",
+            "2",
+            "--batch-size",
+            "8",
+            *extra,
+        ]
         assert main(argv) == 0, capsys.readouterr().err
     suffix = "@video"
-    both, video = asked[: len(asked) // 2], asked[len(asked) // 2:]
+    both, video = asked[: len(asked) // 2], asked[len(asked) // 2 :]
     assert all(order == ["video", "audio"] * (len(order) // 2) for order in both)
     assert all(set(order) == {"video"} for order in video)
     results = json.loads((tmp_path / "video" / "results.json").read_text())

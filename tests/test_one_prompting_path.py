@@ -1,5 +1,6 @@
 """One prompting path: the model's answer(), the eval runner and the demo's handler, asked
 the same thing about the same file, give the processor the same prompt and say the same."""
+
 import json
 
 import numpy as np
@@ -30,8 +31,14 @@ class _NoScorer:
 def image_manifest(tmp_path):
     pixels = np.random.default_rng(3).integers(0, 255, (40, 48, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "cat.png")
-    row = {"id": "s0", "modality": "image", "files": ["cat.png"], "split": "test", "caption": "a cat",
-           "qa": [{"question": "Which animal is it?", "answer": "cat"}]}
+    row = {
+        "id": "s0",
+        "modality": "image",
+        "files": ["cat.png"],
+        "split": "test",
+        "caption": "a cat",
+        "qa": [{"question": "Which animal is it?", "answer": "cat"}],
+    }
     (tmp_path / "manifest.jsonl").write_text(json.dumps(row) + "\n")
     return tmp_path / "manifest.jsonl"
 
@@ -44,8 +51,11 @@ def recorded(tiny_model, monkeypatch):
         tiny_model.llm.get_output_embeddings().weight[tiny_model.processor.tokenizer.eos_token_id] = 0
     prompts = []
     model_inputs = tiny_model.processor.model_inputs
-    monkeypatch.setattr(tiny_model.processor, "model_inputs",
-                        lambda texts, inputs: prompts.append(list(texts)) or model_inputs(texts, inputs))
+    monkeypatch.setattr(
+        tiny_model.processor,
+        "model_inputs",
+        lambda texts, inputs: prompts.append(list(texts)) or model_inputs(texts, inputs),
+    )
     return tiny_model.eval(), prompts
 
 

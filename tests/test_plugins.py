@@ -1,4 +1,5 @@
 """Modality plugins: discovery through entry points, clear reports of broken ones."""
+
 import os
 import subprocess
 import sys
@@ -22,8 +23,9 @@ def _fake_distribution(site: Path, name: str, entry_points: dict[str, str], modu
 
 def _python(code: str, site: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(site)}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env=env, cwd=site)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, cwd=site
+    )
 
 
 BROKEN = "raise ImportError('needs the sonar SDK')\n"
@@ -51,8 +53,9 @@ SQUASHED = ModalitySpec(name="squashed", tokenizer=Squashed)
 
 def test_broken_plugins_are_reported_and_others_keep_working(tmp_path):
     _fake_distribution(tmp_path, "onellm-sonar", {"sonar": "sonar_plugin:SONAR"}, {"sonar_plugin": BROKEN})
-    _fake_distribution(tmp_path, "onellm-squashed", {"squashed": "squashed_plugin:SQUASHED"},
-                       {"squashed_plugin": WRONG_SHAPE})
+    _fake_distribution(
+        tmp_path, "onellm-squashed", {"squashed": "squashed_plugin:SQUASHED"}, {"squashed_plugin": WRONG_SHAPE}
+    )
     out = _python(
         """
         import warnings, torch
@@ -94,7 +97,9 @@ def test_modalities_command_shows_failures(tmp_path):
 
 
 def test_duplicate_names_across_distributions_are_refused(tmp_path):
-    _fake_distribution(tmp_path, "onellm-imu2", {"imu": "imu2:IMU"}, {"imu2": "from onellm.tokenizers.imu import IMU\n"})
+    _fake_distribution(
+        tmp_path, "onellm-imu2", {"imu": "imu2:IMU"}, {"imu2": "from onellm.tokenizers.imu import IMU\n"}
+    )
     out = _python("from onellm import list_modalities; list_modalities()", tmp_path)
     assert out.returncode != 0
     assert "registered by both" in out.stderr and "onellm-imu2" in out.stderr
@@ -105,16 +110,31 @@ def test_example_plugin_installs_trains_captions_and_uninstalls(tmp_path):
     """The ECG example end to end: pip-installed, listed, synthesized, trained into a model
     that only knew image (with image replayed), captioned; without it the built-ins remain."""
     site = tmp_path / "site"
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                          "--target", str(site), str(ROOT / "examples" / "ecg_plugin")], capture_output=True, text=True)
+    pip = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(ROOT / "examples" / "ecg_plugin"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert pip.returncode == 0, pip.stderr
     work = tmp_path / "work"
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site), "PYTHONWARNINGS": "ignore"}
 
     def onellm(*args: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "onellm.cli", *args], capture_output=True, text=True,
-                             env=env, cwd=work, timeout=600)
+        out = subprocess.run(
+            [sys.executable, "-m", "onellm.cli", *args], capture_output=True, text=True, env=env, cwd=work, timeout=600
+        )
         assert out.returncode == 0, out.stderr[-3000:]
         return out.stdout
 
@@ -125,17 +145,38 @@ def test_example_plugin_installs_trains_captions_and_uninstalls(tmp_path):
     base = work / "runs" / "stage3" / "export"
     code = f"from onellm import OneLLM; OneLLM.from_preset('tiny', modalities={{'image': {{}}}}).save_pretrained({str(base)!r})"
     assert subprocess.run([sys.executable, "-c", code], env=env, cwd=work).returncode == 0
-    datasets = ('[{"manifest": "$DATA_ROOT/ecg.jsonl", "modality": "ecg", "weight": 1.0},'
-                ' {"manifest": "$DATA_ROOT/image.jsonl", "modality": "image", "weight": 1.0}]')
-    onellm("fit", "--config", str(stage), "--model.modalities", "[image, ecg]", "--data.datasets", datasets,
-           "--trainer.max_steps", "4", "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
-           "--data.batch_size", "4")
+    datasets = (
+        '[{"manifest": "$DATA_ROOT/ecg.jsonl", "modality": "ecg", "weight": 1.0},'
+        ' {"manifest": "$DATA_ROOT/image.jsonl", "modality": "image", "weight": 1.0}]'
+    )
+    onellm(
+        "fit",
+        "--config",
+        str(stage),
+        "--model.modalities",
+        "[image, ecg]",
+        "--data.datasets",
+        datasets,
+        "--trainer.max_steps",
+        "4",
+        "--trainer.limit_val_batches",
+        "0",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--data.batch_size",
+        "4",
+    )
     record = (work / "runs" / "stage-ecg" / "csv" / "rank0.json").read_text()
     assert '"ecg"' in record
     ecg_file = sorted((work / "data" / "synth" / "ecg").glob("*.ecg.npy"))[0]
     captioned = onellm("caption", "--model", "runs/stage-ecg/export", "--max-new-tokens", "4", str(ecg_file))
     assert captioned.split("\t")[1] == "ecg"
     # "Uninstalled": the same checks without the plugin on the path.
-    out = subprocess.run([sys.executable, "-m", "onellm.cli", "modalities"], capture_output=True, text=True,
-                         cwd=work, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    out = subprocess.run(
+        [sys.executable, "-m", "onellm.cli", "modalities"],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert out.returncode == 0 and "ecg" not in out.stdout and "fmri" in out.stdout

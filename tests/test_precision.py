@@ -1,13 +1,13 @@
 """bf16 as a tested mode on the CPU: `--trainer.precision bf16-mixed` and `bf16-true` train
 every built-in modality and a several-input batch with losses close to fp32's, and a model
 cast to bf16 captions as it does in fp32 on most inputs."""
+
 import math
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-
 from training_helpers import write_world
 
 from onellm import OneLLM, OneLLMConfig
@@ -32,10 +32,19 @@ def _train(data: Path, precision: str) -> tuple[OneLLMModule, dict[int, float]]:
             module.schedule.append((trainer.global_step - 1, batch["modality"]))
 
     # default_root_dir: where the module writes its rank record, with no logger to say.
-    trainer = L.Trainer(max_steps=STEPS, precision=precision, limit_val_batches=0, logger=False,
-                        default_root_dir=data.parent / precision,
-                        callbacks=[Record()], enable_progress_bar=False, enable_checkpointing=False,
-                        enable_model_summary=False, accelerator="cpu", devices=1)
+    trainer = L.Trainer(
+        max_steps=STEPS,
+        precision=precision,
+        limit_val_batches=0,
+        logger=False,
+        default_root_dir=data.parent / precision,
+        callbacks=[Record()],
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+    )
     trainer.fit(module, OneLLMDataModule(datasets, batch_size=2, seed=1, model=module.model))
     return module, step_loss
 
@@ -81,8 +90,9 @@ def test_a_bf16_caption_equals_the_fp32_caption_on_most_inputs(captions):
         opt.step()
     model.eval()
     noise = torch.Generator().manual_seed(2)
-    fixtures = [(m, x) for m in MODALITIES
-                for x in (inputs[m], inputs[m] + 0.3 * torch.randn(inputs[m].shape, generator=noise))]
+    fixtures = [
+        (m, x) for m in MODALITIES for x in (inputs[m], inputs[m] + 0.3 * torch.randn(inputs[m].shape, generator=noise))
+    ]
     fp32 = [c for m, x in fixtures for c in model.caption(m, x, prompting="bare", max_new_tokens=32)]
     model.to(torch.bfloat16)
     bf16 = [c for m, x in fixtures for c in model.caption(m, x, prompting="bare", max_new_tokens=32)]

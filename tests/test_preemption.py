@@ -3,6 +3,7 @@ reached and status 75, resuming from that checkpoint gives the losses of an unin
 run (one process and 2-process DDP), a full disk ends with one line and the previous
 checkpoint intact, `--ckpt_path last` starts fresh or resumes, and `max_time` ends with a
 checkpoint, the export and status 0."""
+
 import re
 from pathlib import Path
 
@@ -85,8 +86,11 @@ def full_disk_open(path, mode):
 def _plugin_config(tmp: Path, name: str, callback: str, **init_args) -> tuple[str, ...]:
     (tmp / "preempt_plugins.py").write_text(PLUGINS)
     path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"trainer": {"callbacks": [
-        {"class_path": f"preempt_plugins.{callback}", "init_args": init_args}]}}))
+    path.write_text(
+        yaml.safe_dump(
+            {"trainer": {"callbacks": [{"class_path": f"preempt_plugins.{callback}", "init_args": init_args}]}}
+        )
+    )
     return ("--config", str(path))
 
 
@@ -97,8 +101,11 @@ def _step_of(checkpoint: Path) -> int:
 def _interrupted_line(stderr: str, signal: str, step: int, checkpoint: Path) -> None:
     """The run's last line: what happened, where the checkpoint is, how to resume."""
     last = stderr.strip().splitlines()[-1]
-    assert re.fullmatch(rf"onellm fit: stopped by {signal} after step {step}; checkpoint (\S+); "
-                        r"resume with: onellm fit --config \S+ .*--ckpt_path last", last), last
+    assert re.fullmatch(
+        rf"onellm fit: stopped by {signal} after step {step}; checkpoint (\S+); "
+        r"resume with: onellm fit --config \S+ .*--ckpt_path last",
+        last,
+    ), last
     assert last.split("checkpoint ")[1].split(";")[0] == str(checkpoint)
     assert stderr.count("stopped by") == 1  # one line, from rank 0 alone under DDP
 
@@ -116,8 +123,9 @@ def _signal_and_resume(tmp: Path, steps: int, devices: int, signals: list[tuple[
     for i, (step, signal, rank) in enumerate(signals):
         plugin = _plugin_config(tmp, f"signal{i}", "SignalAt", step=step, signal=signal, rank=rank)
         # capture_output waits for every process holding the pipes: each rank has exited.
-        out = fit_run(tmp, config, "stopped", devices=devices, extra=(*plugin, "--ckpt_path", "last"),
-                      expect=EXIT_INTERRUPTED)
+        out = fit_run(
+            tmp, config, "stopped", devices=devices, extra=(*plugin, "--ckpt_path", "last"), expect=EXIT_INTERRUPTED
+        )
         assert ("starting fresh" in out.stderr) == (i == 0)
         # The signal came during step `step`; that step finished and was saved.
         assert step % 4 != 3 and _step_of(ckpt_dir / "last.ckpt") == step + 1
@@ -142,17 +150,22 @@ def test_signals_under_two_process_ddp_stop_every_rank_with_one_checkpoint(tmp_p
 def test_a_full_disk_ends_in_one_line_and_keeps_the_previous_checkpoint(tmp_path):
     data = write_world(tmp_path, per_modality=8)
     config = stage_config(tmp_path, data, steps=6, every=2, batch_size=4)
-    out = fit_run(tmp_path, config, "full-disk", extra=_plugin_config(tmp_path, "disk", "FullDiskAt", step=4),
-                  expect=2)
+    out = fit_run(tmp_path, config, "full-disk", extra=_plugin_config(tmp_path, "disk", "FullDiskAt", step=4), expect=2)
     ckpts = Path("runs", "full-disk", "csv", "checkpoints")
     ckpt_dir = tmp_path / ckpts
     warning = next(line for line in out.stderr.splitlines() if "warning" in line)
-    assert re.fullmatch(rf"onellm fit: warning: checkpoints in {ckpts} \(3 x [\d.]+ MB \+ 2 x [\d.]+ [kM]B\) need about [\d.]+ MB "
-                        r"more, but 1\.0 MB is free there", warning), warning
+    assert re.fullmatch(
+        rf"onellm fit: warning: checkpoints in {ckpts} \(3 x [\d.]+ MB \+ 2 x [\d.]+ [kM]B\) need about [\d.]+ MB "
+        r"more, but 1\.0 MB is free there",
+        warning,
+    ), warning
     error = out.stderr.strip().splitlines()[-1]
-    match = re.fullmatch(rf"onellm fit: error: could not write checkpoint epoch=0-step=4\.ckpt in {ckpts}: "
-                         r"No space left on device; it needs about ([\d.]+) MB and 1\.0 MB is free there; "
-                         rf"the last good checkpoint is {ckpts / 'last.ckpt'}.*", error)
+    match = re.fullmatch(
+        rf"onellm fit: error: could not write checkpoint epoch=0-step=4\.ckpt in {ckpts}: "
+        r"No space left on device; it needs about ([\d.]+) MB and 1\.0 MB is free there; "
+        rf"the last good checkpoint is {ckpts / 'last.ckpt'}.*",
+        error,
+    )
     assert match, error
     assert not list(ckpt_dir.glob(".*.tmp"))
     assert _step_of(ckpt_dir / "last.ckpt") == 2  # intact and loadable
@@ -170,14 +183,19 @@ def test_max_time_from_a_fresh_ckpt_path_last_ends_with_checkpoint_export_and_st
     stale = tmp_path / ckpt.parent / ".last.ckpt.tmp"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"half a checkpoint")
-    out = fit_run(tmp_path, config, "timed", extra=("--trainer.max_time", "00:00:00:08", "--model.export_dir",
-                                                    str(export), "--ckpt_path", "last"))
+    out = fit_run(
+        tmp_path,
+        config,
+        "timed",
+        extra=("--trainer.max_time", "00:00:00:08", "--model.export_dir", str(export), "--ckpt_path", "last"),
+    )
     assert f"no checkpoint in {ckpt.parent} yet: starting fresh" in out.stderr
     assert not stale.exists()
     steps = len(losses(tmp_path / "runs" / "timed" / "csv"))
     assert 0 < steps < 10_000 and _step_of(tmp_path / ckpt) == steps
     assert out.stderr.strip().splitlines()[-1] == (
-        f"onellm fit: stopped on time (trainer.max_time) after step {steps}; checkpoint {ckpt}; export {export}")
+        f"onellm fit: stopped on time (trainer.max_time) after step {steps}; checkpoint {ckpt}; export {export}"
+    )
     assert (export / "config.json").is_file() and (export / "onellm.safetensors").is_file()
 
 

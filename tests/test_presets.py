@@ -1,4 +1,5 @@
 """Named presets load, validate and build; onellm-7b matches the published shapes."""
+
 import pytest
 import torch
 
@@ -19,7 +20,9 @@ def test_unknown_preset_and_bad_field_are_clear(tmp_path):
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         OneLLMConfig.from_preset("nope")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("encoder: {width: 64, heads: 4, depth: 3}\nmodalities: {image: {}}\nllm: {random_init: {model_type: llama}}\n")
+    bad.write_text(
+        "encoder: {width: 64, heads: 4, depth: 3}\nmodalities: {image: {}}\nllm: {random_init: {model_type: llama}}\n"
+    )
     with pytest.raises(ValueError, match=r"bad.yaml: encoder: unknown field\(s\) \['depth'\]"):
         OneLLMConfig.from_file(bad)
 
@@ -33,10 +36,14 @@ def _published_trainable_count() -> int:
     """From the shapes in the official layout file: tokenizers, UPM and tags (encoder and LLM frozen)."""
     W, D, Q, E, L, H = 1024, 4096, 30, 3, 8, 2816
     tokenizers = (
-        (16 * 16 * W + W) + 1213 * W  # conv1.audio + positional_embedding.audio
-        + (6 * W + W) + 1025 * W  # conv1.point.conv1 + positional_embedding.point
-        + 6 * 10 * W + 392 * W  # conv1.imu (no bias) + positional_embedding.imu
-        + (15724 * 8192 + 8192) + 9 * W  # conv1.fmri + positional_embedding.fmri
+        (16 * 16 * W + W)
+        + 1213 * W  # conv1.audio + positional_embedding.audio
+        + (6 * W + W)
+        + 1025 * W  # conv1.point.conv1 + positional_embedding.point
+        + 6 * 10 * W
+        + 392 * W  # conv1.imu (no bias) + positional_embedding.imu
+        + (15724 * 8192 + 8192)
+        + 9 * W  # conv1.fmri + positional_embedding.fmri
     )
     per_modality = (
         (W * W + W + 2 * W)  # clip_proj1: Linear + LayerNorm

@@ -1,5 +1,6 @@
 """The README's main command at a small scale: world, four stages (and the audio-visual
 fifth), the no-replay ablation, evaluation against the untrained model, and the tables."""
+
 import json
 
 import pytest
@@ -10,8 +11,15 @@ pytestmark = pytest.mark.slow  # the quickstart at a small scale
 
 
 def test_quickstart_end_to_end(tmp_path, capsys):
-    summary = run(out=str(tmp_path / "qs"), per_modality=24, steps_scale=0.01, eval_samples=2, batch_size=4,
-                  replay_samples=3, audio_visual=True)
+    summary = run(
+        out=str(tmp_path / "qs"),
+        per_modality=24,
+        steps_scale=0.01,
+        eval_samples=2,
+        batch_size=4,
+        replay_samples=3,
+        audio_visual=True,
+    )
     modalities = ["image", "video", "audio", "point", "depth", "normal", "imu", "fmri"]
     assert list(summary["captions"]) == modalities
     for row in summary["captions"].values():
@@ -37,9 +45,12 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     steps = json.loads((work / "runs" / "stage5" / "csv" / "rank0.json").read_text())["steps"]
     assert "video+audio" in {m for _, m in steps}
     assert list(summary["audio_visual"]) == ["video + audio", "video only", "audio only"]
-    assert all(set(row) == {"CIDEr", "qa_accuracy", "qa_majority", "visual_questions", "audio_questions"}
-               for row in summary["audio_visual"].values())
+    assert all(
+        set(row) == {"CIDEr", "qa_accuracy", "qa_majority", "visual_questions", "audio_questions"}
+        for row in summary["audio_visual"].values()
+    )
     assert "| inputs | caption CIDEr | QA acc. | QA majority answer | questions on the picture |" in out
     tasks = json.loads((work / "eval" / "audio-visual" / "results.json").read_text())["tasks"]
-    assert {r["task"] for r in tasks} == {f"manifest-{kind}-audiovisual{only}" for kind in ("caption", "qa")
-                                          for only in ("", "@video", "@audio")}
+    assert {r["task"] for r in tasks} == {
+        f"manifest-{kind}-audiovisual{only}" for kind in ("caption", "qa") for only in ("", "@video", "@audio")
+    }

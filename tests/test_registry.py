@@ -1,5 +1,6 @@
 """The registries: built-ins via entry points, runtime registration, clear failures; one
 helper serves modalities, eval tasks and converters."""
+
 from importlib.metadata import EntryPoint
 
 import pytest
@@ -20,8 +21,9 @@ def test_builtin_specs_hold_callables_not_module_paths():
         spec = get_modality(name)
         assert callable(spec.load) and callable(spec.synthesize) and callable(spec.preview), name
         # One unit: the synthesizer and preview live in the modality's own module.
-        assert spec.synthesize.__module__ == spec.preview.__module__ == spec.load.__module__ == \
-            f"onellm.tokenizers.{name}", name
+        assert (
+            spec.synthesize.__module__ == spec.preview.__module__ == spec.load.__module__ == f"onellm.tokenizers.{name}"
+        ), name
 
 
 def test_duplicate_registration_is_refused():
@@ -35,9 +37,13 @@ def test_unknown_modality_lists_installed():
 
 
 def test_a_registry_discovers_reports_failures_and_registers_at_runtime(monkeypatch):
-    found = {"onellm.things": [EntryPoint("dumps", "json:dumps", "onellm.things"),
-                               EntryPoint("broken", "no_such_module_for_onellm:THING", "onellm.things"),
-                               EntryPoint("wrong", "json:JSONDecodeError", "onellm.things")]}
+    found = {
+        "onellm.things": [
+            EntryPoint("dumps", "json:dumps", "onellm.things"),
+            EntryPoint("broken", "no_such_module_for_onellm:THING", "onellm.things"),
+            EntryPoint("wrong", "json:JSONDecodeError", "onellm.things"),
+        ]
+    }
     monkeypatch.setattr("onellm.registry.entry_points", lambda group: found.get(group, []))
 
     def functions(name, obj):
@@ -49,7 +55,9 @@ def test_a_registry_discovers_reports_failures_and_registers_at_runtime(monkeypa
     with pytest.warns(UserWarning) as warned:
         assert things.names() == ["dumps"]
     assert sorted(str(w.message).split(" (")[0] for w in warned) == [
-        "thing plugin 'broken' could not be loaded", "thing plugin 'wrong' could not be loaded"]
+        "thing plugin 'broken' could not be loaded",
+        "thing plugin 'wrong' could not be loaded",
+    ]
     assert set(things.failures()) == {"broken", "wrong"} and "ModuleNotFoundError" in things.failures()["broken"]
     assert things.get("dumps")([1]) == "[1]" and "dumps" in things and list(things) == ["dumps"]
     with pytest.raises(RuntimeError, match="'wrong' is installed but failed to load: .*not a function"):

@@ -1,4 +1,5 @@
 """The replay sampler: weights, determinism, resumption, agreement across ranks."""
+
 import collections
 import pickle
 import warnings
@@ -44,8 +45,10 @@ def test_resume_continues_the_same_stream():
 
 
 def test_ranks_share_modality_and_split_samples():
-    ranks = [list(ReplayBatchSampler(SIZES, {"image": 1, "audio": 1, "imu": 1}, 2, 40, rank=r, world_size=2))
-             for r in range(2)]
+    ranks = [
+        list(ReplayBatchSampler(SIZES, {"image": 1, "audio": 1, "imu": 1}, 2, 40, rank=r, world_size=2))
+        for r in range(2)
+    ]
     sampler = ReplayBatchSampler(SIZES, {"image": 1, "audio": 1, "imu": 1}, 2, 40)
     taken = collections.Counter()
     for step, (b0, b1) in enumerate(zip(*ranks)):
@@ -128,8 +131,10 @@ def test_sampler_with_blocks_touches_few_blocks_per_pass_and_resumes():
     sizes = {"image": 4096}
     free = ReplayBatchSampler(sizes, {"image": 1}, 16, 64, seed=1)
     local = ReplayBatchSampler(sizes, {"image": 1}, 16, 64, seed=1, block=512)
+
     def chunks_touched(sampler):
         return len({i // 512 for batch in sampler for i, _ in batch})
+
     assert chunks_touched(local) == 2 and chunks_touched(free) == 8  # 1024 samples of 4096
     resumed = ReplayBatchSampler(sizes, {"image": 1}, 16, 64, seed=1, block=512, start_step=21)
     assert list(resumed) == list(local)[21:]

@@ -1,4 +1,5 @@
 """save_pretrained / from_pretrained round trip through safetensors and JSON only."""
+
 import json
 
 import pytest
@@ -59,7 +60,8 @@ def test_a_model_saved_with_stacked_upm_experts_loads_the_same(tiny_model, tmp_p
     for layer in range(layers):
         for old, new in STACKED_UPM_NAMES.items():
             state[f"upm.layers.{layer}.{old}"] = torch.stack(
-                [state.pop(f"upm.experts.{e}.{layer}.{new}") for e in range(experts)])
+                [state.pop(f"upm.experts.{e}.{layer}.{new}") for e in range(experts)]
+            )
     save_file(state, tmp_path / "m" / "onellm.safetensors")
     after = OneLLM.from_pretrained(tmp_path / "m").eval()(**batch, modality="image", inputs=x).logits
     assert torch.equal(before, after)

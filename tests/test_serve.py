@@ -2,6 +2,7 @@
 official `openai` client about real files of every modality (the ECG plugin's too); its
 answers must be the model's own (`OneLLM.answer` at temperature 0), and bad requests of
 every kind must end as a 4xx OpenAI error with the next request answered."""
+
 from __future__ import annotations
 
 import base64
@@ -22,7 +23,6 @@ pytestmark = pytest.mark.slow  # the server in a subprocess
 openai = pytest.importorskip("openai")  # the serve extra
 pytest.importorskip("fastapi")
 import httpx  # noqa: E402  (openai's own HTTP client)
-
 from media_files import bar_clip  # noqa: E402
 from test_bad_files import Case, damaged_files, good_files  # noqa: E402  (the damaged-file corpus)
 
@@ -73,12 +73,31 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         path = os.pathsep.join([str(site), str(PLUGIN), *filter(None, [os.environ.get("PYTHONPATH")])])
-        env = {**os.environ, "PYTHONPATH": path, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",
-               "ONELLM_API_KEY": KEY}
+        env = {
+            **os.environ,
+            "PYTHONPATH": path,
+            "PYTHONWARNINGS": "ignore",
+            "OMP_NUM_THREADS": "1",
+            "ONELLM_API_KEY": KEY,
+        }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "onellm.cli", "serve", "--model", str(model_dir), "--port", str(self.port),
-             "--served-model-name", NAME, *options],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "onellm.cli",
+                "serve",
+                "--model",
+                str(model_dir),
+                "--port",
+                str(self.port),
+                "--served-model-name",
+                NAME,
+                *options,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -90,7 +109,7 @@ class Server:
                 time.sleep(0.2)
         raise TimeoutError("the server did not start")
 
-    def client(self, key: str = KEY) -> "openai.OpenAI":
+    def client(self, key: str = KEY) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=60)
 
     def post(self, body: bytes | dict, headers: dict | None = None) -> httpx.Response:
@@ -121,8 +140,20 @@ def world(tmp_path_factory):
     allowed = d / "allowed"
     allowed.mkdir()
     files = good_files(allowed)
-    server = Server(d / "model", d / "site", "--max-inputs", "4", "--max-body-mb", "2", "--max-file-mb", "1",
-                    "--batch-window-ms", "50", "--allowed-dir", str(allowed))
+    server = Server(
+        d / "model",
+        d / "site",
+        "--max-inputs",
+        "4",
+        "--max-body-mb",
+        "2",
+        "--max-file-mb",
+        "1",
+        "--batch-window-ms",
+        "50",
+        "--allowed-dir",
+        str(allowed),
+    )
     try:
         yield server, OneLLM.from_pretrained(d / "model").eval(), allowed, files
     finally:
@@ -152,8 +183,12 @@ def _part(case: Case) -> dict:
         return {"type": kind, kind: {"url": f"data:{MIME[main.suffix]};base64,{_b64(main)}"}}
     if kind == "input_audio":
         return {"type": kind, kind: {"data": _b64(main), "format": main.suffix[1:]}}
-    payload = {"modality": case.modality, "data": _b64(main), "format": main.suffix[1:],
-               "companions": [{"data": _b64(p), "format": p.suffix[1:]} for p in case.paths[1:]]}
+    payload = {
+        "modality": case.modality,
+        "data": _b64(main),
+        "format": main.suffix[1:],
+        "companions": [{"data": _b64(p), "format": p.suffix[1:]} for p in case.paths[1:]],
+    }
     if case.meta:
         payload["meta"] = case.meta
     return {"type": "onellm_input", "onellm_input": payload}
@@ -162,8 +197,9 @@ def _part(case: Case) -> dict:
 def _ask(server: Server, parts: list[dict], question: str | None = None, **options):
     content = ([{"type": "text", "text": question}] if question else []) + parts
     options = {"max_tokens": TOKENS, "temperature": 0, **options}
-    return server.client().chat.completions.create(model=NAME, messages=[{"role": "user", "content": content}],
-                                                   **options)
+    return server.client().chat.completions.create(
+        model=NAME, messages=[{"role": "user", "content": content}], **options
+    )
 
 
 def _loaded(model: OneLLM, case: Case) -> torch.Tensor:
@@ -181,16 +217,32 @@ def _text_answer(model: OneLLM, prompt: str, tokens: int = TOKENS) -> str:
 def test_text_only_is_answered_as_the_model_answers(world):
     server, model, _, _ = world
     reply = server.client().chat.completions.create(
-        model=NAME, messages=[{"role": "user", "content": "What is a room?"}], max_tokens=TOKENS, temperature=0)
+        model=NAME, messages=[{"role": "user", "content": "What is a room?"}], max_tokens=TOKENS, temperature=0
+    )
     prompt = model.processor.prompt("What is a room?", modalities=[])
     assert reply.choices[0].message.content == _text_answer(model, prompt)
     assert reply.choices[0].finish_reason == "length" and reply.usage.completion_tokens == TOKENS
     assert reply.usage.prompt_tokens == len(model.processor.encode(prompt)[0])
 
 
-@pytest.mark.parametrize("name", ["photo.png", "photo.jpg", "clip.mp4", "tone.wav", "tone.flac", "cloud.ply",
-                                  "cloud.npy", "room.depth.png", "room.normal.npy", "walk.csv", "walk.npy",
-                                  "scan.nii", "scan.npy"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "photo.png",
+        "photo.jpg",
+        "clip.mp4",
+        "tone.wav",
+        "tone.flac",
+        "cloud.ply",
+        "cloud.npy",
+        "room.depth.png",
+        "room.normal.npy",
+        "walk.csv",
+        "walk.npy",
+        "scan.nii",
+        "scan.npy",
+    ],
+)
 def test_each_modality_is_answered_as_model_answer(world, name):
     server, model, _, files = world
     case = next(c for c in files if c.name == name)
@@ -213,8 +265,10 @@ def test_no_question_gets_the_modality_caption_prompt(world):
 def test_a_video_with_its_soundtrack_is_two_parts(world, tmp_path):
     server, model, _, _ = world
     clip = bar_clip(tmp_path / "bar.mp4", sound=True)
-    parts = [{"type": "video_url", "video_url": {"url": f"data:video/mp4;base64,{_b64(clip)}"}},
-             {"type": "input_audio", "input_audio": {"data": _b64(clip), "format": "mp4"}}]
+    parts = [
+        {"type": "video_url", "video_url": {"url": f"data:video/mp4;base64,{_b64(clip)}"}},
+        {"type": "input_audio", "input_audio": {"data": _b64(clip), "format": "mp4"}},
+    ]
     reply = _ask(server, parts, "What happens?")
     video = load_input([clip], "video", model.tokenizers["video"]).unsqueeze(0)
     audio = load_input([clip], "audio", model.tokenizers["audio"]).unsqueeze(0)
@@ -229,8 +283,9 @@ def test_a_point_cloud_and_an_imu_window_through_the_documented_part(world):
     cloud, walk = (next(c for c in files if c.name == n) for n in ("cloud.ply", "walk.npy"))
     assert {_part(cloud)["type"], _part(walk)["type"]} == {"onellm_input"}
     reply = _ask(server, [_part(cloud), _part(walk)], "Which is it?")
-    expected = model.answer([("point", _loaded(model, cloud)), ("imu", _loaded(model, walk))], "Which is it?",
-                            max_new_tokens=TOKENS)[0]
+    expected = model.answer(
+        [("point", _loaded(model, cloud)), ("imu", _loaded(model, walk))], "Which is it?", max_new_tokens=TOKENS
+    )[0]
     assert reply.choices[0].message.content == expected
 
 
@@ -238,15 +293,16 @@ def test_two_images_in_one_message(world):
     server, model, _, files = world
     png, jpg = (next(c for c in files if c.name == n) for n in ("photo.png", "photo.jpg"))
     reply = _ask(server, [_part(png), _part(jpg)], "Same?")
-    expected = model.answer([("image", _loaded(model, png)), ("image", _loaded(model, jpg))], "Same?",
-                            max_new_tokens=TOKENS)[0]
+    expected = model.answer(
+        [("image", _loaded(model, png)), ("image", _loaded(model, jpg))], "Same?", max_new_tokens=TOKENS
+    )[0]
     assert reply.choices[0].message.content == expected
 
 
 def test_a_plugin_modality(world, tmp_path):
     server, model, _, _ = world
-    from onellm_ecg.synth import synthesize
     import numpy as np
+    from onellm_ecg.synth import synthesize
 
     written = synthesize(tmp_path, "beat", np.random.default_rng(0))
     case = Case("beat", "ecg", [tmp_path / written["files"][0]])
@@ -260,14 +316,17 @@ def test_a_plugin_modality(world, tmp_path):
 def test_multi_turn_history_follows_the_processor(world):
     server, model, _, files = world
     case = next(c for c in files if c.name == "photo.png")
-    messages = [{"role": "user", "content": [{"type": "text", "text": "Describe it."}, _part(case)]},
-                {"role": "assistant", "content": "A red wall."},
-                {"role": "user", "content": "And the floor?"}]
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "Describe it."}, _part(case)]},
+        {"role": "assistant", "content": "A red wall."},
+        {"role": "user", "content": "And the floor?"},
+    ]
     reply = server.client().chat.completions.create(model=NAME, messages=messages, max_tokens=TOKENS, temperature=0)
     prompt = model.processor.prompt("And the floor?", [("Describe it.", "A red wall.")], modalities=["image"])
     batch = model.processor([prompt])
-    ids = model.generate(**batch, inputs=ModalityBatch.single("image", _loaded(model, case)), max_new_tokens=TOKENS,
-                         do_sample=False)
+    ids = model.generate(
+        **batch, inputs=ModalityBatch.single("image", _loaded(model, case)), max_new_tokens=TOKENS, do_sample=False
+    )
     assert reply.choices[0].message.content == model.processor.decode(ids)[0]
 
 
@@ -276,8 +335,13 @@ def test_streaming_chunks_join_to_the_answer(world):
     case = next(c for c in files if c.name == "tone.wav")
     whole = _ask(server, [_part(case)], "Loud?", max_tokens=40)
     stream = server.client().chat.completions.create(
-        model=NAME, messages=[{"role": "user", "content": [{"type": "text", "text": "Loud?"}, _part(case)]}],
-        max_tokens=40, temperature=0, stream=True, stream_options={"include_usage": True})
+        model=NAME,
+        messages=[{"role": "user", "content": [{"type": "text", "text": "Loud?"}, _part(case)]}],
+        max_tokens=40,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     pieces, arrived, usage, reasons = [], [], None, []
     for chunk in stream:
         if chunk.usage is not None:
@@ -301,8 +365,12 @@ def test_stop_strings_and_seeded_sampling(world):
     cut = _ask(server, [_part(case)], "Name it.", max_tokens=30, stop=[stop])
     assert cut.choices[0].message.content == full[: full.index(stop)].strip()
     assert cut.choices[0].finish_reason == "stop"
-    drawn = [_ask(server, [_part(case)], "Name it.", max_tokens=30, temperature=1.0, seed=7, top_p=0.9)
-             .choices[0].message.content for _ in range(2)]
+    drawn = [
+        _ask(server, [_part(case)], "Name it.", max_tokens=30, temperature=1.0, seed=7, top_p=0.9)
+        .choices[0]
+        .message.content
+        for _ in range(2)
+    ]
     assert drawn[0] == drawn[1] != full
 
 
@@ -338,8 +406,9 @@ def test_local_files_only_from_the_allowed_folder(world):
     reply = _ask(server, [{"type": "image_url", "image_url": {"url": url}}], "What?")
     assert reply.choices[0].message.content == _ask(server, [_part(case)], "What?").choices[0].message.content
     for outside in [Path(__file__).as_uri(), (allowed / ".." / "model" / "config.json").as_uri()]:
-        response = server.post({"messages": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": outside}}]}]})
+        response = server.post(
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": outside}}]}]}
+        )
         assert response.status_code == 403 and str(allowed) not in response.text
 
 
@@ -348,8 +417,9 @@ def test_the_api_key_is_required(world):
     with pytest.raises(openai.AuthenticationError):
         server.client("wrong-key").chat.completions.create(model=NAME, messages=[{"role": "user", "content": "hi"}])
     for headers in [{}, {"Authorization": f"Basic {KEY}"}, {"Authorization": f"Bearer {KEY}x"}]:
-        response = httpx.post(f"{server.url}/v1/chat/completions", headers=headers,
-                              json={"messages": [{"role": "user", "content": "hi"}]})
+        response = httpx.post(
+            f"{server.url}/v1/chat/completions", headers=headers, json={"messages": [{"role": "user", "content": "hi"}]}
+        )
         assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
     assert httpx.get(f"{server.url}/v1/models").status_code == 401
     assert httpx.get(f"{server.url}/metrics").status_code == 401
@@ -360,8 +430,14 @@ def test_the_api_key_is_required(world):
 
 
 def _user(*parts: dict | str) -> dict:
-    return {"messages": [{"role": "user", "content": list(parts) if parts and isinstance(parts[0], dict)
-                          else (parts[0] if parts else [])}]}
+    return {
+        "messages": [
+            {
+                "role": "user",
+                "content": list(parts) if parts and isinstance(parts[0], dict) else (parts[0] if parts else []),
+            }
+        ]
+    }
 
 
 def _image(url: str) -> dict:
@@ -418,10 +494,12 @@ HOSTILE: dict[str, bytes | dict] = {
     "no modality": _user(_custom(data="AAAA", format="npy")),
     "data a number": _user(_custom(modality="point", data=12, format="npy")),
     "meta nested": _user(_custom(modality="imu", data="AAAA", format="npy", meta={"a": {"b": 1}})),
-    "meta wrong": _user(_custom(modality="imu", data=base64.b64encode(bytes(64)).decode(), format="npy",
-                                meta={"sample_rate": "fast"})),
-    "companion for image": _user(_custom(modality="image", data="AAAA", format="png",
-                                         companions=[{"data": "AAAA", "format": "png"}])),
+    "meta wrong": _user(
+        _custom(modality="imu", data=base64.b64encode(bytes(64)).decode(), format="npy", meta={"sample_rate": "fast"})
+    ),
+    "companion for image": _user(
+        _custom(modality="image", data="AAAA", format="png", companions=[{"data": "AAAA", "format": "png"}])
+    ),
     "companion a string": _user(_custom(modality="depth", data="AAAA", format="png", companions=["x"])),
     "too many inputs": _user(*[_image(PNG)] * 5),
     "prompt too long": _user("why " * 400),
@@ -463,8 +541,7 @@ def test_hostile_requests_get_a_4xx_and_the_next_is_answered(world):
     for what, body in HOSTILE.items():
         _assert_refused(server.post(body), what)
         _good(server)
-    _assert_refused(httpx.get(f"{server.url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}),
-                    "GET")
+    _assert_refused(httpx.get(f"{server.url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}), "GET")
     _assert_refused(httpx.get(f"{server.url}/v2/nothing", headers={"Authorization": f"Bearer {KEY}"}), "no route")
     _good(server)
     assert server.process.poll() is None
@@ -490,8 +567,9 @@ def test_a_full_queue_answers_429_and_a_slow_answer_times_out(world, tmp_path):
     bound get 429 with Retry-After at once; a request queued behind a long answer, past
     --timeout, gets 504."""
     _, _, allowed, _ = world
-    small = Server(allowed.parent / "model", allowed.parent / "site", "--max-queue", "2", "--max-batch", "1",
-                   "--timeout", "1")
+    small = Server(
+        allowed.parent / "model", allowed.parent / "site", "--max-queue", "2", "--max-batch", "1", "--timeout", "1"
+    )
     try:
         results: list[httpx.Response] = []
 

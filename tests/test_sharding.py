@@ -1,6 +1,7 @@
 """FSDP2 (`--trainer.strategy fsdp2`) over 2 gloo processes on the CPU: the same losses as
 DDP, sharded checkpoints that resume exactly, an ordinary export, and a rank whose batch
 is all bad files does not hang the others."""
+
 import json
 import math
 import re
@@ -9,15 +10,22 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from training_helpers import fit_run, losses, stage_config, write_world
 
 from onellm.model.modality_batch import ModalityBatch
 from onellm.model.onellm import OneLLM
 
 # A collective that waits longer than this fails the run instead of hanging the test.
-FSDP = ("--trainer.strategy", "onellm.training.sharding.FSDP2", "--trainer.strategy.timeout_s", "120",
-        "--threads", "1", "--seed_everything", "0")
+FSDP = (
+    "--trainer.strategy",
+    "onellm.training.sharding.FSDP2",
+    "--trainer.strategy.timeout_s",
+    "120",
+    "--threads",
+    "1",
+    "--seed_everything",
+    "0",
+)
 DDP = ("--threads", "1", "--seed_everything", "0")
 
 
@@ -27,8 +35,9 @@ def _stage(tmp: Path, steps: int, every: int) -> Path:
     data = write_world(tmp, per_modality=16)
     config = stage_config(tmp, data, steps, every, batch_size=2)
     spec = yaml.safe_load(config.read_text())
-    spec["model"].update({"init_from": str(tmp / "first"), "export_dir": None,
-                          "modalities": ["image", "audio", "fmri", "video"]})
+    spec["model"].update(
+        {"init_from": str(tmp / "first"), "export_dir": None, "modalities": ["image", "audio", "fmri", "video"]}
+    )
     spec["data"]["replay"] = 0.3
     config.write_text(yaml.safe_dump(spec))
     first = OneLLM.from_preset("tiny")
@@ -60,13 +69,14 @@ def test_fsdp_trains_as_ddp_resumes_exactly_and_exports_the_same_model(tmp_path)
     ddp, fsdp = losses(tmp_path / "runs" / "ddp" / "csv"), losses(log)
     assert [s for s, _ in fsdp] == [s for s, _ in ddp] == list(range(10))
     assert [before[s] for s in (5, 6)] == [dict(fsdp)[s] for s in (5, 6)]  # resumed exactly
-    assert [l for _, l in fsdp] == pytest.approx([l for _, l in ddp], rel=1e-4)
+    assert [loss for _, loss in fsdp] == pytest.approx([loss for _, loss in ddp], rel=1e-4)
     records = [json.loads((log / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert len({m for _, m in records[0]["steps"]}) >= 2 and records[0]["steps"] == records[1]["steps"]
     assert records[0]["trained_weights_sha256"] == records[1]["trained_weights_sha256"]
     # The export of the sharded run is an ordinary folder, and the same model as DDP's.
-    torch.testing.assert_close(_logits(tmp_path / "fsdp_export"), _logits(tmp_path / "ddp_export"),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        _logits(tmp_path / "fsdp_export"), _logits(tmp_path / "ddp_export"), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_a_rank_with_an_all_bad_batch_runs_the_step_and_lora_exports(tmp_path):
@@ -79,9 +89,15 @@ def test_a_rank_with_an_all_bad_batch_runs_the_step_and_lora_exports(tmp_path):
         (data / "image" / f"{i}.npy").write_bytes(b"\x93NUMPY broken")
     config = stage_config(tmp_path, data, steps=10, every=5, batch_size=1)
     spec = yaml.safe_load(config.read_text())
-    spec["model"].update({"max_bad_fraction": 1.0, "export_dir": "lora_export", "lora": {"r": 4, "merge": False},
-                          "gradient_checkpointing": True,
-                          "modalities": ["image", "fmri"]})
+    spec["model"].update(
+        {
+            "max_bad_fraction": 1.0,
+            "export_dir": "lora_export",
+            "lora": {"r": 4, "merge": False},
+            "gradient_checkpointing": True,
+            "modalities": ["image", "fmri"],
+        }
+    )
     spec["data"]["datasets"] = [d for d in spec["data"]["datasets"] if d["modality"] in ("image", "fmri")]
     # Validated every 4 steps, the export takes the best validation's (sharded) checkpoint.
     spec["trainer"].update({"limit_val_batches": 4, "val_check_interval": 4, "check_val_every_n_epoch": None})
@@ -89,8 +105,8 @@ def test_a_rank_with_an_all_bad_batch_runs_the_step_and_lora_exports(tmp_path):
     out = fit_run(tmp_path, config, "bad", devices=2, extra=(*FSDP, "--trainer.precision", "bf16-mixed"))
     assert re.search(r"export: the weights of step \d+ \(val/loss", out.stdout + out.stderr)
     assert (tmp_path / "runs" / "bad" / "csv" / "checkpoints" / "best.ckpt" / ".metadata").is_file()
-    logged = [l for _, l in losses(tmp_path / "runs" / "bad" / "csv")]
-    assert logged and all(math.isfinite(l) for l in logged)
+    logged = [loss for _, loss in losses(tmp_path / "runs" / "bad" / "csv")]
+    assert logged and all(math.isfinite(loss) for loss in logged)
     records = [json.loads((tmp_path / "runs" / "bad" / "csv" / f"rank{r}.json").read_text()) for r in (0, 1)]
     ran = [{s for s, _ in r["steps"]} for r in records]
     assert ran[0] ^ ran[1]  # steps that only one rank had readable data for

@@ -1,5 +1,6 @@
 """Tar shards: packing a manifest, reading members back through the path resolver (also
 from DataLoader workers), streaming them without seeking, and clear errors on bad shards."""
+
 from __future__ import annotations
 
 import os
@@ -27,13 +28,26 @@ def packed(tmp_path: Path) -> tuple[list[Sample], Path]:
     samples = []
     for i in range(3):
         Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(src / "img" / f"{i}.png")
-        samples.append(Sample(id=f"coco.{i}", modality="image", files=[f"img/{i}.png"], caption=f"picture {i}",
-                              meta={"references": [f"picture {i}", "a picture"]}))
+        samples.append(
+            Sample(
+                id=f"coco.{i}",
+                modality="image",
+                files=[f"img/{i}.png"],
+                caption=f"picture {i}",
+                meta={"references": [f"picture {i}", "a picture"]},
+            )
+        )
     Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(src / "d.depth.png")
     samples.append(Sample(id="d/0", modality="depth", files=["d.depth.png", "img/0.png"], caption="depth", split="val"))
     np.save(src / "cloud.npy", rng.random((64, 6), dtype=np.float32))
-    samples.append(Sample(id="p0", modality="point", files=["cloud.npy"],
-                          conversations=[{"from": "human", "value": "What is this?"}, {"from": "gpt", "value": "A cloud."}]))
+    samples.append(
+        Sample(
+            id="p0",
+            modality="point",
+            files=["cloud.npy"],
+            conversations=[{"from": "human", "value": "What is this?"}, {"from": "gpt", "value": "A cloud."}],
+        )
+    )
     write_manifest(src / "all.jsonl", samples)
     return read_manifest(src / "all.jsonl"), pack_shards(src / "all.jsonl", tmp_path / "shards", samples_per_shard=3)
 
@@ -47,7 +61,11 @@ def test_pack_writes_shards_and_manifest_of_members(packed) -> None:
     assert rows[3].files == ["shard-00001.tar#d_0.depth.png", "shard-00001.tar#d_0.png"]
     for row, original in zip(rows, originals):  # every manifest field survives
         assert (row.caption, row.meta, row.conversations, row.split) == (
-            original.caption, original.meta, original.conversations, original.split)
+            original.caption,
+            original.meta,
+            original.conversations,
+            original.split,
+        )
 
 
 def test_resolver_gives_identical_bytes_in_memory(packed) -> None:
@@ -147,8 +165,18 @@ def test_data_shards_command_packs_each_manifest_into_its_folder(packed, tmp_pat
     src = tmp_path / "src"
     write_manifest(src / "image.jsonl", [s for s in originals if s.modality == "image"])
     write_manifest(src / "point.jsonl", [s for s in originals if s.modality == "point"])
-    args = ["data", "shards", str(src / "image.jsonl"), str(src / "point.jsonl"), "--out", str(tmp_path / "cli"),
-            "--format", "tar", "--samples-per-shard", "2"]
+    args = [
+        "data",
+        "shards",
+        str(src / "image.jsonl"),
+        str(src / "point.jsonl"),
+        "--out",
+        str(tmp_path / "cli"),
+        "--format",
+        "tar",
+        "--samples-per-shard",
+        "2",
+    ]
     assert main(args) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert sorted(p.name for p in (tmp_path / "cli" / "image").glob("*.tar")) == ["shard-00000.tar", "shard-00001.tar"]

@@ -1,6 +1,7 @@
 """Streamed datasets (litdata chunks): `onellm data shards` writes one per split, samples read
 back by index give the very inputs the manifest gives, from memory, and bad or foreign data
 is counted or refused with a message that says what to do."""
+
 from __future__ import annotations
 
 import json
@@ -22,15 +23,21 @@ from onellm.registry import get_modality
 from onellm.training.datamodule import DatasetEntry
 
 CONFIG = OneLLMConfig.from_preset("tiny")
-CONTEXTS = {m: LoadContext.build(get_modality(m).tokenizer, CONFIG.encoder, options)
-            for m, options in CONFIG.modalities.items()}
+CONTEXTS = {
+    m: LoadContext.build(get_modality(m).tokenizer, CONFIG.encoder, options) for m, options in CONFIG.modalities.items()
+}
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict[str, Path]:
     """Images and the audio-visual scene (MP4s with a picture and a soundtrack)."""
-    return synthesize_world(tmp_path_factory.mktemp("world"), per_modality=10, modalities=["image", "video", "audio"],
-                            scenes=["audiovisual"], progress=False)
+    return synthesize_world(
+        tmp_path_factory.mktemp("world"),
+        per_modality=10,
+        modalities=["image", "video", "audio"],
+        scenes=["audiovisual"],
+        progress=False,
+    )
 
 
 def _seeded(dataset, index: int, seed: int = 7):
@@ -68,7 +75,11 @@ def test_streamed_samples_give_the_manifests_inputs(world, tmp_path, name, modal
     for i in reversed(range(len(held))):  # any order: each item is read by index
         (want, want_inputs), (got, got_inputs) = _seeded(held, i), _seeded(streamed, i)
         assert (got.id, got.caption, got.qa, got.input_modalities()) == (
-            want.id, want.caption, want.qa, want.input_modalities())
+            want.id,
+            want.caption,
+            want.qa,
+            want.input_modalities(),
+        )
         assert all(torch.equal(a, b) for a, b in zip(got_inputs, want_inputs))
 
 

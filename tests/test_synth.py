@@ -1,5 +1,6 @@
 """The synthetic world: real files of each format, manifests, determinism, captions that
 say what the files hold, and files the registered loaders turn into the tiny preset's inputs."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,11 +19,11 @@ from PIL import Image
 from onellm.config import OneLLMConfig
 from onellm.data.cli import add_data_parser
 from onellm.data.manifest import SPLITS, read_manifest
-from onellm.modality import LoadContext
-from onellm.tokenizers import audio, depth, fmri, image, imu, normal, point, video
 from onellm.data.synth.common import BACKGROUNDS, COLOURS
 from onellm.data.synth.world import assign_split, sample_rng, scenes_for, synthesizable_modalities, synthesize_world
+from onellm.modality import LoadContext
 from onellm.registry import get_modality
+from onellm.tokenizers import audio, depth, fmri, image, imu, normal, point, video
 
 BUILT_IN = ("image", "video", "audio", "point", "depth", "normal", "imu", "fmri")
 REPO = Path(__file__).resolve().parents[1]
@@ -89,8 +90,16 @@ def _check_nifti(path: Path) -> None:
         assert data.shape == (16, 16, 16, fmri.REPETITIONS) and np.isfinite(data).all()
 
 
-CHECKS = {".png": _check_png, ".mp4": _check_mp4, ".wav": _check_sound, ".flac": _check_sound,
-          ".ply": _check_ply, ".npy": _check_npy, ".csv": _check_csv, ".gz": _check_nifti}
+CHECKS = {
+    ".png": _check_png,
+    ".mp4": _check_mp4,
+    ".wav": _check_sound,
+    ".flac": _check_sound,
+    ".ply": _check_ply,
+    ".npy": _check_npy,
+    ".csv": _check_csv,
+    ".gz": _check_nifti,
+}
 
 
 def test_world_has_a_manifest_per_builtin_modality_of_real_files(world):
@@ -118,7 +127,7 @@ def test_every_format_variant_is_a_real_file(tmp_path):
     """The rarer variants (FLAC, stereo, .npy clouds, CSV traces) appear in a few dozen samples."""
     seen = set()
     for module in (audio, point, imu):
-        for fields, paths in _samples(module, tmp_path, 16):
+        for _fields, paths in _samples(module, tmp_path, 16):
             CHECKS[paths[0].suffix](paths[0])
             seen.add(paths[0].suffix)
             if module is audio:
@@ -178,8 +187,13 @@ def test_image_caption_names_the_dominant_colours_at_their_positions(tmp_path):
         for s in shapes:
             assert s["colour"] in fields["caption"] and s["shape"] in fields["caption"]
             rows, cols = np.nonzero(_pixels_of(rgb, s["colour"]))
-            where = {"left": cols.mean() < 45, "right": cols.mean() > 67, "top": rows.mean() < 45,
-                     "bottom": rows.mean() > 67, "centre": abs(cols.mean() - 56) < 5 and abs(rows.mean() - 56) < 5}
+            where = {
+                "left": cols.mean() < 45,
+                "right": cols.mean() > 67,
+                "top": rows.mean() < 45,
+                "bottom": rows.mean() > 67,
+                "centre": abs(cols.mean() - 56) < 5 and abs(rows.mean() - 56) < 5,
+            }
             assert where[s["position"]], (s, rows.mean(), cols.mean())
 
 
@@ -192,9 +206,14 @@ def test_video_shape_moves_the_way_the_caption_says(tmp_path):
         rows, cols = np.nonzero(near[0])
         rows_end, cols_end = np.nonzero(near[-1])
         motion = fields["meta"]["motion"]
-        moved = {"left": cols_end.mean() - cols.mean() < -20, "right": cols_end.mean() - cols.mean() > 20,
-                 "up": rows_end.mean() - rows.mean() < -20, "down": rows_end.mean() - rows.mean() > 20,
-                 "growing": near[-1].sum() > 3 * near[0].sum(), "shrinking": near[0].sum() > 3 * near[-1].sum()}
+        moved = {
+            "left": cols_end.mean() - cols.mean() < -20,
+            "right": cols_end.mean() - cols.mean() > 20,
+            "up": rows_end.mean() - rows.mean() < -20,
+            "down": rows_end.mean() - rows.mean() > 20,
+            "growing": near[-1].sum() > 3 * near[0].sum(),
+            "shrinking": near[0].sum() > 3 * near[-1].sum(),
+        }
         assert moved[motion], fields
         assert fields["meta"]["colour"] in fields["caption"] and video.MOTIONS[motion][4] in fields["caption"]
 
@@ -341,8 +360,9 @@ def test_unknown_or_unsynthesizable_modality_is_an_error(tmp_path):
 def test_data_synth_command_prints_manifests_and_counts(tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="onellm")
     add_data_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["data", "synth", "--out", str(tmp_path), "--per-modality", "5",
-                              "--seed", "2", "--modalities", "imu,audio"])
+    args = parser.parse_args(
+        ["data", "synth", "--out", str(tmp_path), "--per-modality", "5", "--seed", "2", "--modalities", "imu,audio"]
+    )
     assert args.func(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines] == ["imu", "audio"]

@@ -1,6 +1,7 @@
 """No library call changes the process's thread settings: a process set to one torch thread
 loads a file of every modality (the point cloud's FPS runs on numba), trains a step on it and
 generates, and is still at one thread. DataLoader workers and multi-process jobs rely on it."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.slow  # every modality in a subprocess
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import sys
     from pathlib import Path
 
@@ -40,7 +41,7 @@ SCRIPT = textwrap.dedent('''
         if torch.get_num_threads() != 1:
             changed.append(f"{name}: {torch.get_num_threads()}")
     print("worlds", len(manifests), "changed", changed)
-''')
+""")
 
 
 def test_no_modality_changes_torch_threads(tmp_path):

@@ -1,6 +1,7 @@
 """Progressive training through the Lightning CLI and module: every stage config runs,
 frozen weights stay put, kill-and-resume matches an uninterrupted run, bad samples are
 skipped and counted, and 2-process DDP agrees on modalities and weights."""
+
 import csv
 import json
 import os
@@ -13,13 +14,11 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-
 from training_helpers import fit_run, losses, stage_config, write_world
 
 from onellm.data.streamed import write_streamed
-from onellm.training.checkpoint_io import AtomicCheckpointIO
-from onellm.training.datamodule import OneLLMDataModule
 from onellm.training.callbacks import BadSamples, TooManyBadSamples
+from onellm.training.datamodule import OneLLMDataModule
 from onellm.training.module import OneLLMModule
 
 pytestmark = pytest.mark.slow  # multi-stage, kill -9 and 2-process DDP training runs
@@ -30,8 +29,9 @@ STAGES = sorted((ROOT / "data_recipes" / "tiny-synth").glob("stage*.yaml"))
 
 def _onellm(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    out = subprocess.run([sys.executable, "-m", "onellm.cli", *args], cwd=cwd, capture_output=True, text=True,
-                         timeout=timeout, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "onellm.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     return out
 
@@ -39,8 +39,22 @@ def _onellm(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Comple
 def test_every_stage_runs_and_frozen_weights_stay(tmp_path):
     write_world(tmp_path)
     for config in STAGES:
-        _onellm(["fit", "--config", str(config), "--trainer.max_steps", "3", "--trainer.limit_val_batches", "0",
-                 "--trainer.enable_progress_bar", "false", "--data.batch_size", "4"], tmp_path)
+        _onellm(
+            [
+                "fit",
+                "--config",
+                str(config),
+                "--trainer.max_steps",
+                "3",
+                "--trainer.limit_val_batches",
+                "0",
+                "--trainer.enable_progress_bar",
+                "false",
+                "--data.batch_size",
+                "4",
+            ],
+            tmp_path,
+        )
     exports = [tmp_path / "runs" / f"stage{i}" / "export" for i in range(1, 6)]
     configs = [json.loads((e / "config.json").read_text()) for e in exports]
     assert [len(c["modalities"]) for c in configs] == [1, 4, 8, 8, 8]
@@ -66,9 +80,27 @@ def test_replay_share_and_no_replay_switch(tmp_path):
     shares = {}
     for replay in ("0", "0.25"):
         # No logger at all and one thread: both used to fail or be impossible.
-        _onellm(["fit", "--config", str(STAGES[1]), "--trainer.max_steps", "48", "--data.replay", replay,
-                 "--trainer.logger", "false", "--threads", "1", "--model.export_dir", "null",
-                 "--trainer.default_root_dir", f"runs/replay{replay}", *common], tmp_path)
+        _onellm(
+            [
+                "fit",
+                "--config",
+                str(STAGES[1]),
+                "--trainer.max_steps",
+                "48",
+                "--data.replay",
+                replay,
+                "--trainer.logger",
+                "false",
+                "--threads",
+                "1",
+                "--model.export_dir",
+                "null",
+                "--trainer.default_root_dir",
+                f"runs/replay{replay}",
+                *common,
+            ],
+            tmp_path,
+        )
         record = json.loads((tmp_path / "runs" / f"replay{replay}" / "rank0.json").read_text())
         steps = [m for _, m in record["steps"]]
         assert len(steps) == 48
@@ -77,8 +109,9 @@ def test_replay_share_and_no_replay_switch(tmp_path):
     assert 0.1 <= shares["0.25"] <= 0.45  # 48 draws of p = 0.25
 
 
-def _resume_matches(tmp: Path, steps: int, every: int, kills: list[int], devices: int,
-                    streamed: tuple = ()) -> list[dict]:
+def _resume_matches(
+    tmp: Path, steps: int, every: int, kills: list[int], devices: int, streamed: tuple = ()
+) -> list[dict]:
     data = write_world(tmp, per_modality=16)
     (data / "image" / "1.npy").write_bytes(b"\x93NUMPY broken")  # skipped, and remembered across kills
     for name in streamed:  # packed as `onellm data shards` does; the broken file goes in too
@@ -132,9 +165,18 @@ def test_kill_9_under_two_process_ddp_over_streamed_shards_resumes_to_the_same_l
 def _fit_losses(tmp: Path, name: str, datasets: list[dict]) -> tuple[list[tuple[int, float]], list[str]]:
     L.seed_everything(0)
     module = OneLLMModule(model="tiny", modalities=["image", "audio"], lr=1e-3)
-    trainer = L.Trainer(max_steps=6, val_check_interval=3, check_val_every_n_epoch=None, log_every_n_steps=1,
-                        logger=L.pytorch.loggers.CSVLogger(tmp, name=name, version="v"), enable_progress_bar=False,
-                        enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1)
+    trainer = L.Trainer(
+        max_steps=6,
+        val_check_interval=3,
+        check_val_every_n_epoch=None,
+        log_every_n_steps=1,
+        logger=L.pytorch.loggers.CSVLogger(tmp, name=name, version="v"),
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+    )
     trainer.fit(module, OneLLMDataModule(datasets, batch_size=4, seed=1, model=module.model))
     with open(tmp / name / "v" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -161,10 +203,19 @@ def test_bad_samples_are_skipped_and_counted(tmp_path):
     (data / "image" / "0.npy").write_bytes(b"not an array")
     (data / "image" / "2.npy").unlink()
     module = OneLLMModule(model="tiny", modalities=["image"], lr=1e-3)
-    dm = OneLLMDataModule([{"manifest": str(data / "image.jsonl"), "modality": "image"}], batch_size=4, model=module.model)
-    trainer = L.Trainer(max_steps=6, logger=L.pytorch.loggers.CSVLogger(tmp_path, name="bad", version="v"),
-                        limit_val_batches=0, enable_progress_bar=False, enable_checkpointing=False,
-                        enable_model_summary=False, accelerator="cpu", devices=1)
+    dm = OneLLMDataModule(
+        [{"manifest": str(data / "image.jsonl"), "modality": "image"}], batch_size=4, model=module.model
+    )
+    trainer = L.Trainer(
+        max_steps=6,
+        logger=L.pytorch.loggers.CSVLogger(tmp_path, name="bad", version="v"),
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+    )
     trainer.fit(module, dm)
     bad = _bad_samples(trainer)
     assert len(rows) == 12
@@ -184,10 +235,20 @@ def test_too_many_bad_samples_stop_training(tmp_path):
     for i in range(0, 40, 2):
         (data / "image" / f"{i}.npy").write_bytes(b"broken")
     module = OneLLMModule(model="tiny", modalities=["image"], max_bad_fraction=0.2)
-    dm = OneLLMDataModule([{"manifest": str(data / "image.jsonl"), "modality": "image"}], batch_size=8, model=module.model)
-    trainer = L.Trainer(max_steps=20, logger=False, limit_val_batches=0, enable_progress_bar=False,
-                        enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1,
-                        default_root_dir=tmp_path / "run")
+    dm = OneLLMDataModule(
+        [{"manifest": str(data / "image.jsonl"), "modality": "image"}], batch_size=8, model=module.model
+    )
+    trainer = L.Trainer(
+        max_steps=20,
+        logger=False,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=tmp_path / "run",
+    )
     with pytest.raises(TooManyBadSamples, match=r"unreadable \(more than max_bad_fraction=0.2\): \d+ x not a readable"):
         trainer.fit(module, dm)
     # The aborted run still names every bad file it met.
@@ -202,8 +263,18 @@ def test_a_manifest_with_nothing_to_learn_is_refused_before_training(tmp_path):
     rows[1].pop("caption", None), rows[1].pop("qa", None)
     (data / "image.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     module = OneLLMModule(model="tiny", modalities=["image"])
-    dm = OneLLMDataModule([{"manifest": str(data / "image.jsonl"), "modality": "image"}], batch_size=2, model=module.model)
-    trainer = L.Trainer(max_steps=2, logger=False, limit_val_batches=0, enable_progress_bar=False,
-                        enable_checkpointing=False, enable_model_summary=False, accelerator="cpu", devices=1)
+    dm = OneLLMDataModule(
+        [{"manifest": str(data / "image.jsonl"), "modality": "image"}], batch_size=2, model=module.model
+    )
+    trainer = L.Trainer(
+        max_steps=2,
+        logger=False,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+    )
     with pytest.raises(ValueError, match=r"image\.jsonl: 1 sample\(s\), e\.g\. image-1, have no caption"):
         trainer.fit(module, dm)

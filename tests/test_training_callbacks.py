@@ -1,5 +1,6 @@
 """Each training callback on its own, in a real Trainer over a toy module and hand-made
 batches (the collate's form: ids, modality, inputs when a sample was readable, bad)."""
+
 import csv
 import hashlib
 import json
@@ -12,8 +13,15 @@ from torch.utils.data import DataLoader
 from onellm.config import Prompting
 from onellm.data.dataset import BadSample
 from onellm.model.onellm import OneLLM
-from onellm.training.callbacks import (BadSamples, Export, LearningRate, RankRecord, RouterStatistics, Throughput,
-                                       TooManyBadSamples)
+from onellm.training.callbacks import (
+    BadSamples,
+    Export,
+    LearningRate,
+    RankRecord,
+    RouterStatistics,
+    Throughput,
+    TooManyBadSamples,
+)
 
 
 class _Router(torch.nn.Module):
@@ -39,7 +47,7 @@ class Toy(L.LightningModule):
     def training_step(self, batch, batch_idx):
         if "inputs" not in batch:
             return None
-        return (self.weight ** 2).sum()
+        return (self.weight**2).sum()
 
     def configure_optimizers(self):
         opt = torch.optim.SGD([self.weight], lr=0.1)
@@ -48,9 +56,14 @@ class Toy(L.LightningModule):
 
 
 def batch(n: int, bad: int = 0, modality: str = "image") -> dict:
-    out = {"ids": [f"s{n}-{i}" for i in range(2)], "modality": modality, "attention_mask": torch.ones(2, 5),
-           "bad": [BadSample(f"b{n}-{i}", f"b{n}-{i}.npy: not a readable array", "not a readable array")
-                   for i in range(bad)]}
+    out = {
+        "ids": [f"s{n}-{i}" for i in range(2)],
+        "modality": modality,
+        "attention_mask": torch.ones(2, 5),
+        "bad": [
+            BadSample(f"b{n}-{i}", f"b{n}-{i}.npy: not a readable array", "not a readable array") for i in range(bad)
+        ],
+    }
     out["inputs"] = torch.zeros(2)
     return out
 
@@ -61,10 +74,18 @@ def unreadable(n: int) -> dict:
 
 def fit(tmp_path, batches, callbacks, module=None, logger=True, datamodule=None):
     loader = DataLoader(batches, batch_size=None, collate_fn=lambda b: b)
-    trainer = L.Trainer(max_steps=len(batches), callbacks=callbacks, accelerator="cpu", devices=1,
-                        logger=L.pytorch.loggers.CSVLogger(tmp_path, name="run", version="v") if logger else False,
-                        default_root_dir=tmp_path / "root", log_every_n_steps=1, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        max_steps=len(batches),
+        callbacks=callbacks,
+        accelerator="cpu",
+        devices=1,
+        logger=L.pytorch.loggers.CSVLogger(tmp_path, name="run", version="v") if logger else False,
+        default_root_dir=tmp_path / "root",
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     module = module or Toy()
     if datamodule is not None:
         datamodule.train_dataloader = lambda: loader
@@ -104,7 +125,9 @@ def test_too_many_bad_samples_stop_the_run_and_name_the_files(tmp_path):
 
 
 def test_router_weights_are_read_and_logged_every_n_steps(tmp_path):
-    _, module = fit(tmp_path, [batch(0), batch(1), unreadable(2), batch(3), batch(4)], [RouterStatistics(every_n_steps=2)])
+    _, module = fit(
+        tmp_path, [batch(0), batch(1), unreadable(2), batch(3), batch(4)], [RouterStatistics(every_n_steps=2)]
+    )
     # Steps 0 and 4 are read; step 2's batch was unreadable and trained nothing to read.
     assert module.model.reads == 2
     rows = logged(tmp_path)
@@ -117,7 +140,8 @@ def test_throughput_is_logged_from_the_second_trained_batch(tmp_path):
     assert len(rows) == 3 and all(float(r["throughput/samples_per_s"]) > 0 for r in rows)
     # Ten tokens (attention-mask positions) in every batch of two samples.
     assert [float(r["throughput/tokens_per_s"]) for r in rows] == pytest.approx(
-        [5 * float(r["throughput/samples_per_s"]) for r in rows], rel=1e-5)
+        [5 * float(r["throughput/samples_per_s"]) for r in rows], rel=1e-5
+    )
 
 
 def test_learning_rate_is_logged_under_the_scheduler_name_and_quiet_without_a_logger(tmp_path):

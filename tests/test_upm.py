@@ -1,5 +1,6 @@
 """Universal Projection Module: routing, stacked and plain experts, the query-only last
 layer, checkpoints of the stacked layout."""
+
 import torch
 
 from onellm.config import UPMConfig
@@ -9,8 +10,12 @@ from onellm.model.upm import UniversalProjection
 
 def _upm(experts=3, layers=2):
     torch.manual_seed(0)
-    return UniversalProjection(UPMConfig(num_experts=experts, layers_per_expert=layers, num_queries=5, heads=4,
-                                         ffn_multiple_of=16), width=32, llm_width=48, modalities=["a", "b"])
+    return UniversalProjection(
+        UPMConfig(num_experts=experts, layers_per_expert=layers, num_queries=5, heads=4, ffn_multiple_of=16),
+        width=32,
+        llm_width=48,
+        modalities=["a", "b"],
+    )
 
 
 def _run_layers(upm, seq, keep=None):

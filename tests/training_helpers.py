@@ -1,5 +1,6 @@
 """Helpers of the training tests that run `onellm fit` in real subprocesses: a synthetic
 world of tiny-preset inputs, a stage config over it, a run and its logged losses."""
+
 import csv
 import os
 import subprocess
@@ -30,17 +31,33 @@ def write_world(root: Path, per_modality: int = 24) -> Path:
             x = rng.normal(size=shape).astype(np.float32) * 0.5 + (1.0 if label else -1.0)
             np.save(data / m / f"{i}.npy", x)
             split = "val" if i >= per_modality - 4 else "train"
-            samples.append(Sample(f"{m}-{i}", m, [f"{m}/{i}.npy"], caption=f"a {WORDS[label]} {m}",
-                                  qa=[{"question": "Is it bright?", "answer": "yes" if label else "no"}],
-                                  split=split))
+            samples.append(
+                Sample(
+                    f"{m}-{i}",
+                    m,
+                    [f"{m}/{i}.npy"],
+                    caption=f"a {WORDS[label]} {m}",
+                    qa=[{"question": "Is it bright?", "answer": "yes" if label else "no"}],
+                    split=split,
+                )
+            )
         write_manifest(data / f"{m}.jsonl", samples)
     # The audio-visual scene: each sample the video and the audio of the same index.
-    write_manifest(data / "audiovisual.jsonl", [
-        Sample(f"av-{i}", "video+audio", [], caption=f"a {WORDS[i % 2]} video with a {WORDS[i % 2]} sound",
-               qa=[{"question": "Is it bright?", "answer": "yes" if i % 2 else "no"}],
-               split="val" if i >= per_modality - 4 else "train",
-               inputs=[{"modality": m, "files": [f"{m}/{i}.npy"]} for m in ("video", "audio")])
-        for i in range(per_modality)])
+    write_manifest(
+        data / "audiovisual.jsonl",
+        [
+            Sample(
+                f"av-{i}",
+                "video+audio",
+                [],
+                caption=f"a {WORDS[i % 2]} video with a {WORDS[i % 2]} sound",
+                qa=[{"question": "Is it bright?", "answer": "yes" if i % 2 else "no"}],
+                split="val" if i >= per_modality - 4 else "train",
+                inputs=[{"modality": m, "files": [f"{m}/{i}.npy"]} for m in ("video", "audio")],
+            )
+            for i in range(per_modality)
+        ],
+    )
     return data
 
 
@@ -74,15 +91,25 @@ def entry(data: Path, name: str, modality: str, streamed: bool) -> dict:
 
 def stage_config(tmp: Path, data: Path, steps: int, every: int, batch_size: int, streamed: tuple = ()) -> Path:
     config = {
-        "model": {"model": "tiny", "modalities": ["image", "audio", "fmri", "video"], "lr": 2e-3,
-                  "warmup_steps": 2},
+        "model": {"model": "tiny", "modalities": ["image", "audio", "fmri", "video"], "lr": 2e-3, "warmup_steps": 2},
         # Single inputs and video+audio samples (two inputs each) interleaved batch by batch.
-        "data": {"batch_size": batch_size, "seed": 3, "datasets": [
-            *(entry(data, m, m, m in streamed) for m in ("image", "audio", "fmri")),
-            entry(data, "audiovisual", "video+audio", "audiovisual" in streamed)]},
+        "data": {
+            "batch_size": batch_size,
+            "seed": 3,
+            "datasets": [
+                *(entry(data, m, m, m in streamed) for m in ("image", "audio", "fmri")),
+                entry(data, "audiovisual", "video+audio", "audiovisual" in streamed),
+            ],
+        },
         "checkpoint": {"every_n_train_steps": every},
-        "trainer": {"max_steps": steps, "log_every_n_steps": 1, "limit_val_batches": 0,
-                    "enable_progress_bar": False, "enable_model_summary": False, "accelerator": "cpu"},
+        "trainer": {
+            "max_steps": steps,
+            "log_every_n_steps": 1,
+            "limit_val_batches": 0,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "accelerator": "cpu",
+        },
     }
     path = tmp / "stage.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -90,19 +117,42 @@ def stage_config(tmp: Path, data: Path, steps: int, every: int, batch_size: int,
     return path
 
 
-def fit_run(tmp: Path, config: Path, name: str, kill_at: int | None = None, resume: bool = False,
-            devices: int = 1, extra: tuple[str, ...] = (), expect: int | None = None) -> subprocess.CompletedProcess:
+def fit_run(
+    tmp: Path,
+    config: Path,
+    name: str,
+    kill_at: int | None = None,
+    resume: bool = False,
+    devices: int = 1,
+    extra: tuple[str, ...] = (),
+    expect: int | None = None,
+) -> subprocess.CompletedProcess:
     """`onellm fit` of `config` in runs/<name>, with the `extra` arguments; asserts the exit
     status `expect` (by default -9 when killed, else 0)."""
-    args = ["fit", "--config", str(config), "--trainer.default_root_dir", f"runs/{name}",
-            "--trainer.logger", "onellm.training.logs.ResumableCSVLogger",
-            "--trainer.logger.save_dir", "runs", "--trainer.logger.name", name, "--trainer.logger.version", "csv"]
+    args = [
+        "fit",
+        "--config",
+        str(config),
+        "--trainer.default_root_dir",
+        f"runs/{name}",
+        "--trainer.logger",
+        "onellm.training.logs.ResumableCSVLogger",
+        "--trainer.logger.save_dir",
+        "runs",
+        "--trainer.logger.name",
+        name,
+        "--trainer.logger.version",
+        "csv",
+    ]
     if devices > 1:
         args += ["--trainer.devices", str(devices), "--trainer.strategy", "ddp_find_unused_parameters_true"]
     if kill_at is not None:
         kill = tmp / f"kill{kill_at}.yaml"
-        kill.write_text(yaml.safe_dump({"trainer": {"callbacks": [
-            {"class_path": "killer.KillAt", "init_args": {"step": kill_at}}]}}))
+        kill.write_text(
+            yaml.safe_dump(
+                {"trainer": {"callbacks": [{"class_path": "killer.KillAt", "init_args": {"step": kill_at}}]}}
+            )
+        )
         args += ["--config", str(kill)]
     if resume:
         args += ["--ckpt_path", str(tmp / "runs" / name / "csv" / "checkpoints" / "last.ckpt")]
@@ -111,8 +161,15 @@ def fit_run(tmp: Path, config: Path, name: str, kill_at: int | None = None, resu
     path = os.pathsep.join([str(tmp), *filter(None, [os.environ.get("PYTHONPATH")])])
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": path}
     # A session of its own: the kill takes down the job's process group, not pytest.
-    out = subprocess.run([sys.executable, "-m", "onellm.cli", *args], cwd=tmp, capture_output=True, text=True,
-                         timeout=600, env=env, start_new_session=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "onellm.cli", *args],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        start_new_session=True,
+    )
     expected = expect if expect is not None else -9 if kill_at is not None else 0
     assert out.returncode == expected, out.stderr[-4000:]
     return out

@@ -1,5 +1,6 @@
 """audio: Conv2d patches over a [1, mel, frames] kaldi fbank, with its own positional table;
 synthetic tones whose caption names pitch, rhythm and loudness; the demo's spectrogram."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -91,8 +92,14 @@ def fbank(wave: torch.Tensor, rate: int, mel_bins: int) -> torch.Tensor:
         wave = AF.resample(wave, rate, SAMPLE_RATE)
     wave = wave - wave.mean()
     return kaldi.fbank(
-        wave.unsqueeze(0), htk_compat=True, sample_frequency=SAMPLE_RATE, use_energy=False,
-        window_type="hanning", num_mel_bins=mel_bins, dither=0.0, frame_shift=10,
+        wave.unsqueeze(0),
+        htk_compat=True,
+        sample_frequency=SAMPLE_RATE,
+        use_energy=False,
+        window_type="hanning",
+        num_mel_bins=mel_bins,
+        dither=0.0,
+        frame_shift=10,
     )
 
 
@@ -104,7 +111,9 @@ def spec_augment(x: torch.Tensor) -> torch.Tensor:
     return T.TimeMasking(TIME_MASK_AT_1024 * frames // 1024)(x)
 
 
-def load_audio(paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+def load_audio(
+    paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None
+) -> torch.Tensor:
     """[1, mel, frames]: fbank padded at the end or cropped to `frames`, transposed, normalised."""
     o = ctx.options
     samples, rate = read_first_channel(paths[0])
@@ -127,7 +136,9 @@ RHYTHMS = {"steady": "stays steady", "pulsing": "pulses", "rising": "rises"}
 TIMBRES = {"pure": 0.0, "buzzy": 0.5}  # weight of the odd harmonics
 
 
-def _waveform(pitch: float, rhythm: str, timbre: float, seconds: float, rate: int, rng: np.random.Generator) -> np.ndarray:
+def _waveform(
+    pitch: float, rhythm: str, timbre: float, seconds: float, rate: int, rng: np.random.Generator
+) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     if rhythm == "rising":
         # An exponential chirp up one octave: the phase is the integral of the frequency.
@@ -163,10 +174,13 @@ def synthesize(out_dir: Path, sample_id: str, rng: np.random.Generator) -> dict:
     path = out_dir / f"{sample_id}.{'flac' if rng.uniform() < 0.25 else 'wav'}"
     soundfile.write(path, np.clip(wave, -1, 1).astype(np.float32), rate, subtype="PCM_16")
 
-    described = pick(rng, (
-        f"a {loudness} {rhythm} {pitch_name}-pitched {timbre} tone",
-        f"a {loudness}, {pitch_name}-pitched {timbre} tone that {RHYTHMS[rhythm]}",
-    ))
+    described = pick(
+        rng,
+        (
+            f"a {loudness} {rhythm} {pitch_name}-pitched {timbre} tone",
+            f"a {loudness}, {pitch_name}-pitched {timbre} tone that {RHYTHMS[rhythm]}",
+        ),
+    )
     return {
         "files": [path.name],
         "caption": described,
@@ -176,8 +190,13 @@ def synthesize(out_dir: Path, sample_id: str, rng: np.random.Generator) -> dict:
             {"question": "Does the sound stay steady, pulse or rise?", "answer": rhythm},
         ],
         "meta": {
-            "pitch": pitch_name, "rhythm": rhythm, "loudness": loudness, "timbre": timbre,
-            "frequency_hz": round(pitch, 1), "sample_rate": rate, "channels": channels,
+            "pitch": pitch_name,
+            "rhythm": rhythm,
+            "loudness": loudness,
+            "timbre": timbre,
+            "frequency_hz": round(pitch, 1),
+            "sample_rate": rate,
+            "channels": channels,
         },
     }
 

@@ -1,6 +1,7 @@
 """The built-in audio-visual scene: a video whose picture shows a coloured shape moving and
 whose soundtrack plays a tone, both in one .mp4. The caption names what moves and what
 sounds, so a model hearing only the sound or seeing only the picture cannot get it all."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,8 +41,14 @@ def synthesize(out_dir: Path, sample_id: str, rng: np.random.Generator) -> dict:
             {"question": "Is the sound high, medium or low?", "answer": pitch_name, "type": "audio"},
             {"question": "Does the sound stay steady, pulse or rise?", "answer": rhythm, "type": "audio"},
         ],
-        "meta": {"shape": shape, "colour": colour, "motion": motion, "background": background,
-                 "pitch": pitch_name, "rhythm": rhythm},
+        "meta": {
+            "shape": shape,
+            "colour": colour,
+            "motion": motion,
+            "background": background,
+            "pitch": pitch_name,
+            "rhythm": rhythm,
+        },
     }
 
 

@@ -3,11 +3,13 @@ solids as 16-bit depth PNGs beside their RGB view; the demo's preview.
 
 Also hosts what depth and normal share: the pair tokenizer, the pairing loader and the
 preview beside the RGB image."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -41,8 +43,9 @@ class ImageMapPairTokenizer(FrameTokenizer):
         self.options = options
 
 
-def load_pair(paths: list[FileSource], ctx: LoadContext, train: bool,
-              read_map: Callable[[FileSource], Image.Image]) -> torch.Tensor:
+def load_pair(
+    paths: list[FileSource], ctx: LoadContext, train: bool, read_map: Callable[[FileSource], Image.Image]
+) -> torch.Tensor:
     """[2, 3, S, S]: frame 0 the RGB image (paths[1]), frame 1 the map (paths[0]) resized to
     the RGB image's size; ONE crop for both (centre, or the same random resized crop when
     training), so the two frames stay pixel-aligned, as the published loader does."""
@@ -84,7 +87,9 @@ def read_depth(path: FileSource) -> Image.Image:
     return open_rgb(path)
 
 
-def load_depth(paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+def load_depth(
+    paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None
+) -> torch.Tensor:
     return load_pair(paths, ctx, train, read_depth)
 
 

@@ -1,5 +1,6 @@
 """fmri: one Linear over the voxel vector, its output read as a few tokens; synthetic volumes
 whose region of interest carries the pattern of the stimulus seen; the demo's voxel plot."""
+
 from __future__ import annotations
 
 import gzip
@@ -203,7 +204,9 @@ def synthesize(out_dir: Path, sample_id: str, rng: np.random.Generator) -> dict:
     write_mask(out_dir / MASK_NAME)
 
     seen, alive = STIMULI[stimulus]
-    caption = pick(rng, (f"the subject was viewing {seen}", f"the subject was looking at {seen}", f"a picture of {seen} was shown"))
+    caption = pick(
+        rng, (f"the subject was viewing {seen}", f"the subject was looking at {seen}", f"a picture of {seen} was shown")
+    )
     return {
         "files": [path.name, MASK_NAME],
         "caption": caption,

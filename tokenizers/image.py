@@ -2,6 +2,7 @@
 published torchvision preprocessing; synthetic shape pictures; the demo's preview.
 
 Also hosts what depth, normal and video share: the frame tokenizer and the cropped views."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -103,11 +104,14 @@ def crop_views(images: list[Image.Image], size: int, train: bool = False) -> tor
         return torch.stack([view(im) for im in images])
     crop = train_crop(size)
     box = crop.get_params(images[0], crop.scale, crop.ratio)
-    return torch.stack([TO_MODEL(TF.resized_crop(im, *box, crop.size, crop.interpolation, antialias=crop.antialias))
-                        for im in images])
+    return torch.stack(
+        [TO_MODEL(TF.resized_crop(im, *box, crop.size, crop.interpolation, antialias=crop.antialias)) for im in images]
+    )
 
 
-def load_image(paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+def load_image(
+    paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None
+) -> torch.Tensor:
     return crop_views([open_rgb(paths[0])], ctx.encoder.image_size, train)[0]
 
 
@@ -155,14 +159,19 @@ def synthesize(out_dir: Path, sample_id: str, rng: np.random.Generator) -> dict:
         {"question": "How many shapes are there?", "answer": COUNT_WORDS[count]},
     ]
     if shapes.count(shapes[first]) > 1:  # "the star" would be ambiguous
-        qa[0] = {"question": f"What colour is the shape {POSITIONS[positions[first]][1]}?", "answer": str(colours[first])}
+        qa[0] = {
+            "question": f"What colour is the shape {POSITIONS[positions[first]][1]}?",
+            "answer": str(colours[first]),
+        }
     return {
         "files": [path.name],
         "caption": caption,
         "qa": qa,
         "meta": {
             "background": background,
-            "shapes": [{"shape": s, "colour": str(c), "position": str(p)} for s, c, p in zip(shapes, colours, positions)],
+            "shapes": [
+                {"shape": s, "colour": str(c), "position": str(p)} for s, c, p in zip(shapes, colours, positions)
+            ],
         },
     }
 

@@ -1,5 +1,6 @@
 """imu: Conv1d over the 6 accelerometer + gyroscope channels, its own positional table;
 synthetic body-worn traces of one activity; the demo's channel plot."""
+
 from __future__ import annotations
 
 import math

@@ -1,5 +1,6 @@
 """normal: the RGB image and its surface-normal map as two frames; synthetic solids as
 normal PNGs beside their RGB view; the demo's preview."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,7 +37,9 @@ def read_normal(path: FileSource) -> Image.Image:
     return Image.fromarray(np.round(image).astype(np.uint8), "RGB")
 
 
-def load_normal(paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+def load_normal(
+    paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None
+) -> torch.Tensor:
     return load_pair(paths, ctx, train, read_normal)
 
 

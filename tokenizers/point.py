@@ -1,5 +1,6 @@
 """point: farthest point sampling + k-nearest-neighbour groups + 1x1 conv + max over neighbours;
 synthetic clouds on the surface of one coloured solid; the demo's 3-D scatter."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,7 +47,9 @@ class PointTokenizer(ModalityTokenizer):
         if not 0 <= o.sample_columns[0] < o.sample_columns[1] <= o.channels:
             raise ValueError(f"sample_columns {o.sample_columns} outside 0..{o.channels}")
         if o.neighbours > o.points or o.centers > o.points:
-            raise ValueError(f"{o.centers} centers x {o.neighbours} neighbours need at least that many of {o.points} points")
+            raise ValueError(
+                f"{o.centers} centers x {o.neighbours} neighbours need at least that many of {o.points} points"
+            )
         self.input_shape = (o.points, o.channels)
         self.num_patches = o.centers
         self.conv = nn.Conv2d(o.channels, encoder.width, kernel_size=1)
@@ -98,8 +101,24 @@ def read_cloud(path: FileSource) -> np.ndarray:
     return cloud
 
 
-_PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
-              "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8}
+_PLY_SIZES = {
+    "char": 1,
+    "uchar": 1,
+    "int8": 1,
+    "uint8": 1,
+    "short": 2,
+    "ushort": 2,
+    "int16": 2,
+    "uint16": 2,
+    "int": 4,
+    "uint": 4,
+    "int32": 4,
+    "uint32": 4,
+    "float": 4,
+    "float32": 4,
+    "double": 8,
+    "float64": 8,
+}
 
 
 def check_ply(path: FileSource) -> None:
@@ -152,7 +171,9 @@ def normalize_xyz(cloud: torch.Tensor) -> torch.Tensor:
     return torch.cat([xyz / radius, cloud[:, 3:]], dim=1)
 
 
-def load_point(paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+def load_point(
+    paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None
+) -> torch.Tensor:
     """[points, channels] from .ply/.pcd/.xyz (open3d) or .npy [N, 3] / [N, 6]."""
     o = ctx.options
     cloud = read_cloud(paths[0])

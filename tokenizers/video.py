@@ -5,12 +5,13 @@ frame of each, short side resized with torch's bilinear interpolation, in 3 spat
 (frames=15, crops=3, resize="bilinear").
 
 Also: synthetic videos of a moving shape (`onellm data synth`) and the demo's preview."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import av
 import numpy as np
@@ -155,7 +156,9 @@ def three_crops(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.stack(crops, dim=1).flatten(0, 1)
 
 
-def load_video(paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None) -> torch.Tensor:
+def load_video(
+    paths: list[FileSource], ctx: LoadContext, train: bool = False, meta: dict | None = None
+) -> torch.Tensor:
     """[frames, 3, S, S]: clips x crops, clip-major. With crops=3 (the published setting) the
     crops are fixed in training too; with crops=1 training draws one random resized crop per
     video and evaluation takes the centre crop."""
@@ -186,7 +189,9 @@ MOTIONS = {
 CODEC = "mpeg4"
 
 
-def _frames(shape: str, colour: str, background: str, motion: str, radius: float, offset: np.ndarray) -> list[np.ndarray]:
+def _frames(
+    shape: str, colour: str, background: str, motion: str, radius: float, offset: np.ndarray
+) -> list[np.ndarray]:
     start, end, grow0, grow1, _ = MOTIONS[motion]
     frames = []
     for t in np.linspace(0.0, 1.0, SYNTH_FRAMES):
@@ -266,8 +271,14 @@ def synthesize(out_dir: Path, sample_id: str, rng: np.random.Generator) -> dict:
         "files": [path.name],
         "caption": caption,
         "qa": qa,
-        "meta": {"shape": shape, "colour": colour, "motion": motion, "background": background,
-                 "fps": SYNTH_FPS, "frames": SYNTH_FRAMES},
+        "meta": {
+            "shape": shape,
+            "colour": colour,
+            "motion": motion,
+            "background": background,
+            "fps": SYNTH_FPS,
+            "frames": SYNTH_FRAMES,
+        },
     }
 
 

@@ -12,6 +12,7 @@ file format), so a recipe can be checked on data it was not tuned on:
     python examples/own-data/make_digits.py --out digits        # needs scikit-learn, espeak-ng
     python examples/own-data/make_digits.py --out digits-big --rendering big-light-bicubic-jpeg
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,10 +27,20 @@ from PIL import Image
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 # (espeak voice+variant, pitch 0-99, words per minute); the last two are the held-out speakers.
-VOICES = [("en-us", 50, 160), ("en-us+f2", 60, 150), ("en-gb", 40, 170), ("en-gb+m3", 30, 140),
-          ("en-gb-scotland", 50, 160), ("en-029+f3", 70, 150), ("en-us+m5", 35, 175),
-          ("en-gb-x-rp+f4", 65, 155), ("en-us+m2", 45, 145), ("en-gb-x-gbclan+f1", 55, 165),
-          ("en-gb-x-rp+m4", 40, 150), ("en-us+f5", 75, 160)]
+VOICES = [
+    ("en-us", 50, 160),
+    ("en-us+f2", 60, 150),
+    ("en-gb", 40, 170),
+    ("en-gb+m3", 30, 140),
+    ("en-gb-scotland", 50, 160),
+    ("en-029+f3", 70, 150),
+    ("en-us+m5", 35, 175),
+    ("en-gb-x-rp+f4", 65, 155),
+    ("en-us+m2", 45, 145),
+    ("en-gb-x-gbclan+f1", 55, 165),
+    ("en-gb-x-rp+m4", 40, 150),
+    ("en-us+f5", 75, 160),
+]
 HELD_OUT_VOICES = 2
 
 
@@ -75,9 +86,15 @@ def write_images(out: Path, rendering: Rendering = Rendering()) -> list[dict[str
             picture = picture.resize((rendering.size, rendering.size), resample)
         picture.save(out / name, **({"quality": rendering.quality} if rendering.fmt == "jpeg" else {}))
         word = WORDS[int(label)]
-        rows.append({"path": name, "caption": f"a handwritten digit {word}",
-                     "question": "Which digit is written here?", "answer": word,
-                     "split": _split(i, len(digits.images))})
+        rows.append(
+            {
+                "path": name,
+                "caption": f"a handwritten digit {word}",
+                "question": "Which digit is written here?",
+                "answer": word,
+                "split": _split(i, len(digits.images)),
+            }
+        )
     return rows
 
 
@@ -90,19 +107,33 @@ def write_speech(out: Path) -> list[dict[str, str]]:
         held_out = v >= len(VOICES) - HELD_OUT_VOICES
         for d, word in enumerate(WORDS):
             name = f"speech/voice{v:02d}-{word}.wav"
-            subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(out / name), word],
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(out / name), word],
+                check=True,
+                capture_output=True,
+            )
             split = "test" if held_out else ("val" if (v + d) % 10 == 0 else "train")
-            rows.append({"path": name, "caption": f"a voice saying {word}",
-                         "question": "Which number is spoken?", "answer": word, "split": split})
+            rows.append(
+                {
+                    "path": name,
+                    "caption": f"a voice saying {word}",
+                    "question": "Which number is spoken?",
+                    "answer": word,
+                    "split": split,
+                }
+            )
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--rendering", choices=list(RENDERINGS), default="walkthrough",
-                        help="how the digits are drawn (default: 8x8 dark-on-white PNGs)")
+    parser.add_argument(
+        "--rendering",
+        choices=list(RENDERINGS),
+        default="walkthrough",
+        help="how the digits are drawn (default: 8x8 dark-on-white PNGs)",
+    )
     parser.add_argument("--no-speech", action="store_true", help="write the images only")
     args = parser.parse_args()
     tables = [("images.csv", write_images(args.out, RENDERINGS[args.rendering]))]

@@ -4,6 +4,7 @@ Tensors stream from the memory-mapped checkpoint through their transform straigh
 pre-sized safetensors files, so memory holds one converted tensor at a time (plus whatever
 pages of the input the OS keeps cached).
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,12 @@ class ConversionReport:
             "modalities: " + ", ".join(f"{t}->{o}" if t != o else o for t, o in self.modalities.items()),
             f"ignored (unused by OneLLM): {len(self.ignored)} keys",
         ]
-        for label, keys in (("unmapped", self.unmapped), ("missing", self.missing),
-                            ("from --clip", self.from_clip), ("freshly initialised", self.filled)):
+        for label, keys in (
+            ("unmapped", self.unmapped),
+            ("missing", self.missing),
+            ("from --clip", self.from_clip),
+            ("freshly initialised", self.filled),
+        ):
             if keys:
                 lines.append(f"{label}: {len(keys)} keys, e.g. {', '.join(keys[:5])}")
         return "\n".join(lines)
@@ -71,8 +76,8 @@ def convert_official(
     reader = CheckpointReader(checkpoint)
     source = str(reader.path)
     from_clip = reader.supplement(clip_as_official(clip)) if clip is not None else []
-    from_clip = [k[len(PREFIX):] for k in from_clip]
-    shapes = {k[len(PREFIX):]: reader.shape(k) for k in reader.keys() if k.startswith(PREFIX)}
+    from_clip = [k[len(PREFIX) :] for k in from_clip]
+    shapes = {k[len(PREFIX) :]: reader.shape(k) for k in reader.keys() if k.startswith(PREFIX)}
     layout, config = infer_layout(shapes, source, llm_heads, clip_heads, upm_heads)
     text_tokenizer = load_llama_tokenizer(llama_tokenizer)
     vocab = config.llm.random_init["vocab_size"]
@@ -88,17 +93,23 @@ def convert_official(
     for key, (shape, _) in planned.items():
         if key not in expected or expected[key][0] != shape:
             want = expected[key][0] if key in expected else "no such tensor"
-            raise BadInputError(source, f"{key} converts to shape {list(shape)}, the model expects {want}; "
-                                        "wrong head counts or an unknown layout?")
+            raise BadInputError(
+                source,
+                f"{key} converts to shape {list(shape)}, the model expects {want}; "
+                "wrong head counts or an unknown layout?",
+            )
     known = {k for rule in all_rules for k in rule.official}
     report.unmapped = [k for k in shapes if k not in known and not is_ignored(k)]
     report.unmapped += [k for k in reader.keys() if not k.startswith(PREFIX)]
     report.ignored = [k for k in shapes if is_ignored(k)]
     fills = {k: (s, dtype or d) for k, (s, d) in expected.items() if k not in planned}
     if (report.missing or report.unmapped or fills) and not allow_partial:
-        raise BadInputError(source, f"would give a partial model: {len(report.missing)} tensors missing "
-                                    f"(e.g. {report.missing[:3]}), {len(report.unmapped)} unmapped "
-                                    f"(e.g. {report.unmapped[:3]}); pass allow_partial to convert anyway")
+        raise BadInputError(
+            source,
+            f"would give a partial model: {len(report.missing)} tensors missing "
+            f"(e.g. {report.missing[:3]}), {len(report.unmapped)} unmapped "
+            f"(e.g. {report.unmapped[:3]}); pass allow_partial to convert anyway",
+        )
     _write(Path(out), rules, reader, {**planned, **fills}, _fresh(report), report, progress)
 
     llm_dir = Path(out) / LLM_SUBDIR
@@ -114,8 +125,9 @@ def convert_official(
     return report
 
 
-def _plan(rules: list[Rule], reader: CheckpointReader, shapes: dict, dtype: torch.dtype | None,
-          report: ConversionReport) -> tuple[list[Rule], dict[str, tuple[tuple[int, ...], torch.dtype]]]:
+def _plan(
+    rules: list[Rule], reader: CheckpointReader, shapes: dict, dtype: torch.dtype | None, report: ConversionReport
+) -> tuple[list[Rule], dict[str, tuple[tuple[int, ...], torch.dtype]]]:
     """The rules whose tensors are all present, and our keys -> (shape, dtype) they give,
     found by running each transform on meta tensors."""
     usable, planned = [], {}
@@ -171,13 +183,15 @@ def _write(out, rules, reader, entries, fill, report, progress) -> None:
 
     (out / LLM_SUBDIR).mkdir(parents=True, exist_ok=True)
     ours = {k: v for k, v in entries.items() if not k.startswith(LLM_PREFIX)}
-    llm = {k[len(LLM_PREFIX):]: v for k, v in entries.items() if k.startswith(LLM_PREFIX)}
-    files = {"": StreamingSafetensors(out / WEIGHTS_NAME, ours),
-             LLM_PREFIX: StreamingSafetensors(out / LLM_SUBDIR / "model.safetensors", llm)}
+    llm = {k[len(LLM_PREFIX) :]: v for k, v in entries.items() if k.startswith(LLM_PREFIX)}
+    files = {
+        "": StreamingSafetensors(out / WEIGHTS_NAME, ours),
+        LLM_PREFIX: StreamingSafetensors(out / LLM_SUBDIR / "model.safetensors", llm),
+    }
 
     def put(key: str, tensor: torch.Tensor) -> None:
         prefix = LLM_PREFIX if key.startswith(LLM_PREFIX) else ""
-        files[prefix].write(key[len(prefix):], tensor)
+        files[prefix].write(key[len(prefix) :], tensor)
         report.tensors += 1
         report.bytes += tensor.numel() * tensor.element_size()
 
@@ -209,6 +223,9 @@ def _llm_config(config, text_tokenizer, dtype: torch.dtype):
 
     init = {k: v for k, v in config.llm.random_init.items() if k != "model_type"}
     return LlamaConfig(
-        **init, bos_token_id=text_tokenizer.bos_token_id, eos_token_id=text_tokenizer.eos_token_id,
-        architectures=["LlamaForCausalLM"], dtype=dtype,
+        **init,
+        bos_token_id=text_tokenizer.bos_token_id,
+        eos_token_id=text_tokenizer.eos_token_id,
+        architectures=["LlamaForCausalLM"],
+        dtype=dtype,
     )

@@ -7,12 +7,14 @@ shapes cannot tell (mel bins, strides, video frames and resize, points per cloud
 columns, IMU resample padding) come from the onellm-7b preset, which holds the published
 preprocessing.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..config import EncoderConfig, LLMConfig, OneLLMConfig, UPMConfig
 from ..errors import BadInputError
@@ -42,8 +44,11 @@ def _heads(width: int, given: int | None, release: int, head_dim: int, what: str
     width a guess would convert without error into wrong logits, so it is refused."""
     flag = f"--{what.lower()}-heads"
     if given is None and width != release:
-        raise BadInputError(source, f"{what} width {width} is not the 7B release's {release}, and head counts "
-                                    f"cannot be read from the weights: pass {flag}")
+        raise BadInputError(
+            source,
+            f"{what} width {width} is not the 7B release's {release}, and head counts "
+            f"cannot be read from the weights: pass {flag}",
+        )
     heads = given or width // head_dim
     if width % heads:
         raise BadInputError(source, f"{what} width {width} is not divisible by {heads} heads; pass {flag}")
@@ -51,7 +56,10 @@ def _heads(width: int, given: int | None, release: int, head_dim: int, what: str
 
 
 def infer_layout(
-    shapes: Shapes, source: str, llm_heads: int | None = None, clip_heads: int | None = None,
+    shapes: Shapes,
+    source: str,
+    llm_heads: int | None = None,
+    clip_heads: int | None = None,
     upm_heads: int | None = None,
 ) -> tuple[Layout, OneLLMConfig]:
     """`shapes`: official keys (without `llma.`) -> shape. Returns the rule layout and the
@@ -80,22 +88,38 @@ def infer_layout(
         modalities=modalities,
     )
     encoder = EncoderConfig(
-        width=w, layers=layout.clip_layers, heads=_heads(w, clip_heads, CLIP_WIDTH, CLIP_HEAD_DIM, "CLIP", source),
-        mlp_ratio=mlp / w, image_size=grid * patch, patch_size=patch,
+        width=w,
+        layers=layout.clip_layers,
+        heads=_heads(w, clip_heads, CLIP_WIDTH, CLIP_HEAD_DIM, "CLIP", source),
+        mlp_ratio=mlp / w,
+        image_size=grid * patch,
+        patch_size=patch,
     )
     upm = UPMConfig(
-        num_experts=layout.num_experts, layers_per_expert=layout.upm_layers, num_queries=queries,
-        heads=_heads(w, upm_heads, CLIP_WIDTH, UPM_HEAD_DIM, "UPM", source), ffn_multiple_of=_multiple_of(w, upm_hidden, source),
+        num_experts=layout.num_experts,
+        layers_per_expert=layout.upm_layers,
+        num_queries=queries,
+        heads=_heads(w, upm_heads, CLIP_WIDTH, UPM_HEAD_DIM, "UPM", source),
+        ffn_multiple_of=_multiple_of(w, upm_hidden, source),
     )
     preset = OneLLMConfig.from_preset(PRESET)
     # What the weights' shapes do not tell (context length, norm epsilon, RoPE base) is the preset's.
-    llm = LLMConfig(text_tokenizer="bytes", random_init={
-        **preset.llm.random_init, "vocab_size": vocab, "hidden_size": d, "intermediate_size": ffn,
-        "num_hidden_layers": layout.llm_layers, "num_attention_heads": layout.llm_heads,
-        "num_key_value_heads": layout.llm_heads,
-    })
-    options = {ours: _options(ours, theirs, preset.modalities.get(ours, {}), shapes, w, source)
-               for theirs, ours in modalities.items()}
+    llm = LLMConfig(
+        text_tokenizer="bytes",
+        random_init={
+            **preset.llm.random_init,
+            "vocab_size": vocab,
+            "hidden_size": d,
+            "intermediate_size": ffn,
+            "num_hidden_layers": layout.llm_layers,
+            "num_attention_heads": layout.llm_heads,
+            "num_key_value_heads": layout.llm_heads,
+        },
+    )
+    options = {
+        ours: _options(ours, theirs, preset.modalities.get(ours, {}), shapes, w, source)
+        for theirs, ours in modalities.items()
+    }
     return layout, OneLLMConfig(encoder=encoder, upm=upm, llm=llm, modalities=options, prompt_template="onellm")
 
 
@@ -134,13 +158,15 @@ def _fmri(o: dict[str, Any], shapes: Shapes, w: int, source: str) -> dict[str, A
 
 def _point(o: dict[str, Any], shapes: Shapes, w: int, source: str) -> dict[str, Any]:
     centers = shapes["positional_embedding.point"][0] - 1
-    return {"channels": shapes["conv1.point.conv1.weight"][1], "centers": centers,
-            "points": max(o["points"], centers)}
+    return {"channels": shapes["conv1.point.conv1.weight"][1], "centers": centers, "points": max(o["points"], centers)}
 
 
 # Official modality -> options read from its own tensors' shapes.
 SHAPE_OPTIONS: dict[str, Callable[[dict[str, Any], Shapes, int, str], dict[str, Any]]] = {
-    "audio": _audio, "imu": _imu, "fmri": _fmri, "point": _point,
+    "audio": _audio,
+    "imu": _imu,
+    "fmri": _fmri,
+    "point": _point,
 }
 
 

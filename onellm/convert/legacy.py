@@ -1,6 +1,7 @@
 """Saved state of earlier onellm layouts, renamed to the current one by a table (data, not
 code in the model): applied when a saved model loads (OneLLM.from_pretrained) and when a
 training checkpoint resumes (OneLLMModule.on_load_checkpoint)."""
+
 from __future__ import annotations
 
 import re
@@ -10,7 +11,8 @@ import torch
 # The UPM's experts were once one module of stacked [E, ...] tensors, `layers.{l}.{name}`;
 # each expert block is its own module now: `experts.{e}.{l}.{new name}`.
 STACKED_UPM_NAMES = {
-    "attention_norm": "attention_norm.weight", "ffn_norm": "ffn_norm.weight",
+    "attention_norm": "attention_norm.weight",
+    "ffn_norm": "ffn_norm.weight",
     **{n: f"attention.{n}.weight" for n in ("wq", "wk", "wv", "wo")},
     **{n: f"feed_forward.{n}.weight" for n in ("w1", "w2", "w3")},
 }

@@ -8,6 +8,7 @@ A `Rule` ties one group of official tensors to one group of ours:
 Every transform has an exact inverse, so `to_official` gives back the very same tensors.
 docs/convert-official.md describes the layout and how to convert.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -58,9 +59,15 @@ CLIP_BLOCK = {
 CLIP_QKV = {"attn.in_proj_weight": "weight", "attn.in_proj_bias": "bias"}
 # Suffixes of `resample_layers.{e}.{l}.`: our `upm.experts.{e}.{l}.` uses the same names.
 UPM_LAYER = (
-    "attention.wq.weight", "attention.wk.weight", "attention.wv.weight", "attention.wo.weight",
-    "feed_forward.w1.weight", "feed_forward.w2.weight", "feed_forward.w3.weight",
-    "attention_norm.weight", "ffn_norm.weight",
+    "attention.wq.weight",
+    "attention.wk.weight",
+    "attention.wv.weight",
+    "attention.wo.weight",
+    "feed_forward.w1.weight",
+    "feed_forward.w2.weight",
+    "feed_forward.w3.weight",
+    "attention_norm.weight",
+    "ffn_norm.weight",
 )
 # Per-modality UPM parts: official key with {m} -> ours with {m} (each side's own name).
 UPM_MODALITY = {
@@ -140,8 +147,11 @@ def build_rules(layout: Layout) -> list[Rule]:
             rules += [Rule((f"resample_layers.{e}.{layer}.{k}",), (f"upm.experts.{e}.{layer}.{k}",)) for k in UPM_LAYER]
     for theirs, ours in layout.modalities.items():
         rules += [Rule((k.format(m=theirs),), (v.format(m=ours),)) for k, v in UPM_MODALITY.items()]
-        rules += [Rule((k,), (v.replace(f".{theirs}.", f".{ours}."),)) for k, v in TOKENIZER.items()
-                  if TOKENIZER_OWNER[k] == theirs]
+        rules += [
+            Rule((k,), (v.replace(f".{theirs}.", f".{ours}."),))
+            for k, v in TOKENIZER.items()
+            if TOKENIZER_OWNER[k] == theirs
+        ]
     return rules
 
 

@@ -1,4 +1,5 @@
 """Lazy, pickle-free access to a checkpoint: shapes first, tensors one at a time."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,15 @@ from ..errors import BadInputError
 
 # safetensors' dtype names; writer.py derives the inverse.
 SAFETENSORS_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
     "BOOL": torch.bool,
 }
 

@@ -1,4 +1,5 @@
 """The LLaMA-2 sentencepiece tokenizer as a Hugging Face tokenizer, checked against sentencepiece."""
+
 from __future__ import annotations
 
 import shutil
@@ -35,8 +36,13 @@ def load_llama_tokenizer(model_file: str | Path) -> PreTrainedTokenizerBase:
     for text in PROBES:
         ours = tokenizer(text, add_special_tokens=False)["input_ids"]
         if ours != sp.encode(text):
-            raise BadInputError(path, f"the Hugging Face conversion splits {text[:40]!r} differently from sentencepiece")
+            raise BadInputError(
+                path, f"the Hugging Face conversion splits {text[:40]!r} differently from sentencepiece"
+            )
     if (tokenizer.bos_token_id, tokenizer.eos_token_id) != (sp.bos_id(), sp.eos_id()):
-        raise BadInputError(path, f"BOS/EOS ids {tokenizer.bos_token_id}/{tokenizer.eos_token_id} differ from "
-                                  f"sentencepiece's {sp.bos_id()}/{sp.eos_id()}")
+        raise BadInputError(
+            path,
+            f"BOS/EOS ids {tokenizer.bos_token_id}/{tokenizer.eos_token_id} differ from "
+            f"sentencepiece's {sp.bos_id()}/{sp.eos_id()}",
+        )
     return tokenizer

@@ -1,5 +1,6 @@
 """A safetensors file written tensor by tensor, so a conversion never holds more than one
 converted tensor in memory. The header (names, dtypes, shapes, offsets) is fixed up front."""
+
 from __future__ import annotations
 
 import json

@@ -2,6 +2,7 @@
 training will load it? Manifests and streamed datasets (`onellm data shards` folders) alike. Also counts per modality and split, and the problems training would
 meet later: samples with nothing to train on, duplicate ids, a missing val split, a manifest
 that mixes modalities (a training dataset entry reads one)."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -43,9 +44,12 @@ class CheckReport:
 
 def _row(name: str, samples: list[Sample], bad_ids: set[str]) -> str:
     splits = Counter(s.split for s in samples)
-    counts = [splits[s] for s in SPLITS] + [sum(bool(s.caption) for s in samples), sum(bool(s.qa) for s in samples),
-                                            sum(bool(s.conversations) for s in samples),
-                                            sum(s.id in bad_ids for s in samples)]
+    counts = [splits[s] for s in SPLITS] + [
+        sum(bool(s.caption) for s in samples),
+        sum(bool(s.qa) for s in samples),
+        sum(bool(s.conversations) for s in samples),
+        sum(s.id in bad_ids for s in samples),
+    ]
     return f"{name:<10}" + "".join(f"{n:>8}" for n in counts)
 
 
@@ -69,12 +73,15 @@ def model_contexts(model: str, modalities: set[str]) -> dict[str, LoadContext]:
     input shapes), without building the model or any weights; a modality the model lacks is
     left out."""
     config, _ = resolve_model(model)
-    return {m: LoadContext.build(get_modality(m).tokenizer, config.encoder, config.modalities[m])
-            for m in sorted(modalities & set(config.modalities))}
+    return {
+        m: LoadContext.build(get_modality(m).tokenizer, config.encoder, config.modalities[m])
+        for m in sorted(modalities & set(config.modalities))
+    }
 
 
-def check_manifests(manifests: list[Path | str], model: str = "tiny", limit: int | None = None,
-                    workers: int = 0) -> CheckReport:
+def check_manifests(
+    manifests: list[Path | str], model: str = "tiny", limit: int | None = None, workers: int = 0
+) -> CheckReport:
     """Load the files of every sample (the first `limit` of each manifest or streamed split,
     when given). A folder or URL is a streamed dataset: its splits' records are read, then
     their files loaded from the stream."""
@@ -91,16 +98,21 @@ def check_manifests(manifests: list[Path | str], model: str = "tiny", limit: int
         samples = read_manifest(path)
         modalities = sorted({s.modality for s in samples})
         if len(modalities) > 1:
-            report.notes.append(f"{path} holds {len(modalities)} modalities ({', '.join(modalities)}): a training "
-                                "dataset entry reads one; keep a manifest per modality")
+            report.notes.append(
+                f"{path} holds {len(modalities)} modalities ({', '.join(modalities)}): a training "
+                "dataset entry reads one; keep a manifest per modality"
+            )
         report.samples += samples
         to_load += samples[:limit]
     every = to_load + [s for _, samples in streams for s in samples[:limit]]
     contexts = model_contexts(model, {m for s in every for m in s.input_modalities()})
+
     def loads(sample: Sample) -> bool:
         lacking = [m for m in sample.input_modalities() if m not in contexts]
         if lacking:
-            report.bad.append((sample.id, f"{sample.paths()[0]}: the model {model} has no {' or '.join(lacking)} modality"))
+            report.bad.append(
+                (sample.id, f"{sample.paths()[0]}: the model {model} has no {' or '.join(lacking)} modality")
+            )
         return not lacking
 
     datasets: list[Dataset] = [ManifestDataset([s for s in to_load if loads(s)], contexts)]
@@ -124,8 +136,10 @@ def _streamed_splits(location: str) -> list[str]:
         return [location]
     found = [split_location(location, split) for split in SPLITS if (Path(location) / split / "index.json").is_file()]
     if not found:
-        raise FileNotFoundError(f"{location}: a folder, but no streamed dataset in it (no <split>/index.json); "
-                                "pass .jsonl manifests or a folder written by `onellm data shards`")
+        raise FileNotFoundError(
+            f"{location}: a folder, but no streamed dataset in it (no <split>/index.json); "
+            "pass .jsonl manifests or a folder written by `onellm data shards`"
+        )
     return found
 
 
@@ -147,16 +161,21 @@ def _notes(samples: list[Sample]) -> list[str]:
     # Training refuses a manifest with such a sample (conversations: a question and a reply).
     mute = [s.id for s in samples if not (s.caption or s.qa or len(s.conversations) >= 2)]
     if mute:
-        notes.append(f"{len(mute)} sample(s) have no caption, QA pair or conversation: nothing to train on "
-                     f"(first: {', '.join(mute[:3])})")
+        notes.append(
+            f"{len(mute)} sample(s) have no caption, QA pair or conversation: nothing to train on "
+            f"(first: {', '.join(mute[:3])})"
+        )
     ids = Counter(s.id for s in samples)
     duplicates = [i for i, n in ids.items() if n > 1]
     if duplicates:
         notes.append(f"{len(duplicates)} id(s) used more than once (first: {', '.join(duplicates[:3])})")
     for modality in sorted({s.modality for s in samples}):
         splits = {s.split for s in samples if s.modality == modality}
-        for split, effect in (("train", "nothing to train on"), ("val", "validation will be skipped"),
-                              ("test", "nothing held out to evaluate on")):
+        for split, effect in (
+            ("train", "nothing to train on"),
+            ("val", "validation will be skipped"),
+            ("test", "nothing held out to evaluate on"),
+        ):
             if split not in splits:
                 notes.append(f"{modality}: no {split} split: {effect}")
     return notes

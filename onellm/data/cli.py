@@ -1,6 +1,7 @@
 """`onellm data ...`: `synth` (the synthetic world), `convert` (your files or public datasets
 -> manifests), `merge` (manifests -> one), `check` (does every file load?) and `shards`
 (manifests -> streamed litdata datasets, or WebDataset tar shards)."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,9 +17,15 @@ def _synth(args: argparse.Namespace) -> int:
     from .synth.world import synthesize_world
 
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
-    scenes = None if args.scenes is None else [s.strip() for s in args.scenes.split(",") if s.strip() not in ("", "none")]
+    scenes = (
+        None if args.scenes is None else [s.strip() for s in args.scenes.split(",") if s.strip() not in ("", "none")]
+    )
     manifests = synthesize_world(
-        Path(args.out), per_modality=args.per_modality, seed=args.seed, modalities=modalities, workers=args.workers,
+        Path(args.out),
+        per_modality=args.per_modality,
+        seed=args.seed,
+        modalities=modalities,
+        workers=args.workers,
         scenes=scenes,
     )
     for name, path in manifests.items():
@@ -42,7 +49,9 @@ def _shards(args: argparse.Namespace) -> int:
         report = write_streamed(manifest, out, chunk_bytes=args.chunk_bytes)
         splits = " ".join(f"{split}={n}" for split, n in sorted(report["written"].items()))
         chunk = report["per_chunk"].get("train")
-        block = f", about {chunk} samples per chunk (--data.shuffle_block {chunk} from an object store)" if chunk else ""
+        block = (
+            f", about {chunk} samples per chunk (--data.shuffle_block {chunk} from an object store)" if chunk else ""
+        )
         print(f"{manifest} -> {out} ({splits}{block}); train with `streamed: {out}` in a dataset entry")
         if report["skipped"]:
             status = 2
@@ -78,14 +87,20 @@ def _check(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     if not report.bad:
         unchecked = len(report.samples) - report.checked
-        print(f"all {report.checked} checked samples load" + (f" ({unchecked} left out by --limit)" if unchecked else ""))
+        print(
+            f"all {report.checked} checked samples load" + (f" ({unchecked} left out by --limit)" if unchecked else "")
+        )
         return 0
-    print(f"{len(report.bad)} of {report.checked} checked samples do not load" +
-          (f" (first {SHOWN}):" if len(report.bad) > SHOWN else ":"))
+    print(
+        f"{len(report.bad)} of {report.checked} checked samples do not load"
+        + (f" (first {SHOWN}):" if len(report.bad) > SHOWN else ":")
+    )
     for sample_id, reason in report.bad[:SHOWN]:
         print(f"  {sample_id}: {reason}")
-    print(f"onellm data check: {len(report.bad)} of {report.checked} samples do not load "
-          f"(first: {report.bad[0][1]})", file=sys.stderr)
+    print(
+        f"onellm data check: {len(report.bad)} of {report.checked} samples do not load (first: {report.bad[0][1]})",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -98,19 +113,29 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     synth.add_argument("--per-modality", type=int, default=100, help="samples per modality (default: 100)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--modalities", help="comma-separated names (default: every modality with a synthesizer)")
-    synth.add_argument("--scenes", help="comma-separated scenes of several inputs per sample, or 'none' (default: "
-                                        "every scene whose modalities are written, e.g. audiovisual: a video with "
-                                        "its soundtrack)")
+    synth.add_argument(
+        "--scenes",
+        help="comma-separated scenes of several inputs per sample, or 'none' (default: "
+        "every scene whose modalities are written, e.g. audiovisual: a video with "
+        "its soundtrack)",
+    )
     synth.add_argument("--workers", type=int, default=1, help="processes (default: 1)")
     synth.set_defaults(func=_synth)
-    shards = sub.add_parser("shards", help="pack manifests and their files for streaming: litdata chunks (to train "
-                                           "with) or WebDataset tar shards")
+    shards = sub.add_parser(
+        "shards",
+        help="pack manifests and their files for streaming: litdata chunks (to train with) or WebDataset tar shards",
+    )
     shards.add_argument("manifests", nargs="+", help="<modality>.jsonl manifests")
-    shards.add_argument("--out", required=True,
-                        help="folder for the packed data (one sub-folder per manifest when several)")
-    shards.add_argument("--format", choices=("litdata", "tar"), default="litdata",
-                        help="litdata: one chunked dataset per split, <out>/<split>/, for `streamed:` dataset entries "
-                             "(default); tar: WebDataset-style shards and a manifest pointing into them")
+    shards.add_argument(
+        "--out", required=True, help="folder for the packed data (one sub-folder per manifest when several)"
+    )
+    shards.add_argument(
+        "--format",
+        choices=("litdata", "tar"),
+        default="litdata",
+        help="litdata: one chunked dataset per split, <out>/<split>/, for `streamed:` dataset entries "
+        "(default); tar: WebDataset-style shards and a manifest pointing into them",
+    )
     shards.add_argument("--chunk-bytes", default="64MB", help="litdata chunk size (default 64MB)")
     shards.add_argument("--samples-per-shard", type=int, default=1000, help="tar: samples per shard")
     shards.set_defaults(func=_shards)
@@ -118,15 +143,22 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     merge = sub.add_parser("merge", help="join manifests into one, paths rewritten relative to it (`cat` breaks them)")
     merge.add_argument("manifests", nargs="+", help=".jsonl manifests, from any folders")
     merge.add_argument("--out", required=True, help="the manifest to write; every path in it is relative to its folder")
-    merge.add_argument("--prefix-ids", action="store_true",
-                       help="put '<manifest name>/' before every id (else an id in two inputs is an error)")
+    merge.add_argument(
+        "--prefix-ids",
+        action="store_true",
+        help="put '<manifest name>/' before every id (else an id in two inputs is an error)",
+    )
     merge.set_defaults(func=_merge)
     check = sub.add_parser("check", help="load every sample's files as training will; counts and problems")
     check.add_argument("manifests", nargs="+", help=".jsonl manifests, or streamed folders from `data shards`")
-    check.add_argument("--model", default="tiny",
-                       help="preset or save_pretrained folder whose input shapes to load to (default: tiny, all built-in modalities)")
-    check.add_argument("--limit", type=int, help="load only the first N samples of each manifest or streamed split "
-                                                 "(all are counted)")
+    check.add_argument(
+        "--model",
+        default="tiny",
+        help="preset or save_pretrained folder whose input shapes to load to (default: tiny, all built-in modalities)",
+    )
+    check.add_argument(
+        "--limit", type=int, help="load only the first N samples of each manifest or streamed split (all are counted)"
+    )
     check.add_argument("--workers", type=int, default=0, help="loader processes (default: 0, load here)")
     check.set_defaults(func=_check)
     return data

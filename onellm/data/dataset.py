@@ -4,11 +4,12 @@ Workers get each modality's LoadContext (options, encoder config, input shape), 
 tokenizer modules and their weights. A sample whose files cannot be read becomes a
 `BadSample` instead of stopping training; the collate function drops it and the training
 module counts it and writes its reason."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.utils.data import Dataset
@@ -16,8 +17,8 @@ from torch.utils.data import Dataset
 from ..errors import BadInputError
 from ..inputs import load_input
 from ..modality import LoadContext, ModalityTokenizer
-from .manifest import Sample
 from ..sources import FileSource
+from .manifest import Sample
 from .shards import materialized
 
 Sources = Callable[[list[Path]], list[FileSource]]
@@ -31,8 +32,9 @@ class BadSample:
 
 
 class ManifestDataset(Dataset):
-    def __init__(self, samples: list[Sample], tokenizers: dict[str, ModalityTokenizer | LoadContext],
-                 train: bool = False) -> None:
+    def __init__(
+        self, samples: list[Sample], tokenizers: dict[str, ModalityTokenizer | LoadContext], train: bool = False
+    ) -> None:
         used = {m for s in samples for m in s.input_modalities()}
         missing = sorted(used - set(tokenizers))
         if missing:
@@ -47,8 +49,12 @@ class ManifestDataset(Dataset):
     def load(self, sample: Sample, sources: Sources = materialized) -> list[torch.Tensor]:
         """The sample's inputs in prompt order (a video and its own soundtrack read one file
         twice, once by each loader); `sources` gives the loaders each input's files."""
-        return [load_input(sources(part.paths), part.modality, self.contexts[part.modality], train=self.train,
-                           meta=part.meta) for part in sample.input_list()]
+        return [
+            load_input(
+                sources(part.paths), part.modality, self.contexts[part.modality], train=self.train, meta=part.meta
+            )
+            for part in sample.input_list()
+        ]
 
     def __getitem__(self, index: int) -> tuple[Sample, list[torch.Tensor]] | BadSample:
         return self.loaded(self.samples[index])
@@ -61,4 +67,3 @@ class ManifestDataset(Dataset):
         except Exception as err:  # whatever else a file made fail (a shard member, say): one bad sample
             problem = f"{type(err).__name__} ({err})"  # counted by type
             return BadSample(sample.id, str(BadInputError(sample.paths()[0], problem, sample.modality)), problem)
-

@@ -25,14 +25,16 @@ So `cat a/x.jsonl b/y.jsonl > all.jsonl` breaks every relative path of a manifes
 in another folder than all.jsonl: `onellm data merge a/x.jsonl b/y.jsonl --out all.jsonl`
 rewrites them, as `write_manifest` does for any sample read from elsewhere.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 SPLITS = ("train", "val", "test")
 JOIN = "+"  # "video+audio": the modality of a sample with a video and an audio input
@@ -82,8 +84,10 @@ class Sample:
         """The sample's inputs in prompt order: one for a single-input sample."""
         if not self.inputs:
             return [SampleInput(self.modality, self.paths(), self.meta)]
-        return [SampleInput(i["modality"], self._resolve(i["files"]), {**self.meta, **i.get("meta", {})})
-                for i in self.inputs]
+        return [
+            SampleInput(i["modality"], self._resolve(i["files"]), {**self.meta, **i.get("meta", {})})
+            for i in self.inputs
+        ]
 
     def input_modalities(self) -> list[str]:
         return [i["modality"] for i in self.inputs] if self.inputs else [self.modality]
@@ -133,8 +137,9 @@ def _inputs(row: dict[str, Any], where: str) -> tuple[str, list[str], list[dict[
         parsed.append({**item, "files": _file_list(item["files"], at)})
     modality = joined_modality(i["modality"] for i in parsed)
     if row.get("modality", modality) != modality:
-        raise ValueError(f"{where}: 'modality' {row['modality']!r} does not match the inputs ({modality!r}); "
-                         "leave it out")
+        raise ValueError(
+            f"{where}: 'modality' {row['modality']!r} does not match the inputs ({modality!r}); leave it out"
+        )
     if "files" in row:
         raise ValueError(f"{where}: give 'files' inside each of 'inputs', not beside them")
     return modality, list(dict.fromkeys(f for i in parsed for f in i["files"])), parsed
@@ -152,8 +157,12 @@ def sample_from_json(row: dict[str, Any], root: Path | None = None, where: str =
         files = _file_list(row["files"], where)
     if row.get("split", "train") not in SPLITS:
         raise ValueError(f"{where}: split {row['split']!r} is not one of {SPLITS}")
-    for key, kind, shape in (("caption", str, "a string"), ("qa", list, "a list of {question, answer}"),
-                             ("conversations", list, "a list of {from, value}"), ("meta", dict, "an object")):
+    for key, kind, shape in (
+        ("caption", str, "a string"),
+        ("qa", list, "a list of {question, answer}"),
+        ("conversations", list, "a list of {from, value}"),
+        ("meta", dict, "an object"),
+    ):
         if row.get(key) is not None and not isinstance(row[key], kind):
             raise ValueError(f"{where}: '{key}' must be {shape}, got {type(row[key]).__name__}")
     if not all(isinstance(q, dict) and {"question", "answer"} <= set(q) for q in row.get("qa") or []):

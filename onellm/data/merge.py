@@ -1,5 +1,6 @@
 """`onellm data merge`: manifests into one, every file path rewritten to reach the same file
 from the new manifest's folder (a plain `cat` would leave them relative to the old ones)."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -25,8 +26,11 @@ def merge_manifests(inputs: list[Path | str], out: Path | str, prefix_ids: bool 
         for s in samples:
             other = first_seen.setdefault(s.id, path)
             if other != path:
-                fix = ("rename one of the files (their names prefix the ids)" if prefix_ids else
-                       "give --prefix-ids to prefix each id with its manifest's name")
+                fix = (
+                    "rename one of the files (their names prefix the ids)"
+                    if prefix_ids
+                    else "give --prefix-ids to prefix each id with its manifest's name"
+                )
                 raise ValueError(f"{path}: id {s.id!r} is also in {other}; {fix}")
         counts[str(path)] = Counter((s.modality, s.split) for s in samples)
         merged += samples

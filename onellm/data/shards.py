@@ -8,6 +8,7 @@ object store where seeking is not possible.
 
 For training on more data than fits one manifest in memory, `onellm data shards` writes the
 litdata format instead (see streamed.py); these tar shards stay for WebDataset tools."""
+
 from __future__ import annotations
 
 import io
@@ -16,8 +17,9 @@ import os
 import re
 import tarfile
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 from tqdm.auto import tqdm
 
@@ -132,7 +134,9 @@ def shard_index(tar_path: Path) -> dict[str, tuple[int, int]]:
             for info in tar:
                 if info.isfile():
                     if info.offset_data + info.size > length:
-                        raise BadInputError(tar_path, f"truncated shard: member {info.name} ends past the end of the file")
+                        raise BadInputError(
+                            tar_path, f"truncated shard: member {info.name} ends past the end of the file"
+                        )
                     index[info.name] = (info.offset_data, info.size)
             end = tar.offset
     except tarfile.TarError as err:

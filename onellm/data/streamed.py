@@ -12,6 +12,7 @@ large to hold one Python object per sample (LAION-scale alignment).
 `StreamedSamples` reads any item by index without reading the others (litdata keeps one
 chunk's offsets; memory does not grow with the dataset), and hands the loaders its files as
 `MemoryFile`s: nothing is written to disk on the way."""
+
 from __future__ import annotations
 
 import json
@@ -75,7 +76,9 @@ def write_streamed(manifest: Path | str, out_dir: Path | str, chunk_bytes: str =
             members = member_names(unique_key(sample.id, keys), sample.files)
             header = {"row": sample.with_files(dict(zip(sample.files, members))), "sizes": [len(d) for d in data]}
             n = written.get(sample.split, 0)
-            writers[sample.split].add_item(n, {"sample": json.dumps(header, ensure_ascii=False), "data": b"".join(data)})
+            writers[sample.split].add_item(
+                n, {"sample": json.dumps(header, ensure_ascii=False), "data": b"".join(data)}
+            )
             written[sample.split] = n + 1
         for writer in writers.values():
             writer.done()
@@ -98,8 +101,10 @@ def open_streamed(location: str) -> Any:
     from litdata import StreamingDataset
 
     if not is_url(location) and not (Path(location) / "index.json").is_file():
-        raise FileNotFoundError(f"{location}: no streamed dataset here (no index.json); write one with "
-                                "`onellm data shards <manifest> --out <folder>`")
+        raise FileNotFoundError(
+            f"{location}: no streamed dataset here (no index.json); write one with "
+            "`onellm data shards <manifest> --out <folder>`"
+        )
     # batch_decode="item": decode only the requested item; litdata's default decodes a window
     # of 256 around it, 30x slower for the shuffled access training makes.
     dataset = StreamingDataset(location, batch_decode="item")
@@ -107,8 +112,10 @@ def open_streamed(location: str) -> Any:
     if index.is_file():
         config = json.loads(index.read_text())["config"]
         if config.get("data_format") != ITEM_FORMAT or config.get("item_loader") != ITEM_LOADER:
-            raise ValueError(f"{location}: not an onellm streamed dataset (items are {config.get('data_format')}, "
-                             f"expected {ITEM_FORMAT}); write it with `onellm data shards`")
+            raise ValueError(
+                f"{location}: not an onellm streamed dataset (items are {config.get('data_format')}, "
+                f"expected {ITEM_FORMAT}); write it with `onellm data shards`"
+            )
     return dataset
 
 
@@ -116,8 +123,14 @@ class StreamedSamples(ManifestDataset):
     """The samples of one streamed split, as (sample, inputs) or BadSample like ManifestDataset.
     The litdata reader opens lazily in each process (DataLoader workers included)."""
 
-    def __init__(self, location: str, contexts: dict[str, LoadContext], modality: str, train: bool = False,
-                 limit: int | None = None) -> None:
+    def __init__(
+        self,
+        location: str,
+        contexts: dict[str, LoadContext],
+        modality: str,
+        train: bool = False,
+        limit: int | None = None,
+    ) -> None:
         self.location, self.modality, self.train = location, modality, train
         self.contexts = dict(contexts)
         self._reader: Any = None
@@ -142,11 +155,15 @@ class StreamedSamples(ManifestDataset):
         except ValueError as err:
             return BadSample(where, f"{where}: {err}", "bad streamed item")
         if sample.modality != self.modality:
-            return BadSample(sample.id, f"{where}: sample {sample.id} is {sample.modality}, the dataset entry "
-                                        f"says {self.modality}", "wrong modality")
+            return BadSample(
+                sample.id,
+                f"{where}: sample {sample.id} is {sample.modality}, the dataset entry says {self.modality}",
+                "wrong modality",
+            )
         if not (sample.caption or sample.qa or len(sample.conversations) >= 2):
-            return BadSample(sample.id, f"{where}: sample {sample.id} has no caption, QA pair or conversation",
-                             "nothing to train on")
+            return BadSample(
+                sample.id, f"{where}: sample {sample.id} has no caption, QA pair or conversation", "nothing to train on"
+            )
         return self.loaded(sample, lambda paths: [files[p.name] for p in paths])
 
 

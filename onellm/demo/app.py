@@ -5,6 +5,7 @@ Everything modality-specific comes from the registry (extensions, companions, ca
 prompt, preview, the other streams a file holds); the page itself knows no modality by name.
 A file that holds other modalities' streams (a video's soundtrack) can be asked about together
 with them, as further inputs."""
+
 from __future__ import annotations
 
 import mimetypes
@@ -45,7 +46,7 @@ class _Input(NamedTuple):
     source: str = ""  # the upload's own modality, for a stream
 
 
-def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | None = None) -> gr.Blocks:
+def build_app(model: OneLLM, title: str = "onellm", meta: dict[str, Any] | None = None) -> gr.Blocks:
     """The page for one loaded model; generation requests are queued one at a time. `meta`
     reaches the loader with every upload (an IMU .npy's sample_rate, say)."""
     model.eval()
@@ -75,16 +76,19 @@ def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | Non
         """A new upload or modality starts as one input; the box is offered when the file holds
         other streams (a video's sound) that the model takes too."""
         streams = get_modality(modality).streams
-        return gr.update(value=False, visible=bool(streams) and all(s in choices for s in streams),
-                         label=_streams_label(modality))
+        return gr.update(
+            value=False, visible=bool(streams) and all(s in choices for s in streams), label=_streams_label(modality)
+        )
 
-    def caption(file, companion, modality, history, max_new_tokens, temperature, top_p,
-                sound=False) -> Iterator[list[Any]]:
+    def caption(
+        file, companion, modality, history, max_new_tokens, temperature, top_p, sound=False
+    ) -> Iterator[list[Any]]:
         generation = decoding(int(max_new_tokens), float(temperature), float(top_p))
         yield from _respond(model, file, companion, modality, None, history, generation, meta, sound)
 
-    def chat(file, companion, modality, question, history, max_new_tokens, temperature, top_p,
-             sound=False) -> Iterator[list[Any]]:
+    def chat(
+        file, companion, modality, question, history, max_new_tokens, temperature, top_p, sound=False
+    ) -> Iterator[list[Any]]:
         if not (question or "").strip():
             raise gr.Error("Type a question first (or press Caption).")
         generation = decoding(int(max_new_tokens), float(temperature), float(top_p))
@@ -103,8 +107,12 @@ def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | Non
                 video = gr.Video(label="preview", visible=False, interactive=False, elem_classes="preview")
                 audio = gr.Audio(label="audio", visible=False, interactive=False, elem_classes="preview")
                 router = gr.BarPlot(
-                    x="expert", y="weight", y_lim=[0, 1], height=180,
-                    label="router weights over the experts for this input", elem_id="router",
+                    x="expert",
+                    y="weight",
+                    y_lim=[0, 1],
+                    height=180,
+                    label="router weights over the experts for this input",
+                    elem_id="router",
                 )
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(label="conversation", height=380, elem_id="conversation")
@@ -114,31 +122,40 @@ def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | Non
                     send_button = gr.Button("Send")
                     clear_button = gr.Button("Clear")
                 with gr.Accordion("generation settings", open=False):
-                    max_new_tokens = gr.Slider(
-                        1, 512, value=defaults.max_new_tokens, step=1, label="max new tokens"
+                    max_new_tokens = gr.Slider(1, 512, value=defaults.max_new_tokens, step=1, label="max new tokens")
+                    temperature = gr.Slider(
+                        0,
+                        2,
+                        value=defaults.temperature if defaults.do_sample else 0,
+                        step=0.05,
+                        label="temperature (0: greedy)",
                     )
-                    temperature = gr.Slider(0, 2, value=defaults.temperature if defaults.do_sample else 0, step=0.05,
-                                            label="temperature (0: greedy)")
                     top_p = gr.Slider(0.05, 1, value=defaults.top_p, step=0.05, label="top-p")
         previews = [plot, image, video, audio]
         settings = [max_new_tokens, temperature, top_p]
 
         hidden = [gr.update(value=None, visible=False)] * len(previews)
         file.clear(lambda: hidden, None, previews, api_visibility="private")
-        file.upload(on_upload, [file, modality], [modality, companion, *previews, chatbot, router], api_name="upload") \
-            .then(sound_reset, modality, sound, api_visibility="private")
-        modality.input(on_modality, [modality, file], [companion, *previews], api_name="set_modality") \
-            .then(sound_reset, modality, sound, api_visibility="private")
+        file.upload(
+            on_upload, [file, modality], [modality, companion, *previews, chatbot, router], api_name="upload"
+        ).then(sound_reset, modality, sound, api_visibility="private")
+        modality.input(on_modality, [modality, file], [companion, *previews], api_name="set_modality").then(
+            sound_reset, modality, sound, api_visibility="private"
+        )
         companion.upload(on_companion, [modality, file, companion], previews, api_name="preview")
         sound.input(on_sound, [modality, file, companion, sound], previews, api_visibility="private")
         # One model serves every request: both answer paths share one queue slot. The box
         # comes last, so that a client which leaves it out asks about the upload alone.
         answer = dict(outputs=[chatbot, router], concurrency_id="model", concurrency_limit=1)
-        caption_button.click(caption, [file, companion, modality, chatbot, *settings, sound], api_name="caption",
-                             **answer)
+        caption_button.click(
+            caption, [file, companion, modality, chatbot, *settings, sound], api_name="caption", **answer
+        )
         gr.on(
-            [send_button.click, question.submit], chat,
-            [file, companion, modality, question, chatbot, *settings, sound], api_name="chat", **answer,
+            [send_button.click, question.submit],
+            chat,
+            [file, companion, modality, question, chatbot, *settings, sound],
+            api_name="chat",
+            **answer,
         ).then(lambda: "", None, question, api_visibility="private")
         clear_button.click(lambda: ([], None), None, [chatbot, router], api_visibility="private")
     demo.queue(max_size=32)
@@ -146,7 +163,7 @@ def build_app(model: "OneLLM", title: str = "onellm", meta: dict[str, Any] | Non
 
 
 def _respond(
-    model: "OneLLM",
+    model: OneLLM,
     file: str | None,
     companion: str | None,
     modality: str,
@@ -180,11 +197,11 @@ def _respond(
     yield [asked + [{"role": "assistant", "content": text}], _router_frame(weights)]
 
 
-def _load(model: "OneLLM", item: _Input, meta: dict[str, Any] | None) -> "torch.Tensor":
+def _load(model: OneLLM, item: _Input, meta: dict[str, Any] | None) -> torch.Tensor:
     try:
         return load_input(item.paths, item.modality, model.tokenizers[item.modality], meta=meta)
     except Exception as err:  # load_input names the file; anything else still ends this request only
-        hint = f"; untick \"{_streams_label(item.source)}\" to ask about the upload alone" if item.stream else ""
+        hint = f'; untick "{_streams_label(item.source)}" to ask about the upload alone' if item.stream else ""
         raise gr.Error(_for_user(err, item.paths) + hint, duration=None, print_exception=False) from err
 
 
@@ -211,8 +228,9 @@ def _router_weights(stats: dict[str, dict[str, Any]], modalities: list[str]) -> 
     if len(rows) < 2:  # one input: its own means, as they are
         return rows[0]["mean_weight"] if rows else []
     total = sum(row["tokens"] for row in rows)
-    return [sum(row["mean_weight"][e] * row["tokens"] for row in rows) / total
-            for e in range(len(rows[0]["mean_weight"]))]
+    return [
+        sum(row["mean_weight"][e] * row["tokens"] for row in rows) / total for e in range(len(rows[0]["mean_weight"]))
+    ]
 
 
 def _for_user(err: Exception, paths: list[Path]) -> str:

@@ -1,5 +1,6 @@
 """The model side of the demo, free of gradio: an answer streamed token by token (the
 prompt, earlier turns included, is the processor's)."""
+
 from __future__ import annotations
 
 import threading
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from ..model.onellm import OneLLM
 
 
-def modality_choices(model: "OneLLM") -> list[str]:
+def modality_choices(model: OneLLM) -> list[str]:
     """Modalities that are both installed and part of this model, in registry order."""
     return [m for m in list_modalities() if m in model.tokenizers]
 
@@ -33,7 +34,7 @@ class _Cancelled(StoppingCriteria):
 
 
 def stream_answer(
-    model: "OneLLM",
+    model: OneLLM,
     inputs: Sequence[tuple[str, torch.Tensor]],
     prompt: str,
     generation: GenerationConfig | None = None,

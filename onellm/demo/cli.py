@@ -1,4 +1,5 @@
 """`onellm demo`: load a model once and serve the gradio page for it."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,7 +11,8 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     demo = subparsers.add_parser("demo", help="a local web page to caption and chat about files of any modality")
     demo.add_argument("--model", required=True, help="a save_pretrained directory or a preset name")
     demo.add_argument(
-        "--host", default="127.0.0.1",
+        "--host",
+        default="127.0.0.1",
         help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 exposes the page to the network)",
     )
     demo.add_argument("--port", type=int, help="port (default: gradio's, the first free one from 7860)")
@@ -18,8 +20,14 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     demo.add_argument("--max-file-mb", type=float, default=50, help="largest upload accepted, in MiB (default: 50)")
     demo.add_argument("--device", default="cpu", help="torch device, e.g. cuda or cuda:1 (default: cpu)")
     demo.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="cast the model (default: as saved)")
-    demo.add_argument("--meta", action="append", type=meta_item, default=[], metavar="KEY=VALUE",
-                      help=f"applied to every upload: {META_HELP}")
+    demo.add_argument(
+        "--meta",
+        action="append",
+        type=meta_item,
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"applied to every upload: {META_HELP}",
+    )
     demo.set_defaults(func=run_demo)
     return demo
 

@@ -1,4 +1,5 @@
 """The shared CLIP-style ViT that every modality passes through."""
+
 from __future__ import annotations
 
 from pathlib import Path

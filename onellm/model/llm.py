@@ -1,15 +1,24 @@
 """Building the causal LM and its text tokenizer from an LLMConfig, offline, and the
 decoding settings every caller gives its generate(): a model's own generation defaults
 (generation_config.json beside its weights, as transformers keeps them) under the caller's."""
+
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 from typing import Any
 
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
+
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
-from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from ..config import LLMConfig
 
@@ -75,7 +84,9 @@ def build_llm(config: LLMConfig, base_dir: Path | None = None) -> tuple[PreTrain
         # A preset may fix a larger vocabulary (the 7B shapes); otherwise fit the tokenizer.
         init.setdefault("vocab_size", len(text_tokenizer))
         if init["vocab_size"] < len(text_tokenizer):
-            raise ValueError(f"vocab_size {init['vocab_size']} is smaller than the {len(text_tokenizer)}-token tokenizer")
+            raise ValueError(
+                f"vocab_size {init['vocab_size']} is smaller than the {len(text_tokenizer)}-token tokenizer"
+            )
         init.update(
             bos_token_id=text_tokenizer.bos_token_id,
             eos_token_id=text_tokenizer.eos_token_id,

@@ -1,6 +1,7 @@
 """LoRA on the causal LM through peft: adapters injected in place (the LM stays a plain
 transformers model, so forward, generate and the training path are unchanged), merged into
 the weights at export or kept beside them as an adapter that `from_pretrained` loads."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -43,8 +44,9 @@ def inject_lora(llm: nn.Module, config: LoRAConfig) -> int:
     adapter parameters."""
     import peft
 
-    peft_config = peft.LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                                  target_modules=list(config.target_modules))
+    peft_config = peft.LoraConfig(
+        r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=list(config.target_modules)
+    )
     try:
         peft.inject_adapter_in_model(peft_config, llm)
     except ValueError as err:  # peft names the modules it could not find
@@ -90,6 +92,9 @@ def load_adapter(llm: nn.Module, config: LoRAConfig, directory: Path) -> None:
         raise BadInputError(path, f"adapter does not fit the LM: missing {missing}, unexpected {extra}")
     wrong = [k for k, t in tensors.items() if tuple(t.shape) != expected[k]]
     if wrong:
-        raise BadInputError(path, f"{wrong[0]} has shape {list(tensors[wrong[0]].shape)}, the LoRA config "
-                                  f"(r={config.r}) gives {list(expected[wrong[0]])}")
+        raise BadInputError(
+            path,
+            f"{wrong[0]} has shape {list(tensors[wrong[0]].shape)}, the LoRA config "
+            f"(r={config.r}) gives {list(expected[wrong[0]])}",
+        )
     llm.load_state_dict(tensors, strict=False)

@@ -1,9 +1,10 @@
 """The modality inputs of a batch of prompts, whatever each sample carries: one input, several
 of different modalities, or none (text only)."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 
@@ -21,12 +22,12 @@ class ModalityBatch:
     order: list[tuple[str, int]] = field(default_factory=list)
 
     @classmethod
-    def single(cls, modality: str, inputs: torch.Tensor) -> "ModalityBatch":
+    def single(cls, modality: str, inputs: torch.Tensor) -> ModalityBatch:
         """One input of `modality` per sample."""
         return cls({modality: inputs}, [(modality, i) for i in range(inputs.shape[0])])
 
     @classmethod
-    def of_samples(cls, per_sample: Sequence[Sequence[tuple[str, torch.Tensor]]]) -> "ModalityBatch":
+    def of_samples(cls, per_sample: Sequence[Sequence[tuple[str, torch.Tensor]]]) -> ModalityBatch:
         """From each sample's (modality, input) pairs in prompt order."""
         rows: dict[str, list[torch.Tensor]] = {}
         order = []
@@ -39,15 +40,18 @@ class ModalityBatch:
     def __len__(self) -> int:
         return len(self.order)
 
-    def to(self, device: torch.device | str) -> "ModalityBatch":
+    def to(self, device: torch.device | str) -> ModalityBatch:
         return ModalityBatch({m: x.to(device) for m, x in self.tensors.items()}, list(self.order))
 
     def gather(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-modality token runs [N_m, L, D] -> [len(order), L, D] in placeholder order, by
         one index into their concatenation (no copy when a single modality is in order)."""
         names = list(tokens)
-        if len(names) == 1 and all(m == names[0] and i == n for n, (m, i) in enumerate(self.order)) \
-                and tokens[names[0]].shape[0] == len(self.order):
+        if (
+            len(names) == 1
+            and all(m == names[0] and i == n for n, (m, i) in enumerate(self.order))
+            and tokens[names[0]].shape[0] == len(self.order)
+        ):
             return tokens[names[0]]
         offsets, start = {}, 0
         for m in names:

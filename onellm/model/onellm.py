@@ -1,20 +1,22 @@
 """OneLLM: modality tokenizer -> shared encoder -> universal projection -> causal LM."""
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..convert.legacy import split_stacked_upm
 from ..config import CONFIG_NAME, OneLLMConfig, Prompting, resolve_model
+from ..convert.legacy import split_stacked_upm
 from ..errors import BadInputError, describe
 from ..processor import TEXT_TOKENIZER_DIR, OneLLMProcessor
 from ..registry import get_modality
@@ -47,7 +49,9 @@ class OneLLM(nn.Module):
                 for name, options in config.modalities.items()
             }
         )
-        self.upm = UniversalProjection(config.upm, config.encoder.width, self.llm.config.hidden_size, list(config.modalities))
+        self.upm = UniversalProjection(
+            config.upm, config.encoder.width, self.llm.config.hidden_size, list(config.modalities)
+        )
         if config.upm.match_llm_embeddings:
             self.upm.match_embeddings(self.llm.get_input_embeddings().weight)
         self.processor = OneLLMProcessor(
@@ -65,14 +69,14 @@ class OneLLM(nn.Module):
 
     # construction -----------------------------------------------------------------------
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> "OneLLM":
+    def from_preset(cls, name: str, **overrides: Any) -> OneLLM:
         config = OneLLMConfig.from_preset(name)
         for key, value in overrides.items():
             setattr(config, key, value)
         return cls(config)
 
     @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike) -> "OneLLM":
+    def from_pretrained(cls, name_or_dir: str | os.PathLike) -> OneLLM:
         """A save_pretrained directory, or a preset name (randomly initialised parts)."""
         config, directory = resolve_model(name_or_dir, needs=(WEIGHTS_NAME,))
         if directory is None:
@@ -180,7 +184,10 @@ class OneLLM(nn.Module):
         return tokens, routing
 
     def embed(
-        self, input_ids: torch.Tensor, modality_mask: torch.Tensor, inputs: ModalityBatch,
+        self,
+        input_ids: torch.Tensor,
+        modality_mask: torch.Tensor,
+        inputs: ModalityBatch,
         idle: Sequence[str] = (),
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Text embeddings with each placeholder run overwritten by its input's tokens, and
@@ -241,9 +248,15 @@ class OneLLM(nn.Module):
         return OneLLMOutput(loss, logits, routing)
 
     @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, modality_mask: torch.Tensor,
-                 modality: str | None = None, inputs: torch.Tensor | ModalityBatch | None = None,
-                 **settings: Any) -> torch.Tensor:
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        modality_mask: torch.Tensor,
+        modality: str | None = None,
+        inputs: torch.Tensor | ModalityBatch | None = None,
+        **settings: Any,
+    ) -> torch.Tensor:
         """New token ids only; inputs come from the processor with left padding, `inputs` as
         in forward()."""
         embeds, _ = self.embed(input_ids, modality_mask, as_modality_batch(modality, inputs))
@@ -251,16 +264,23 @@ class OneLLM(nn.Module):
         return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **settings)
 
     def caption(
-        self, modality: str, inputs: torch.Tensor, question: str | None = None,
-        prompting: Prompting | str | None = None, **settings: Any,
+        self,
+        modality: str,
+        inputs: torch.Tensor,
+        question: str | None = None,
+        prompting: Prompting | str | None = None,
+        **settings: Any,
     ) -> list[str]:
         """Answer `question` (default: the modality's caption prompt) for each input in the batch.
         `prompting` and `settings` as in answer()."""
         return self.answer({modality: inputs}, question, prompting, **settings)
 
     def answer(
-        self, inputs: dict[str, torch.Tensor] | Sequence[tuple[str, torch.Tensor]], question: str | None = None,
-        prompting: Prompting | str | None = None, **settings: Any,
+        self,
+        inputs: dict[str, torch.Tensor] | Sequence[tuple[str, torch.Tensor]],
+        question: str | None = None,
+        prompting: Prompting | str | None = None,
+        **settings: Any,
     ) -> list[str]:
         """Answer `question` (default: a caption request naming the inputs' modalities) for each
         sample of the batch. Every sample has the same inputs: `inputs` maps each modality to
@@ -284,8 +304,12 @@ class OneLLM(nn.Module):
             given = [[(m, x[i]) for m, x in pairs] for i in range(size)]
         return self.respond([prompt] * size, given, **settings)
 
-    def respond(self, prompts: Sequence[str], inputs: Sequence[Sequence[tuple[str, torch.Tensor]]] | ModalityBatch,
-                **settings: Any) -> list[str]:
+    def respond(
+        self,
+        prompts: Sequence[str],
+        inputs: Sequence[Sequence[tuple[str, torch.Tensor]]] | ModalityBatch,
+        **settings: Any,
+    ) -> list[str]:
         """The answers to `prompts` (processor.request's), the one path from prompts to text:
         processor -> ModalityBatch -> generate() -> decode. `inputs`: each prompt's (modality,
         input) pairs in placeholder order, or a ModalityBatch in that order. `settings` override

@@ -1,7 +1,8 @@
 """Universal Projection Module: per-modality projections, queries and routers over shared experts."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -40,17 +41,23 @@ class ExpertBlock(nn.Module):
         self.attention_norm = RMSNorm(width, eps)
         self.ffn_norm = RMSNorm(width, eps)
         self.attention = nn.ModuleDict({n: nn.Linear(width, width, bias=False) for n in ("wq", "wk", "wv", "wo")})
-        self.feed_forward = nn.ModuleDict({
-            "w1": nn.Linear(width, hidden, bias=False),
-            "w2": nn.Linear(hidden, width, bias=False),
-            "w3": nn.Linear(width, hidden, bias=False),
-        })
+        self.feed_forward = nn.ModuleDict(
+            {
+                "w1": nn.Linear(width, hidden, bias=False),
+                "w2": nn.Linear(hidden, width, bias=False),
+                "w3": nn.Linear(width, hidden, bias=False),
+            }
+        )
         for linear in (*self.attention.values(), *self.feed_forward.values()):
             nn.init.normal_(linear.weight, std=width**-0.5)
 
     def weights(self) -> Weights:
-        return {"attention_norm": self.attention_norm.weight, "ffn_norm": self.ffn_norm.weight,
-                **{n: m.weight for n, m in self.attention.items()}, **{n: m.weight for n, m in self.feed_forward.items()}}
+        return {
+            "attention_norm": self.attention_norm.weight,
+            "ffn_norm": self.ffn_norm.weight,
+            **{n: m.weight for n, m in self.attention.items()},
+            **{n: m.weight for n, m in self.feed_forward.items()},
+        }
 
     def forward(self, h: torch.Tensor, keep: int | None = None) -> torch.Tensor:
         """h [B, S, W] -> [B, S', W]; S' = keep when given (only those rows are needed next)."""
@@ -68,7 +75,9 @@ def llama_block(h: torch.Tensor, w: Weights, heads: int, eps: float, keep: int |
     def split(t: torch.Tensor) -> torch.Tensor:
         return t.reshape(-1, t.shape[-2], heads, hd).transpose(1, 2)
 
-    att = F.scaled_dot_product_attention(split(linear(rows, w["wq"])), split(linear(x, w["wk"])), split(linear(x, w["wv"])))
+    att = F.scaled_dot_product_attention(
+        split(linear(rows, w["wq"])), split(linear(x, w["wk"])), split(linear(x, w["wv"]))
+    )
     att = att.transpose(1, 2).reshape(*lead, rows.shape[-2], width)
     h = (h if keep is None else h[..., :keep, :]) + linear(att, w["wo"])
     x = rms_norm(h, w["ffn_norm"], eps)
@@ -105,7 +114,9 @@ class UniversalProjection(nn.Module):
         self.config, self.width, self.llm_width = config, width, llm_width
         hidden = config.ffn_hidden(width)
         self.experts = nn.ModuleList(
-            nn.ModuleList(ExpertBlock(width, hidden, config.heads, config.norm_eps) for _ in range(config.layers_per_expert))
+            nn.ModuleList(
+                ExpertBlock(width, hidden, config.heads, config.norm_eps) for _ in range(config.layers_per_expert)
+            )
             for _ in range(config.num_experts)
         )
         # Set when the expert blocks are sharded (FSDP): their weights are whole only inside
@@ -166,8 +177,14 @@ class UniversalProjection(nn.Module):
         h = seq.unsqueeze(0).expand(len(chosen), -1, -1, -1)
         for i in range(last + 1):
             blocks = [expert[i] for expert in chosen]
-            h = llama_block(h, stack_weights(blocks), self.config.heads, self.config.norm_eps,
-                            q if i == last else None, stacked_linear)
+            h = llama_block(
+                h,
+                stack_weights(blocks),
+                self.config.heads,
+                self.config.norm_eps,
+                q if i == last else None,
+                stacked_linear,
+            )
         return h
 
     def _stack_experts(self, device: torch.device) -> bool:

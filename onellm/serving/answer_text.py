@@ -1,6 +1,7 @@
 """The text of one answer as its tokens arrive: decoded, cut at the first stop string, and
 stripped as `OneLLMProcessor.decode` strips, so that a streamed answer joins to exactly the
 text the same tokens give unstreamed."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -41,10 +42,16 @@ class AnswerText:
             shown = self.text()
         else:
             shown = self._raw.lstrip()
-            held = next((n for n in range(max(map(len, self.stops), default=1) - 1, 0, -1)
-                         if any(s.startswith(shown[-n:]) for s in self.stops) and len(shown) >= n), 0)
+            held = next(
+                (
+                    n
+                    for n in range(max(map(len, self.stops), default=1) - 1, 0, -1)
+                    if any(s.startswith(shown[-n:]) for s in self.stops) and len(shown) >= n
+                ),
+                0,
+            )
             shown = shown[: len(shown) - held].rstrip().rstrip(_PARTIAL_CHARACTER)
         if not shown.startswith(self._sent):  # a decoder that rewrote earlier text: nothing more to send
             return ""
-        new, self._sent = shown[len(self._sent):], shown
+        new, self._sent = shown[len(self._sent) :], shown
         return new

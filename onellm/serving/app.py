@@ -1,5 +1,6 @@
 """The HTTP side: routes, API key, admission (a bounded number of requests in the server),
 body and media limits, the prompt-length check, and every error as an OpenAI error body."""
+
 from __future__ import annotations
 
 import asyncio
@@ -53,7 +54,7 @@ class ServeConfig:
     api_key: str | None = None
 
 
-def build_app(model: "OneLLM", config: ServeConfig) -> FastAPI:
+def build_app(model: OneLLM, config: ServeConfig) -> FastAPI:
     model.eval()
     metrics = Metrics()
     batcher = Batcher(model, metrics, config.max_batch, config.batch_window_ms / 1000)
@@ -100,8 +101,12 @@ def build_app(model: "OneLLM", config: ServeConfig) -> FastAPI:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), config.api_key.encode()):
-            raise APIError(401, "missing or wrong API key: send Authorization: Bearer <key>",
-                           type="authentication_error", code="invalid_api_key")
+            raise APIError(
+                401,
+                "missing or wrong API key: send Authorization: Bearer <key>",
+                type="authentication_error",
+                code="invalid_api_key",
+            )
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -110,9 +115,14 @@ def build_app(model: "OneLLM", config: ServeConfig) -> FastAPI:
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
         authorize(request)
-        card = {"id": config.model_name, "object": "model", "created": int(time.time()), "owned_by": "onellm",
-                "modalities": modalities, "content_parts": {"text": "text", **part_modalities(modalities),
-                                                            "onellm_input": "any"}}
+        card = {
+            "id": config.model_name,
+            "object": "model",
+            "created": int(time.time()),
+            "owned_by": "onellm",
+            "modalities": modalities,
+            "content_parts": {"text": "text", **part_modalities(modalities), "onellm_input": "any"},
+        }
         return {"object": "list", "data": [card]}
 
     @app.get("/metrics")
@@ -124,16 +134,25 @@ def build_app(model: "OneLLM", config: ServeConfig) -> FastAPI:
     async def chat(request: Request) -> Response:
         authorize(request)
         if metrics.in_server >= config.max_queue:
-            raise APIError(429, f"the server holds {config.max_queue} requests already; retry shortly",
-                           type="rate_limit_error", code="queue_full", headers={"Retry-After": "1"})
+            raise APIError(
+                429,
+                f"the server holds {config.max_queue} requests already; retry shortly",
+                type="rate_limit_error",
+                code="queue_full",
+                headers={"Retry-After": "1"},
+            )
         metrics.move(in_server=1)  # given back by the batcher once the job is generated or dropped
         deadline = time.monotonic() + config.timeout_s
         try:
             body = _json(await _body(request, int(config.max_body_mb * MiB)))
             chat_request = parse_request(body, context)
             if body.get("model") not in (None, config.model_name):
-                raise APIError(404, f"this server serves the model {config.model_name!r}, not {body['model']!r}",
-                               param="model", code="model_not_found")
+                raise APIError(
+                    404,
+                    f"this server serves the model {config.model_name!r}, not {body['model']!r}",
+                    param="model",
+                    code="model_not_found",
+                )
             job = await run_in_threadpool(prepare, chat_request, asyncio.get_running_loop())
         except BaseException:
             metrics.move(in_server=-1)
@@ -152,12 +171,23 @@ def build_app(model: "OneLLM", config: ServeConfig) -> FastAPI:
         # Unasked, the default, shortened to what the context leaves.
         max_tokens = chat_request.max_tokens or max(1, min(default_max_tokens, context - prompt_tokens))
         if prompt_tokens + max_tokens > context:
-            raise bad_request(f"the prompt is {prompt_tokens} tokens (its inputs' included) and {max_tokens} more "
-                              f"were asked for, over the model's context of {context} tokens",
-                              param="messages", code="context_length_exceeded")
+            raise bad_request(
+                f"the prompt is {prompt_tokens} tokens (its inputs' included) and {max_tokens} more "
+                f"were asked for, over the model's context of {context} tokens",
+                param="messages",
+                code="context_length_exceeded",
+            )
         inputs = load_inputs(conversation.uploads, model)
-        return Job(prompt, inputs, chat_request.sampling, max_tokens, chat_request.stop, prompt_tokens, loop,
-                   release=lambda: metrics.move(in_server=-1))
+        return Job(
+            prompt,
+            inputs,
+            chat_request.sampling,
+            max_tokens,
+            chat_request.stop,
+            prompt_tokens,
+            loop,
+            release=lambda: metrics.move(in_server=-1),
+        )
 
     async def _complete(job: Job, deadline: float) -> dict[str, Any]:
         text, reason, tokens = "", "stop", 0
@@ -194,9 +224,10 @@ def build_app(model: "OneLLM", config: ServeConfig) -> FastAPI:
                 yield event
                 if event[0] == "done":
                     return
-        except asyncio.TimeoutError:
-            raise APIError(504, f"no answer within the server's {config.timeout_s:g} s limit",
-                           type="timeout_error", code="timeout") from None
+        except TimeoutError:
+            raise APIError(
+                504, f"no answer within the server's {config.timeout_s:g} s limit", type="timeout_error", code="timeout"
+            ) from None
         finally:
             job.cancelled.set()
 
@@ -204,23 +235,43 @@ def build_app(model: "OneLLM", config: ServeConfig) -> FastAPI:
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
         def chunk(delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
-            return {"id": ident, "object": "chat.completion.chunk", "created": created, "model": config.model_name,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}]}
+            return {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": config.model_name,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}],
+            }
+
         return chunk
 
     def _completion(job: Job, text: str, reason: str, tokens: int) -> dict[str, Any]:
-        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": config.model_name, "usage": _usage(job, tokens),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": reason, "logprobs": None}]}
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": config.model_name,
+            "usage": _usage(job, tokens),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": reason,
+                    "logprobs": None,
+                }
+            ],
+        }
 
     app.state.batcher, app.state.metrics = batcher, metrics
     return app
 
 
 def _usage(job: Job, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": job.prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": job.prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": job.prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": job.prompt_tokens + completion_tokens,
+    }
 
 
 def _sse(data: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 batch size) and sample alike go through one `OneLLM.generate`, whatever their modalities and
 numbers of inputs (ModalityBatch.of_samples), each row stopping on its own (its max_tokens,
 its stop strings, the end-of-text token, its client gone). One thread runs the model."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,8 +10,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -67,7 +69,7 @@ class Job:
 
 
 class Batcher:
-    def __init__(self, model: "OneLLM", metrics: Metrics, max_batch: int = 32, window_s: float = 0.01) -> None:
+    def __init__(self, model: OneLLM, metrics: Metrics, max_batch: int = 32, window_s: float = 0.01) -> None:
         if max_batch < 1 or window_s < 0:
             raise ValueError(f"max batch {max_batch} must be at least 1 and the window {window_s} not negative")
         self.model, self.metrics, self.max_batch, self.window_s = model, metrics, max_batch, window_s

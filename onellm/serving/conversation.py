@@ -3,6 +3,7 @@ ask: the processor's template with the earlier turns as history, every input's p
 leading the first turn (in the order the parts came, over all turns), a caption request
 where a turn asks nothing, and, for a model last trained to caption bare, the placeholders
 alone when a single turn carries inputs and no text."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -46,16 +47,20 @@ def read_messages(messages: list[Any], modalities: list[str], policy: MediaPolic
         if role == "user":
             asked = (asked or []) + _user_content(message.get("content"), param, modalities, policy, uploads)
             if len(uploads) > max_inputs:
-                raise bad_request(f"{param}: more than {max_inputs} inputs in one request",
-                                  param=param, code="too_many_inputs")
+                raise bad_request(
+                    f"{param}: more than {max_inputs} inputs in one request", param=param, code="too_many_inputs"
+                )
         elif role == "assistant":
             if asked is None:
                 raise bad_request(f"{param}: an assistant message must answer a user message", param=param)
             history.append((_joined(asked), _text_only(message.get("content"), param)))
             asked = None
         elif role in ("system", "developer"):
-            raise bad_request(f"{param}: {role} messages are not supported; the model's prompt template sets its own",
-                              param=f"{param}.role", code="unsupported_role")
+            raise bad_request(
+                f"{param}: {role} messages are not supported; the model's prompt template sets its own",
+                param=f"{param}.role",
+                code="unsupported_role",
+            )
         else:
             raise bad_request(f"{param}: unknown role {role!r}; use user or assistant", param=f"{param}.role")
     if asked is None:
@@ -66,11 +71,11 @@ def read_messages(messages: list[Any], modalities: list[str], policy: MediaPolic
     return Conversation(question, history, uploads)
 
 
-def build_prompt(conversation: Conversation, processor: "OneLLMProcessor", prompting: str) -> str:
+def build_prompt(conversation: Conversation, processor: OneLLMProcessor, prompting: str) -> str:
     return processor.request(conversation.modalities, conversation.question, conversation.history, prompting)
 
 
-def load_inputs(uploads: list[Upload], model: "OneLLM") -> list[tuple[str, "torch.Tensor"]]:
+def load_inputs(uploads: list[Upload], model: OneLLM) -> list[tuple[str, torch.Tensor]]:
     """Each upload through its modality's loader (from memory); a file that does not decode
     is a 400 naming the part and the problem."""
     loaded = []
@@ -83,8 +88,9 @@ def load_inputs(uploads: list[Upload], model: "OneLLM") -> list[tuple[str, "torc
     return loaded
 
 
-def _user_content(content: Any, param: str, modalities: list[str], policy: MediaPolicy,
-                  uploads: list[Upload]) -> list[str]:
+def _user_content(
+    content: Any, param: str, modalities: list[str], policy: MediaPolicy, uploads: list[Upload]
+) -> list[str]:
     """The texts of a user message; its other parts are appended to `uploads`."""
     if isinstance(content, str):
         return [content]

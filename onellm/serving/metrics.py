@@ -1,5 +1,6 @@
 """What `GET /metrics` shows, in Prometheus' text format (readable as it is, and scraped by
 the usual tools): requests by status, queue length, batch sizes, tokens and tokens/s."""
+
 from __future__ import annotations
 
 import threading
@@ -58,8 +59,10 @@ class Metrics:
             lines = ["# TYPE onellm_requests_total counter"]
             lines += [f'onellm_requests_total{{status="{s}"}} {n}' for s, n in sorted(self.responses.items())]
             lines += [
-                "# TYPE onellm_requests_in_server gauge", f"onellm_requests_in_server {self.in_server}",
-                "# TYPE onellm_queue_length gauge", f"onellm_queue_length {self.waiting}",
+                "# TYPE onellm_requests_in_server gauge",
+                f"onellm_requests_in_server {self.in_server}",
+                "# TYPE onellm_queue_length gauge",
+                f"onellm_queue_length {self.waiting}",
                 "# TYPE onellm_batch_size histogram",
             ]
             for bound in BATCH_BUCKETS:
@@ -68,11 +71,15 @@ class Metrics:
             total = sum(size * n for size, n in self.batch_sizes.items())
             lines += [
                 f'onellm_batch_size_bucket{{le="+Inf"}} {self.batches}',
-                f"onellm_batch_size_sum {total}", f"onellm_batch_size_count {self.batches}",
-                "# TYPE onellm_prompt_tokens_total counter", f"onellm_prompt_tokens_total {self.prompt_tokens}",
+                f"onellm_batch_size_sum {total}",
+                f"onellm_batch_size_count {self.batches}",
+                "# TYPE onellm_prompt_tokens_total counter",
+                f"onellm_prompt_tokens_total {self.prompt_tokens}",
                 "# TYPE onellm_completion_tokens_total counter",
                 f"onellm_completion_tokens_total {self.completion_tokens}",
-                "# TYPE onellm_generate_seconds_total counter", f"onellm_generate_seconds_total {self.generate_seconds:.3f}",
-                "# TYPE onellm_tokens_per_second gauge", f"onellm_tokens_per_second {rate:.2f}",
+                "# TYPE onellm_generate_seconds_total counter",
+                f"onellm_generate_seconds_total {self.generate_seconds:.3f}",
+                "# TYPE onellm_tokens_per_second gauge",
+                f"onellm_tokens_per_second {rate:.2f}",
             ]
         return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ every modality, a plugin's too, is also reachable through the server's own part:
     {"type": "onellm_input", "onellm_input": {"modality": "point", "data": "<base64>",
      "format": "npy", "companions": [{"data": "<base64>", "format": "png"}], "meta": {...}}}
 """
+
 from __future__ import annotations
 
 import base64
@@ -26,8 +27,16 @@ ONELLM_PART = "onellm_input"
 _FORMAT = re.compile(r"[a-z0-9]{1,8}")
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[\w.+-]+)*);base64,(.*)", re.DOTALL)
 # What mimetypes does not know on every system, or guesses unhelpfully (.jpe for JPEG).
-_MIME_FORMATS = {"image/jpeg": "jpg", "audio/wav": "wav", "audio/x-wav": "wav", "audio/mpeg": "mp3",
-                 "audio/mp3": "mp3", "audio/flac": "flac", "video/mp4": "mp4", "application/x-npy": "npy"}
+_MIME_FORMATS = {
+    "image/jpeg": "jpg",
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/flac": "flac",
+    "video/mp4": "mp4",
+    "application/x-npy": "npy",
+}
 
 
 @dataclass(frozen=True)
@@ -80,8 +89,11 @@ def read_part(part: dict[str, Any], param: str, modalities: list[str], policy: M
     by_part = part_modalities(modalities)
     if kind not in by_part:
         known = ", ".join(sorted({"text", ONELLM_PART, *by_part}))
-        raise bad_request(f"{param}: unknown content part type {kind!r}; this model takes {known}",
-                          param=f"{param}.type", code="unknown_part_type")
+        raise bad_request(
+            f"{param}: unknown content part type {kind!r}; this model takes {known}",
+            param=f"{param}.type",
+            code="unknown_part_type",
+        )
     modality = by_part[kind]
     if kind.endswith("_url"):
         file = _from_url(payload.get("url"), param, policy)
@@ -94,16 +106,22 @@ def read_part(part: dict[str, Any], param: str, modalities: list[str], policy: M
 def _onellm_part(payload: dict[str, Any], param: str, modalities: list[str], policy: MediaPolicy) -> Upload:
     modality = payload.get("modality")
     if not isinstance(modality, str) or modality not in modalities:
-        raise bad_request(f"{param}: unknown modality {modality!r}; this model takes {', '.join(modalities)}",
-                          param=f"{param}.modality", code="unknown_modality")
+        raise bad_request(
+            f"{param}: unknown modality {modality!r}; this model takes {', '.join(modalities)}",
+            param=f"{param}.modality",
+            code="unknown_modality",
+        )
     meta = payload.get("meta", {})
     if not isinstance(meta, dict) or not all(isinstance(v, (str, int, float, bool)) for v in meta.values()):
         raise bad_request(f"{param}: 'meta' must be an object of numbers, strings and booleans", param=f"{param}.meta")
     companions = payload.get("companions", [])
     wanted = get_modality(modality).companions
     if not isinstance(companions, list) or len(companions) > len(wanted):
-        raise bad_request(f"{param}: {modality} takes at most {len(wanted)} companion file(s)"
-                          f"{' (' + ', '.join(wanted) + ')' if wanted else ''}", param=f"{param}.companions")
+        raise bad_request(
+            f"{param}: {modality} takes at most {len(wanted)} companion file(s)"
+            f"{' (' + ', '.join(wanted) + ')' if wanted else ''}",
+            param=f"{param}.companions",
+        )
     file = _from_data(payload, param, policy)
     _check_format(file, modality, modalities, param)
     files = [file]
@@ -118,8 +136,12 @@ def _onellm_part(payload: dict[str, Any], param: str, modalities: list[str], pol
 def _check_format(file: MemoryFile, modality: str, modalities: list[str], param: str) -> None:
     taken = formats(modality, modalities)
     if file.suffix[1:] not in taken:
-        raise bad_request(f"{param}: {modality} input cannot be a {file.suffix[1:] or 'file without a format'}; "
-                          f"it takes {', '.join(sorted(taken))}", param=param, code="unsupported_format")
+        raise bad_request(
+            f"{param}: {modality} input cannot be a {file.suffix[1:] or 'file without a format'}; "
+            f"it takes {', '.join(sorted(taken))}",
+            param=param,
+            code="unsupported_format",
+        )
 
 
 def _from_data(payload: dict[str, Any], param: str, policy: MediaPolicy) -> MemoryFile:
@@ -138,7 +160,9 @@ def _decode_base64(data: Any, param: str, policy: MediaPolicy) -> bytes:
     try:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise bad_request(f"{param}: 'data' is not valid base64", param=f"{param}.data", code="invalid_base64") from None
+        raise bad_request(
+            f"{param}: 'data' is not valid base64", param=f"{param}.data", code="invalid_base64"
+        ) from None
 
 
 def _from_url(url: Any, param: str, policy: MediaPolicy) -> MemoryFile:
@@ -147,31 +171,39 @@ def _from_url(url: Any, param: str, policy: MediaPolicy) -> MemoryFile:
     if url.startswith("data:"):
         match = _DATA_URL.fullmatch(url)
         if not match:
-            raise bad_request(f"{param}: a data URL must read data:<type>;base64,<data>", param=f"{param}.url",
-                              code="invalid_url")
+            raise bad_request(
+                f"{param}: a data URL must read data:<type>;base64,<data>", param=f"{param}.url", code="invalid_url"
+            )
         return _memory_file(_decode_base64(match.group(3), param, policy), _mime_format(match.group(1), param), param)
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return _local_file(Path(unquote(parsed.path)), param, policy)
     if parsed.scheme in ("http", "https"):
         return _remote_file(url, param, policy)
-    raise bad_request(f"{param}: the url must be a data:, file: or http(s): URL", param=f"{param}.url",
-                      code="invalid_url")
+    raise bad_request(
+        f"{param}: the url must be a data:, file: or http(s): URL", param=f"{param}.url", code="invalid_url"
+    )
 
 
 def _mime_format(mime: str | None, param: str) -> str:
     fmt = _MIME_FORMATS.get(mime or "") or (mimetypes.guess_extension(mime or "") or ".")[1:]
     if not _FORMAT.fullmatch(fmt):
-        raise bad_request(f"{param}: unknown media type {mime!r} in the data URL", param=f"{param}.url",
-                          code="unsupported_format")
+        raise bad_request(
+            f"{param}: unknown media type {mime!r} in the data URL", param=f"{param}.url", code="unsupported_format"
+        )
     return fmt
 
 
 def _local_file(path: Path, param: str, policy: MediaPolicy) -> MemoryFile:
     # The client's path is never echoed: whether a file outside the allowed folder exists
     # is none of its business.
-    refused = APIError(403, f"{param}: local files are read only from the server's --allowed-dir",
-                       type="permission_error", param=f"{param}.url", code="local_file_refused")
+    refused = APIError(
+        403,
+        f"{param}: local files are read only from the server's --allowed-dir",
+        type="permission_error",
+        param=f"{param}.url",
+        code="local_file_refused",
+    )
     if policy.allowed_dir is None:
         raise refused
     try:
@@ -179,21 +211,26 @@ def _local_file(path: Path, param: str, policy: MediaPolicy) -> MemoryFile:
         if not resolved.is_relative_to(policy.allowed_dir.resolve()):
             raise refused
         if not resolved.is_file():
-            raise bad_request(f"{param}: no such file under the allowed folder", param=f"{param}.url",
-                              code="not_found")
+            raise bad_request(f"{param}: no such file under the allowed folder", param=f"{param}.url", code="not_found")
         if resolved.stat().st_size > policy.max_file_bytes:
             raise _too_large(param, policy)
         data = resolved.read_bytes()
     except (OSError, ValueError) as err:  # a NUL in the path, a file that cannot be read
-        raise bad_request(f"{param}: the file cannot be read ({type(err).__name__})", param=f"{param}.url",
-                          code="unreadable_file") from None
+        raise bad_request(
+            f"{param}: the file cannot be read ({type(err).__name__})", param=f"{param}.url", code="unreadable_file"
+        ) from None
     return _memory_file(data, resolved.suffix[1:].lower(), param)
 
 
 def _remote_file(url: str, param: str, policy: MediaPolicy) -> MemoryFile:
     if not policy.allow_remote:
-        raise APIError(403, f"{param}: this server fetches no remote media (start it with --allow-remote-media)",
-                       type="permission_error", param=f"{param}.url", code="remote_media_refused")
+        raise APIError(
+            403,
+            f"{param}: this server fetches no remote media (start it with --allow-remote-media)",
+            type="permission_error",
+            param=f"{param}.url",
+            code="remote_media_refused",
+        )
     import httpx
 
     try:
@@ -206,8 +243,9 @@ def _remote_file(url: str, param: str, policy: MediaPolicy) -> MemoryFile:
                     raise _too_large(param, policy)
             mime = response.headers.get("content-type", "").split(";")[0].strip()
     except httpx.HTTPError as err:
-        raise bad_request(f"{param}: could not fetch the url ({type(err).__name__})", param=f"{param}.url",
-                          code="fetch_failed") from None
+        raise bad_request(
+            f"{param}: could not fetch the url ({type(err).__name__})", param=f"{param}.url", code="fetch_failed"
+        ) from None
     suffix = Path(urlparse(url).path).suffix[1:].lower()
     return _memory_file(bytes(data), suffix if _FORMAT.fullmatch(suffix) else _mime_format(mime, param), param)
 
@@ -218,5 +256,9 @@ def _memory_file(data: bytes, fmt: str, param: str) -> MemoryFile:
 
 
 def _too_large(param: str, policy: MediaPolicy) -> APIError:
-    return APIError(413, f"{param}: the file is over the {policy.max_file_bytes / 2**20:g} MiB limit per file",
-                    param=param, code="media_too_large")
+    return APIError(
+        413,
+        f"{param}: the file is over the {policy.max_file_bytes / 2**20:g} MiB limit per file",
+        param=param,
+        code="media_too_large",
+    )

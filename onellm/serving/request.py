@@ -1,5 +1,6 @@
 """The fields of a chat-completions body, checked one by one so that each error names its
 field (`param`), as OpenAI's do."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,8 +11,18 @@ from .errors import bad_request
 # Fields a client may send that change nothing here: who is asking, and the model name
 # (checked against the served one by the app).
 _IGNORED = {"user", "model"}
-_KNOWN = {"messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-          "stop", "seed", "n"} | _IGNORED
+_KNOWN = {
+    "messages",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "n",
+} | _IGNORED
 MAX_STOPS = 4  # as OpenAI
 
 
@@ -39,8 +50,11 @@ def parse_request(body: Any, max_tokens_limit: int) -> ChatRequest:
         raise bad_request("the request body must be a JSON object", code="invalid_json")
     unknown = sorted(set(body) - _KNOWN)
     if unknown:
-        raise bad_request(f"unsupported field {unknown[0]!r}; this server takes {', '.join(sorted(_KNOWN))}",
-                          param=unknown[0], code="unsupported_parameter")
+        raise bad_request(
+            f"unsupported field {unknown[0]!r}; this server takes {', '.join(sorted(_KNOWN))}",
+            param=unknown[0],
+            code="unsupported_parameter",
+        )
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise bad_request("'messages' must be a non-empty list", param="messages")
@@ -62,8 +76,9 @@ def parse_request(body: Any, max_tokens_limit: int) -> ChatRequest:
     seed = body.get("seed")
     if seed is not None and not _is_int(seed):
         raise bad_request("'seed' must be an integer", param="seed")
-    return ChatRequest(messages, Sampling(temperature, top_p, seed), max_tokens, _stops(body.get("stop")), stream,
-                       include_usage)
+    return ChatRequest(
+        messages, Sampling(temperature, top_p, seed), max_tokens, _stops(body.get("stop")), stream, include_usage
+    )
 
 
 def _stops(value: Any) -> tuple[str, ...]:

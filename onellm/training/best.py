@@ -1,4 +1,5 @@
 """The export is the best model of the run by a validation metric, not its last step."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,10 +20,24 @@ class BestCheckpoint(ModelCheckpoint):
     it memorised. Saved on validation end, so the weights are the ones that were validated;
     `monitor: null` exports the last step's weights."""
 
-    def __init__(self, monitor: str | None = "val/loss", mode: str = "min", filename: str = "best",
-                 dirpath: str | None = None, verbose: bool = False) -> None:
-        super().__init__(dirpath=dirpath, filename=filename, monitor=monitor, mode=mode, save_top_k=1,
-                         save_weights_only=True, save_last=False, verbose=verbose)
+    def __init__(
+        self,
+        monitor: str | None = "val/loss",
+        mode: str = "min",
+        filename: str = "best",
+        dirpath: str | None = None,
+        verbose: bool = False,
+    ) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            filename=filename,
+            monitor=monitor,
+            mode=mode,
+            save_top_k=1,
+            save_weights_only=True,
+            save_last=False,
+            verbose=verbose,
+        )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
@@ -35,6 +50,8 @@ class BestCheckpoint(ModelCheckpoint):
             state = trainer.strategy.checkpoint_io.load_checkpoint(path)
             pl_module.load_state_dict(state["state_dict"], strict=False)
         last = trainer.callback_metrics.get(self.monitor)
-        rank_zero_info(f"export: the weights of step {state.get('global_step')} ({self.monitor} "
-                       f"{float(self.best_model_score):.4f}, the best of the run; the last validation gave "
-                       f"{float(last) if last is not None else float('nan'):.4f})")
+        rank_zero_info(
+            f"export: the weights of step {state.get('global_step')} ({self.monitor} "
+            f"{float(self.best_model_score):.4f}, the best of the run; the last validation gave "
+            f"{float(last) if last is not None else float('nan'):.4f})"
+        )

@@ -1,4 +1,5 @@
 """Lightning checkpoints written atomically and read without arbitrary pickle."""
+
 from __future__ import annotations
 
 import os
@@ -64,9 +65,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         last = f"the last good checkpoint is {good}" if good else "there is no earlier checkpoint"
         return CheckpointWriteError(
             f"could not write checkpoint {path.name} in {path.parent}: {err.strerror or err}; it needs about "
-            f"{format_size(tensor_bytes(checkpoint))} and {format_size(free_bytes(path.parent))} is free there; {last}")
+            f"{format_size(tensor_bytes(checkpoint))} and {format_size(free_bytes(path.parent))} is free there; {last}"
+        )
 
-    def load_checkpoint(self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {path} does not exist")

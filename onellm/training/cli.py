@@ -1,17 +1,17 @@
 """`onellm fit | validate | test | predict`: LightningCLI over OneLLMModule and OneLLMDataModule."""
+
 from __future__ import annotations
 
 import shlex
 import sys
 import warnings
-from typing import Optional
 
 import torch
+from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-from jsonargparse import Namespace
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from ..errors import Interrupted
@@ -41,8 +41,12 @@ class OneLLMCLI(LightningCLI):
         # The data module reads the samples with the stage's model and replays what init_from learnt.
         parser.link_arguments("model.init_from", "data.init_from")
         parser.link_arguments("model.model", "data.model", apply_on="instantiate")
-        parser.add_argument("--threads", type=Optional[int], default=None,
-                            help="torch intra-op threads of each training process (default: torch's own)")
+        parser.add_argument(
+            "--threads",
+            type=int | None,
+            default=None,
+            help="torch intra-op threads of each training process (default: torch's own)",
+        )
 
     def before_instantiate_classes(self) -> None:
         # Several runs on one machine each take every core unless told otherwise.
@@ -61,8 +65,11 @@ class OneLLMCLI(LightningCLI):
         guard = self._preemption()
         if guard.stopped_on_time and self.trainer.is_global_zero:
             export = self.config.fit.model.export_dir
-            print(f"onellm fit: stopped on time (trainer.max_time) after step {self.trainer.global_step}; "
-                  f"checkpoint {guard.checkpoint_path}{f'; export {export}' if export else ''}", file=sys.stderr)
+            print(
+                f"onellm fit: stopped on time (trainer.max_time) after step {self.trainer.global_step}; "
+                f"checkpoint {guard.checkpoint_path}{f'; export {export}' if export else ''}",
+                file=sys.stderr,
+            )
 
 
 # Lightning's CSVLogger, however a config names it: it deletes metrics.csv when a run starts
@@ -77,8 +84,9 @@ def resumable_csv_logs(trainer: Namespace | dict) -> None:
     for logger in loggers if isinstance(loggers, list) else [loggers]:
         if isinstance(logger, (Namespace, dict)) and logger.get("class_path") in _CSV_LOGGERS:
             logger["class_path"] = f"{ResumableCSVLogger.__module__}.{ResumableCSVLogger.__name__}"
-            rank_zero_info("onellm fit: CSVLogger -> onellm.training.logs.ResumableCSVLogger, whose "
-                           "metrics.csv survives a resume")
+            rank_zero_info(
+                "onellm fit: CSVLogger -> onellm.training.logs.ResumableCSVLogger, whose metrics.csv survives a resume"
+            )
 
 
 def resume_command(argv: list[str]) -> str:

@@ -1,5 +1,6 @@
 """OneLLMDataModule: a stage's manifests -> batches of one dataset modality (a single one, or a
 joined one such as "video+audio"), chosen by the replay sampler."""
+
 from __future__ import annotations
 
 import bisect
@@ -7,9 +8,10 @@ import random
 import re
 import string
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -20,9 +22,9 @@ from ..config import Prompting, resolve_model
 from ..data.dataset import BadSample, ManifestDataset
 from ..data.manifest import Sample, read_manifest, split_modality
 from ..data.streamed import StreamedSamples, is_url, split_location
+from ..modality import LoadContext
 from ..model.modality_batch import ModalityBatch
 from ..model.onellm import OneLLM
-from ..modality import LoadContext
 from ..processor import OneLLMProcessor
 from ..registry import caption_prompt
 from .replay import ReplayBatchSampler, ResumableLoader
@@ -50,8 +52,10 @@ class DatasetEntry:
 
     def __post_init__(self) -> None:
         if bool(self.manifest) == bool(self.streamed):
-            raise ValueError(f"dataset entry {self.name or self.modality}: give either manifest (a .jsonl file) or "
-                             "streamed (a folder or URL from `onellm data shards`), not both or neither")
+            raise ValueError(
+                f"dataset entry {self.name or self.modality}: give either manifest (a .jsonl file) or "
+                "streamed (a folder or URL from `onellm data shards`), not both or neither"
+            )
 
 
 class SeededSamples(Dataset):
@@ -124,8 +128,10 @@ class TextForSamples:
         """(human, assistant) turns, in order. Media tags stay where the data put them when
         there is one per input; otherwise they leave the text and the processor puts the
         inputs before the first turn."""
-        turns = [(asked["value"], answered["value"])
-                 for asked, answered in zip(sample.conversations[::2], sample.conversations[1::2])]
+        turns = [
+            (asked["value"], answered["value"])
+            for asked, answered in zip(sample.conversations[::2], sample.conversations[1::2])
+        ]
         tagged = sum(len(self.processor.markers(q)) for q, _ in turns)
         if tagged != len(sample.input_modalities()):
             turns = [(_MEDIA_MARKER.sub("", q).strip(), a) for q, a in turns]
@@ -139,7 +145,8 @@ class TextForSamples:
         samples, tensors, picks = zip(*items)
         batch = self.processor(conversations=[self._pieces(s, p) for s, p in zip(samples, picks)])
         batch["inputs"] = ModalityBatch.of_samples(
-            [list(zip(s.input_modalities(), xs)) for s, xs in zip(samples, tensors)])
+            [list(zip(s.input_modalities(), xs)) for s, xs in zip(samples, tensors)]
+        )
         names = sorted({s.modality for s in samples})
         batch["modality"] = names[0] if len(names) == 1 else "mixed"
         batch["ids"] = [s.id for s in samples]
@@ -147,8 +154,12 @@ class TextForSamples:
         return batch
 
 
-def _joined(order: list[str], held: dict[str, Dataset], streamed: dict[str, list[Dataset]],
-            keep: Callable[[str], bool] = lambda m: True) -> dict[str, Dataset]:
+def _joined(
+    order: list[str],
+    held: dict[str, Dataset],
+    streamed: dict[str, list[Dataset]],
+    keep: Callable[[str], bool] = lambda m: True,
+) -> dict[str, Dataset]:
     """Per modality, in the stage's order (the replay sampler's draws depend on it), its
     in-memory samples and its streamed datasets as one dataset."""
     parts = {m: ([held[m]] if m in held else []) + [ds for ds in streamed.get(m, []) if len(ds)] for m in order}
@@ -160,13 +171,17 @@ def _replay_shares(weights: dict[str, float], replayed: set[str], share: float) 
     old = {m: w for m, w in weights.items() if m in replayed}
     new = {m: w for m, w in weights.items() if m not in replayed}
     if not new:
-        raise ValueError(f"data.replay is set but every modality of the stage ({', '.join(weights)}) was "
-                         "trained before: there is nothing new to give the other steps to")
+        raise ValueError(
+            f"data.replay is set but every modality of the stage ({', '.join(weights)}) was "
+            "trained before: there is nothing new to give the other steps to"
+        )
     if not old or share == 0:
         return {**{m: 0.0 for m in old}, **new}
     total_old, total_new = sum(old.values()), sum(new.values())
-    return {**{m: share * w / total_old for m, w in old.items()},
-            **{m: (1 - share) * w / total_new for m, w in new.items()}}
+    return {
+        **{m: share * w / total_old for m, w in old.items()},
+        **{m: (1 - share) * w / total_new for m, w in new.items()},
+    }
 
 
 class OneLLMDataModule(L.LightningDataModule):
@@ -234,8 +249,10 @@ class OneLLMDataModule(L.LightningDataModule):
             raise ValueError(f"{self.manifest_path(entry)}: sample {wrong[0]} is not {entry.modality}")
         mute = [s.id for s in samples if not (s.caption or s.qa or len(s.conversations) >= 2)]
         if mute:
-            raise ValueError(f"{self.manifest_path(entry)}: {len(mute)} sample(s), e.g. {mute[0]}, have no "
-                             "caption, QA pair or conversation to train on")
+            raise ValueError(
+                f"{self.manifest_path(entry)}: {len(mute)} sample(s), e.g. {mute[0]}, have no "
+                "caption, QA pair or conversation to train on"
+            )
         return [s for s in samples if s.split == entry.split], [s for s in samples if s.split == "val"]
 
     def _streamed_val(self, entry: DatasetEntry, contexts: dict) -> StreamedSamples | None:
@@ -261,12 +278,15 @@ class OneLLMDataModule(L.LightningDataModule):
         for entry in self.datasets:
             lacking = [m for m in split_modality(entry.modality) if m not in model.tokenizers]
             if lacking:
-                raise ValueError(f"dataset {entry.name or entry.manifest or entry.streamed} is {entry.modality}; the "
-                                 f"model lacks {', '.join(lacking)} (it has {', '.join(model.modalities)})")
+                raise ValueError(
+                    f"dataset {entry.name or entry.manifest or entry.streamed} is {entry.modality}; the "
+                    f"model lacks {', '.join(lacking)} (it has {', '.join(model.modalities)})"
+                )
             if entry.streamed:
                 location = split_location(self._located(entry.streamed), entry.split)
                 streamed.setdefault(entry.modality, []).append(
-                    StreamedSamples(location, contexts, entry.modality, train=True))
+                    StreamedSamples(location, contexts, entry.modality, train=True)
+                )
                 held_out = self._streamed_val(entry, contexts)
                 if held_out is not None:
                     streamed_val.setdefault(entry.modality, []).append(held_out)
@@ -280,10 +300,14 @@ class OneLLMDataModule(L.LightningDataModule):
             self.weights = _replay_shares(self.weights, replayed, self.replay)
         order = list(dict.fromkeys(entry.modality for entry in self.datasets))
         self.train_parts = _joined(
-            order, {m: ManifestDataset(s, contexts, train=True) for m, s in train.items() if s}, streamed,
-            keep=lambda m: self.weights.get(m, 0) > 0)
+            order,
+            {m: ManifestDataset(s, contexts, train=True) for m, s in train.items() if s},
+            streamed,
+            keep=lambda m: self.weights.get(m, 0) > 0,
+        )
         self.val_parts = _joined(
-            order, {m: ManifestDataset(s[: self.val_samples], contexts) for m, s in val.items() if s}, streamed_val)
+            order, {m: ManifestDataset(s[: self.val_samples], contexts) for m, s in val.items() if s}, streamed_val
+        )
         self.processor = model.processor
 
     def train_dataloader(self) -> DataLoader:
@@ -301,9 +325,13 @@ class OneLLMDataModule(L.LightningDataModule):
             world_size=trainer.world_size,
             block=self.shuffle_block,
         )
-        return ResumableLoader(SeededSamples(self.train_parts), batch_sampler=sampler, num_workers=self.num_workers,
-                               collate_fn=TextForSamples(self.processor, self.task),
-                               position=lambda: trainer.fit_loop.epoch_loop.batch_progress.total.ready)
+        return ResumableLoader(
+            SeededSamples(self.train_parts),
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=TextForSamples(self.processor, self.task),
+            position=lambda: trainer.fit_loop.epoch_loop.batch_progress.total.ready,
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         if not self.val_parts:
@@ -313,5 +341,9 @@ class OneLLMDataModule(L.LightningDataModule):
             ids = list(range(start, start + len(ds)))
             start += len(ds)
             batches += [[(i, 0) for i in ids[k : k + self.batch_size]] for k in range(0, len(ids), self.batch_size)]
-        return DataLoader(SeededSamples(self.val_parts), batch_sampler=batches, num_workers=self.num_workers,
-                          collate_fn=TextForSamples(self.processor, self.task))
+        return DataLoader(
+            SeededSamples(self.val_parts),
+            batch_sampler=batches,
+            num_workers=self.num_workers,
+            collate_fn=TextForSamples(self.processor, self.task),
+        )

@@ -1,5 +1,6 @@
 """Room on disk: what a checkpoint and an export of the model take, what is free where they
 go, and a warning at the start of training when they will not fit."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.distributed.tensor import DTensor
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from torch.distributed.tensor import DTensor
 
 
 def tensor_bytes(obj: Any) -> int:
@@ -68,16 +69,21 @@ def _files_bytes(paths: list[Path]) -> int:
     return sum(p.stat().st_size for p in paths if p.is_file())
 
 
-def checkpoint_bytes(pl_module: L.LightningModule, optimizers: list[torch.optim.Optimizer],
-                     weights_only: bool = False) -> int:
+def checkpoint_bytes(
+    pl_module: L.LightningModule, optimizers: list[torch.optim.Optimizer], weights_only: bool = False
+) -> int:
     """About the size of one checkpoint: the weights that train and (unless `weights_only`)
     the optimizer's state. OneLLMModule.on_save_checkpoint leaves frozen weights out (they
     come back from the preset or init_from), so they are not counted."""
     # Parameters and persistent buffers rather than state_dict(): under FSDP2 that reshards
     # the model on the one rank that asks, leaving the ranks' next collectives out of step.
     trained = [p for p in pl_module.parameters() if p.requires_grad]
-    buffers = [b for m in pl_module.modules() for n, b in m.named_buffers(recurse=False)
-               if n not in m._non_persistent_buffers_set]
+    buffers = [
+        b
+        for m in pl_module.modules()
+        for n, b in m.named_buffers(recurse=False)
+        if n not in m._non_persistent_buffers_set
+    ]
     total = tensor_bytes([*trained, *buffers])
     if weights_only:
         return total
@@ -110,12 +116,18 @@ class DiskSpaceCheck(Callback):
             if isinstance(cb, ModelCheckpoint) and cb.dirpath:
                 copies = max(cb.save_top_k, 1) + bool(cb.save_last) + 1
                 kept.setdefault(cb.dirpath, []).append(
-                    (copies, checkpoint_bytes(pl_module, trainer.optimizers, cb.save_weights_only)))
+                    (copies, checkpoint_bytes(pl_module, trainer.optimizers, cb.save_weights_only))
+                )
         for dirpath, files in kept.items():
             held = _files_bytes(list(Path(dirpath).glob("*.ckpt")))
             sizes = " + ".join(f"{copies} x {format_size(one)}" for copies, one in files)
-            needs.append((f"checkpoints in {dirpath} ({sizes})", Path(dirpath),
-                          sum(copies * one for copies, one in files) - held))
+            needs.append(
+                (
+                    f"checkpoints in {dirpath} ({sizes})",
+                    Path(dirpath),
+                    sum(copies * one for copies, one in files) - held,
+                )
+            )
         if self.export_dir:
             export = Path(self.export_dir)
             size = tensor_bytes(pl_module.state_dict())
@@ -127,5 +139,8 @@ class DiskSpaceCheck(Callback):
         for group in by_disk.values():
             total, free = sum(n for _, _, n in group), free_bytes(group[0][1])
             if total > free:
-                print(f"onellm fit: warning: {' and '.join(what for what, _, _ in group)} need about "
-                      f"{format_size(total)} more, but {format_size(free)} is free there", file=sys.stderr)
+                print(
+                    f"onellm fit: warning: {' and '.join(what for what, _, _ in group)} need about "
+                    f"{format_size(total)} more, but {format_size(free)} is free there",
+                    file=sys.stderr,
+                )

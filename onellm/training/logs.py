@@ -1,5 +1,6 @@
 """A CSV log that survives a resume: Lightning's CSVLogger deletes metrics.csv whenever a
 run starts in its folder, so resuming a killed run would lose every step before the kill."""
+
 from __future__ import annotations
 
 import csv

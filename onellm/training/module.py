@@ -1,5 +1,6 @@
 """OneLLMModule: a OneLLM model as a LightningModule, with per-stage freezing by globs. A step
 is the forward and the loss; the run's other work is in `callbacks/`."""
+
 from __future__ import annotations
 
 import fnmatch
@@ -50,12 +51,16 @@ class OneLLMModule(L.LightningModule):
         self.model = build_stage_model(model, modalities, init_from)
         if lora is not None and lora.r:
             if self.model.lora is not None:
-                raise ValueError(f"{init_from or model} already carries a LoRA adapter; merge it at its export "
-                                 "(lora.merge: true) before adding another")
+                raise ValueError(
+                    f"{init_from or model} already carries a LoRA adapter; merge it at its export "
+                    "(lora.merge: true) before adding another"
+                )
             adapters = self.model.add_lora(lora)
             total = sum(p.numel() for p in self.model.llm.parameters())
-            rank_zero_info(f"LoRA r={lora.r} on {', '.join(lora.target_modules)}: {adapters:,} trainable LM parameters "
-                           f"of {total:,}")
+            rank_zero_info(
+                f"LoRA r={lora.r} on {', '.join(lora.target_modules)}: {adapters:,} trainable LM parameters "
+                f"of {total:,}"
+            )
         if gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
         if trainable is not None:
@@ -71,19 +76,30 @@ class OneLLMModule(L.LightningModule):
             p.requires_grad_(bool(hits))
         unused = [p for p in patterns if p not in used]
         if unused:
-            raise ValueError(f"trainable pattern(s) {unused} match no parameter (names look like 'upm.experts.0.0.attention.wq.weight')")
+            raise ValueError(
+                f"trainable pattern(s) {unused} match no parameter (names look like 'upm.experts.0.0.attention.wq.weight')"
+            )
 
     def configure_callbacks(self) -> list[L.Callback]:
-        callbacks = [BadSamples(self.hparams.max_bad_fraction), RouterStatistics(self.hparams.router_log_every),
-                     Throughput(), LearningRate(), RankRecord(), ContinueLog()]
+        callbacks = [
+            BadSamples(self.hparams.max_bad_fraction),
+            RouterStatistics(self.hparams.router_log_every),
+            Throughput(),
+            LearningRate(),
+            RankRecord(),
+            ContinueLog(),
+        ]
         return callbacks + ([Export(self.hparams.export_dir)] if self.hparams.export_dir else [])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         sharded = sharding.is_sharded(self.model)
         readable = "inputs" in batch  # False: no sample of the batch was readable (BadSamples counts them)
         # Under FSDP every rank must run the same modules, whatever its batch holds.
-        step = sharding.step_modalities(self.model, batch["inputs"].tensors if readable else (), self.device) \
-            if sharded else []
+        step = (
+            sharding.step_modalities(self.model, batch["inputs"].tensors if readable else (), self.device)
+            if sharded
+            else []
+        )
         if not readable:
             if sharded:
                 return sharding.idle_loss(self.model, step, self.device)
@@ -109,8 +125,7 @@ class OneLLMModule(L.LightningModule):
         # Only the FSDP2 strategy (sharding.FSDP2) shards; under any other the model stays whole.
         strategy = self.trainer.strategy
         if isinstance(strategy, sharding.ModelParallelStrategy) and not sharding.is_sharded(self.model):
-            sharding.shard(self.model, self.device_mesh["data_parallel"], self.trainer.precision,
-                           strategy.root_device)
+            sharding.shard(self.model, self.device_mesh["data_parallel"], self.trainer.precision, strategy.root_device)
 
     def _unsharded_model(self) -> OneLLM:
         """A fresh model of this module's architecture, to receive the gathered weights of a
@@ -128,8 +143,9 @@ class OneLLMModule(L.LightningModule):
         # beta2 0.95 as in LLaMA-style training: with 0.999 the large gradients of the first
         # steps (while the caption's fixed words are learned) keep Adam's step small for ~1000
         # steps, and the words that depend on the input are learned about half as fast.
-        opt = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
-                                betas=tuple(self.hparams.betas))
+        opt = torch.optim.AdamW(
+            params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, betas=tuple(self.hparams.betas)
+        )
         schedule = warmup_cosine(self.hparams.warmup_steps, max(int(self.trainer.max_steps), 1))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         # The name is the logged metric's (LearningRate callback).
@@ -149,6 +165,7 @@ class OneLLMModule(L.LightningModule):
 def warmup_cosine(warmup: int, total: int):
     """The learning-rate factor at a step: linear warm-up over `warmup` steps, then a cosine
     from 1 down to 0.1 at step `total`."""
+
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup

@@ -1,4 +1,5 @@
 """`onellm plot RUN_DIR`: loss curves per modality and a router heat map from a CSV log."""
+
 from __future__ import annotations
 
 import csv
@@ -53,12 +54,19 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     if router:
         modalities = sorted(router)
         experts = max(max(r) for r in router.values()) + 1
-        grid = [[sum(router[m][e]) / len(router[m][e]) if router[m][e] else float("nan") for e in range(experts)]
-                for m in modalities]
+        grid = [
+            [sum(router[m][e]) / len(router[m][e]) if router[m][e] else float("nan") for e in range(experts)]
+            for m in modalities
+        ]
         fig, ax = plt.subplots(figsize=(1.2 * experts + 3, 0.45 * len(modalities) + 1.5))
         image = ax.imshow(grid, cmap="viridis", aspect="auto")
-        ax.set(xticks=range(experts), xticklabels=[f"expert {e}" for e in range(experts)],
-               yticks=range(len(modalities)), yticklabels=modalities, title="mean router weight")
+        ax.set(
+            xticks=range(experts),
+            xticklabels=[f"expert {e}" for e in range(experts)],
+            yticks=range(len(modalities)),
+            yticklabels=modalities,
+            title="mean router weight",
+        )
         for i, row in enumerate(grid):
             for e, v in enumerate(row):
                 ax.text(e, i, f"{v:.2f}", ha="center", va="center", color="w", fontsize=8)

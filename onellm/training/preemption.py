@@ -1,6 +1,7 @@
 """Ending training the way clusters end jobs: SIGTERM or SIGINT stops at the end of the
 step in progress with a checkpoint of that step, `max_time` stops with one too, and a run
 started with `--ckpt_path last` says whether it resumes or starts fresh."""
+
 from __future__ import annotations
 
 import os
@@ -80,12 +81,16 @@ class PreemptionCheckpoint(Checkpoint):
             self._signum = self._signum or signal.SIGTERM
         signum = self._signal_on_any_rank(trainer)
         if signum:
-            raise Interrupted(f"stopped by {signal.Signals(signum).name} before the first step", None,
-                              rank_zero=trainer.is_global_zero)
+            raise Interrupted(
+                f"stopped by {signal.Signals(signum).name} before the first step",
+                None,
+                rank_zero=trainer.is_global_zero,
+            )
         self._last_step = trainer.global_step
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         # With gradient accumulation, only a batch that ended in an optimizer step leaves no
         # half-accumulated gradients behind: a checkpoint there resumes exactly.
         stepped, self._last_step = trainer.global_step != self._last_step, trainer.global_step
@@ -94,14 +99,18 @@ class PreemptionCheckpoint(Checkpoint):
         signum = self._signal_on_any_rank(trainer)
         if signum:
             path = self._save(trainer)
-            self._stop = Interrupted(f"stopped by {signal.Signals(signum).name} after step {trainer.global_step}",
-                                     path, rank_zero=trainer.is_global_zero)
+            self._stop = Interrupted(
+                f"stopped by {signal.Signals(signum).name} after step {trainer.global_step}",
+                path,
+                rank_zero=trainer.is_global_zero,
+            )
         elif trainer.should_stop and self._out_of_time(trainer):
             self.checkpoint_path = self._save(trainer)
             self.stopped_on_time = True
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         # Stopping here rather than right after the save lets Lightning log the saved step's
         # metrics first (a signal at the last step just lets the run end as planned).
         if self._stop is not None:

@@ -1,10 +1,12 @@
 """Which modality each step trains on, and which samples: deterministic, resumable, and
 the same modality on every data-parallel rank at the same step."""
+
 from __future__ import annotations
 
 import hashlib
 import warnings
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -127,10 +129,15 @@ class ReplayBatchSampler(Sampler[list[tuple[int, int]]]):
 
     def fingerprint(self) -> dict[str, Any]:
         """What fixes the stream of global batches (the rank split does not change it)."""
-        return {"order": "feistel" if self.block is None else f"feistel-blocks-of-{self.block}", "seed": self.seed, "steps": self.steps,
-                "global_batch": self.batch_size * self.world_size,
-                "sizes": dict(self.sizes), "modalities": list(self.modalities),
-                "probs": [round(float(p), 12) for p in self.probs]}
+        return {
+            "order": "feistel" if self.block is None else f"feistel-blocks-of-{self.block}",
+            "seed": self.seed,
+            "steps": self.steps,
+            "global_batch": self.batch_size * self.world_size,
+            "sizes": dict(self.sizes),
+            "modalities": list(self.modalities),
+            "probs": [round(float(p), 12) for p in self.probs],
+        }
 
     def modality_at(self, step: int) -> str:
         g = torch.Generator().manual_seed(_seed(self.seed, "modality", step))
@@ -162,8 +169,11 @@ class ReplayBatchSampler(Sampler[list[tuple[int, int]]]):
         cached = self._orders.get(modality)
         if cached is None or cached[0] != epoch:
             seed = _seed(self.seed, "order", modality, epoch)
-            order = Shuffle(self.sizes[modality], seed) if self.block is None else \
-                BlockShuffle(self.sizes[modality], seed, self.block)
+            order = (
+                Shuffle(self.sizes[modality], seed)
+                if self.block is None
+                else BlockShuffle(self.sizes[modality], seed, self.block)
+            )
             cached = self._orders[modality] = (epoch, order)
         return cached[1]
 
@@ -188,6 +198,9 @@ class ResumableLoader(DataLoader):
         # A key the checkpoint lacks was added since: its run drew batches the older way.
         changed = sorted(k for k in now if state.get(k) != now[k])
         if changed:
-            warnings.warn(f"resuming with a different data stream ({', '.join(changed)} changed since the "
-                          "checkpoint): the remaining batches differ from the interrupted run's", stacklevel=2)
+            warnings.warn(
+                f"resuming with a different data stream ({', '.join(changed)} changed since the "
+                "checkpoint): the remaining batches differ from the interrupted run's",
+                stacklevel=2,
+            )
         self.batch_sampler.start_step = int(state["step"])

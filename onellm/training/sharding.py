@@ -2,12 +2,14 @@
 `onellm.training.sharding.FSDP2`). Each rank keeps 1/N of every parameter, gradient and
 optimizer state; the same code runs on CPU (gloo) and GPU (nccl), since FSDP2 goes
 through Lightning's ModelParallelStrategy where Lightning's own `fsdp` refuses a CPU."""
+
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -15,8 +17,12 @@ from lightning.fabric.utilities.load import _METADATA_FILENAME
 from lightning.pytorch.strategies import ModelParallelStrategy, StrategyRegistry
 from torch import nn
 from torch.distributed.checkpoint import DefaultLoadPlanner, load
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                     get_optimizer_state_dict, set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
@@ -34,8 +40,13 @@ class FSDP2(ModelParallelStrategy):
     than hanging. Checkpoints are distributed-checkpoint directories, one shard per rank."""
 
     def __init__(self, timeout_s: float = 1800.0, process_group_backend: str | None = None) -> None:
-        super().__init__(data_parallel_size="auto", tensor_parallel_size=1, save_distributed_checkpoint=True,
-                         process_group_backend=process_group_backend, timeout=timedelta(seconds=timeout_s))
+        super().__init__(
+            data_parallel_size="auto",
+            tensor_parallel_size=1,
+            save_distributed_checkpoint=True,
+            process_group_backend=process_group_backend,
+            timeout=timedelta(seconds=timeout_s),
+        )
 
     def setup_environment(self) -> None:
         # ModelParallelStrategy's "auto" puts one data-parallel group per node; here every
@@ -70,8 +81,12 @@ class FSDP2(ModelParallelStrategy):
         for idx, optimizer in enumerate(self.optimizers):
             optim_state = {f"optimizer_{idx}": get_optimizer_state_dict(module, optimizer)}
             load(optim_state, checkpoint_id=path)
-            set_optimizer_state_dict(module, optimizer, optim_state_dict=optim_state[f"optimizer_{idx}"],
-                                     options=StateDictOptions(cpu_offload=True))
+            set_optimizer_state_dict(
+                module,
+                optimizer,
+                optim_state_dict=optim_state[f"optimizer_{idx}"],
+                options=StateDictOptions(cpu_offload=True),
+            )
         return metadata
 
 
@@ -100,8 +115,11 @@ def shard(model: OneLLM, mesh: Any, precision: str, device: torch.device) -> Non
     dtype = _COMPUTE_DTYPES.get(str(precision))
     policy = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32 if dtype else None)
     model.upm.blocks_only = True
-    units: list[nn.Module] = [*model.llm.get_decoder().layers, *model.encoder.vit.encoder.layers,
-                              *(block for expert in model.upm.experts for block in expert)]
+    units: list[nn.Module] = [
+        *model.llm.get_decoder().layers,
+        *model.encoder.vit.encoder.layers,
+        *(block for expert in model.upm.experts for block in expert),
+    ]
     for unit in units:
         fully_shard(unit, mesh=mesh, mp_policy=policy)
     fully_shard(model, mesh=mesh, mp_policy=policy)

@@ -1,13 +1,15 @@
 """The model a training stage starts from: a preset or a saved model, or the previous stage's
 export grown by the stage's new modalities."""
+
 from __future__ import annotations
 
 from ..config import resolve_model
 from ..model.onellm import OneLLM
 
 
-def build_stage_model(model: str, modalities: list[str] | None, init_from: str | None,
-                      copy_from: str | None = None) -> OneLLM:
+def build_stage_model(
+    model: str, modalities: list[str] | None, init_from: str | None, copy_from: str | None = None
+) -> OneLLM:
     """The model of one training stage.
 
     Without `init_from`: the preset or directory `model`, restricted to `modalities`.

@@ -1,4 +1,5 @@
 """ecg: a 12-lead electrocardiogram as a ninth onellm modality, installed as a plugin."""
+
 from onellm import ModalitySpec
 
 from .synth import synthesize

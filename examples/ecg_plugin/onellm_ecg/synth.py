@@ -1,4 +1,5 @@
 """Synthetic ECGs whose caption says what the trace shows: rhythm and heart rate."""
+
 from __future__ import annotations
 
 from pathlib import Path

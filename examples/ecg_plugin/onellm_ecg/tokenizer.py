@@ -1,4 +1,5 @@
 """Tokenizer and loader: non-overlapping Conv1d patches over the leads, own positional table."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

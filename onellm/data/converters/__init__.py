@@ -8,6 +8,7 @@ media folder itself, so that `media_root` may be left out. Converters are regist
 format name in the `onellm.converters` entry-point group (`coco = "onellm.data.converters.coco"`),
 onellm's own as a plugin's. `convert()` runs one by format name and writes the manifest
 atomically."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,8 +42,16 @@ def register_converter(name: str, module: ModuleType, replace: bool = False) -> 
     CONVERTERS.register(name, module, replace=replace)
 
 
-def convert(fmt: str, source: Path | str, out: Path | str, media_root: Path | str | None = None,
-            check_files: bool = False, split: str | None = None, modality: str | None = None, **options: Any) -> Report:
+def convert(
+    fmt: str,
+    source: Path | str,
+    out: Path | str,
+    media_root: Path | str | None = None,
+    check_files: bool = False,
+    split: str | None = None,
+    modality: str | None = None,
+    **options: Any,
+) -> Report:
     """Write the manifest `out` from the annotation file `source`; media paths in it point
     under `media_root`, relative to `out`'s folder. Returns what was written and skipped.
     `media_root` may be left out only where the source is the media folder (`folder`)."""

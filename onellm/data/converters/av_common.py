@@ -1,6 +1,7 @@
 """What the audio-visual benchmarks' converters share (MUSIC-AVQA, AVSD, VALOR-32K): each
 names a video by id, and a sample asks about both its pictures and its own soundtrack, as
 two inputs of the same file. `--modality video` (or `audio`) keeps one of them."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,10 @@ def streams(modality: str | None) -> list[str]:
     chosen = split_modality(modality or MODALITY)
     unknown = [m for m in chosen if m not in STREAMS]
     if unknown or len(set(chosen)) != len(chosen):
-        raise ValueError(f"--modality {modality!r}: a video gives only video and audio inputs (once each), "
-                         "e.g. video+audio, video or audio")
+        raise ValueError(
+            f"--modality {modality!r}: a video gives only video and audio inputs (once each), "
+            "e.g. video+audio, video or audio"
+        )
     return chosen
 
 
@@ -51,8 +54,9 @@ def split_from_name(path: Path, split: str | None) -> str:
     for word, found in SPLIT_WORDS:
         if word in lower:
             return found
-    raise BadInputError(path, "cannot tell the split from the file name (expected train, val or test in it); "
-                              "give --split")
+    raise BadInputError(
+        path, "cannot tell the split from the file name (expected train, val or test in it); give --split"
+    )
 
 
 class VideoNames:
@@ -86,8 +90,11 @@ class VideoNames:
 
     @staticmethod
     def _videos(folder: Path, prefix: str) -> list[tuple[str, str]]:
-        return [(Path(e.name).stem, prefix + e.name) for e in sorted(_entries(folder), key=lambda e: e.name)
-                if Path(e.name).suffix.lower() in VIDEO_EXTENSIONS and e.is_file()]
+        return [
+            (Path(e.name).stem, prefix + e.name)
+            for e in sorted(_entries(folder), key=lambda e: e.name)
+            if Path(e.name).suffix.lower() in VIDEO_EXTENSIONS and e.is_file()
+        ]
 
 
 def _entries(folder: Path) -> list[os.DirEntry]:

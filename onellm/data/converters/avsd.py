@@ -10,16 +10,17 @@ meta["references"]. The first test release hides each dialog's last answer as
 "__UNDISCLOSED__": such turns are left out and counted (the labelled release,
 lbl_test_set4DSTC7-AVSD.json, has them). `onellm eval`'s avsd-test task reads the test
 file through `samples` too."""
+
 from __future__ import annotations
 
 import argparse
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..manifest import Sample
-from .av_common import MODALITY, MODALITY_HELP  # noqa: F401 (the converter's, as for every A/V format)
-from .av_common import VideoNames, read_annotation, video_file, video_sample
+from .av_common import MODALITY, MODALITY_HELP, VideoNames, read_annotation, video_file, video_sample  # noqa: F401 (the converter's, as for every A/V format)
 from .common import Media, need, progress
 
 HELP = "AVSD dialogs JSON (train_set4DSTC7-AVSD.json, ...) over Charades videos"

@@ -1,11 +1,12 @@
 """Clotho v2 captions: `clotho_captions_<development|validation|evaluation>.csv` with
 columns file_name, caption_1 .. caption_5; one audio sample per clip."""
+
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
 
 from ...errors import BadInputError
 from ..manifest import Sample
@@ -20,8 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-caption", action="store_true", help="one row per caption instead of per clip")
 
 
-def samples(path: Path, media: Media, split: str | None = None, modality: str | None = None,
-            per_caption: bool = False) -> Iterator[Sample]:
+def samples(
+    path: Path, media: Media, split: str | None = None, modality: str | None = None, per_caption: bool = False
+) -> Iterator[Sample]:
     split = split or _split_from_name(path)
     names, rows = read_table(path)
     lower = [n.lower() for n in names]
@@ -42,8 +44,14 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
         if files is None:
             continue
         stem = Path(row[file_col]).stem
-        base = Sample(id=f"clotho-{stem}", modality=modality or MODALITY, files=files, caption=captions[0],
-                      split=split, meta={"references": captions})
+        base = Sample(
+            id=f"clotho-{stem}",
+            modality=modality or MODALITY,
+            files=files,
+            caption=captions[0],
+            split=split,
+            meta={"references": captions},
+        )
         if per_caption:
             yield from (replace(base, id=f"{base.id}-{k}", caption=c) for k, c in enumerate(captions))
         else:
@@ -54,4 +62,6 @@ def _split_from_name(path: Path) -> str:
     for word, split in SPLIT_WORDS.items():
         if word in path.name.lower():
             return split
-    raise BadInputError(path, f"cannot tell the split from the file name (expected one of {', '.join(SPLIT_WORDS)}); give --split")
+    raise BadInputError(
+        path, f"cannot tell the split from the file name (expected one of {', '.join(SPLIT_WORDS)}); give --split"
+    )

@@ -4,12 +4,14 @@ One image sample per image: the first caption as `caption`, all of them in
 meta["references"] (what caption metrics score against); `per_caption` writes one row per
 caption instead, the way caption training often reads COCO. `onellm eval`'s
 coco-karpathy-test task reads dataset_coco.json through `samples` too."""
+
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..manifest import Sample
 from .common import Media, load_json, need, progress
@@ -23,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-caption", action="store_true", help="one row per caption instead of per image")
 
 
-def samples(path: Path, media: Media, split: str | None = None, modality: str | None = None,
-            per_caption: bool = False) -> Iterator[Sample]:
+def samples(
+    path: Path, media: Media, split: str | None = None, modality: str | None = None, per_caption: bool = False
+) -> Iterator[Sample]:
     data = load_json(path)
     if not isinstance(data, dict) or "images" not in data:
         raise ValueError("expected an object with 'images' (COCO captions or Karpathy's dataset_coco.json)")
@@ -37,8 +40,14 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
         files = media.files([file_name])
         if files is None:
             continue
-        base = Sample(id=f"coco-{image_id}", modality=modality or MODALITY, files=files, caption=captions[0],
-                      split=row_split, meta={"references": captions, "image_id": image_id})
+        base = Sample(
+            id=f"coco-{image_id}",
+            modality=modality or MODALITY,
+            files=files,
+            caption=captions[0],
+            split=row_split,
+            meta={"references": captions, "image_id": image_id},
+        )
         if not per_caption:
             yield base
             continue
@@ -46,14 +55,17 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
             yield replace(base, id=f"{base.id}-{k}", caption=caption)
 
 
-def _official(data: dict[str, Any], images: list, path: Path, split: str | None,
-              media: Media) -> Iterator[tuple[Any, str, list[str], str]]:
+def _official(
+    data: dict[str, Any], images: list, path: Path, split: str | None, media: Media
+) -> Iterator[tuple[Any, str, list[str], str]]:
     """captions_<split><year>.json: the split is the argument, else the file name's."""
     split = split or _split_from_name(path.name)
     captions: dict[Any, list[str]] = {}
     for i, ann in enumerate(need(data, "annotations", list, "top level")):
         where = f"annotations[{i}]"
-        captions.setdefault(need(ann, "image_id", (int, str), where), []).append(need(ann, "caption", str, where).strip())
+        captions.setdefault(need(ann, "image_id", (int, str), where), []).append(
+            need(ann, "caption", str, where).strip()
+        )
     known = set()
     for i, image in enumerate(images):
         where = f"images[{i}]"

@@ -1,5 +1,6 @@
 """What every converter shares: media paths relative to the manifest, counts of what was
 skipped or missing, and readers that name the file and line (or field) of bad input."""
+
 from __future__ import annotations
 
 import csv
@@ -7,9 +8,10 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -68,8 +70,17 @@ class Media:
 
 
 # What tables and folders call the three splits (Hugging Face says "validation", Kaggle "valid").
-SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "validation": "val", "valid": "val",
-               "dev": "val", "test": "test", "testing": "test", "eval": "test"}
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "validation": "val",
+    "valid": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+    "eval": "test",
+}
 
 
 def file_sample(modality: str, files: list[str], **fields: Any) -> Sample:
@@ -78,8 +89,9 @@ def file_sample(modality: str, files: list[str], **fields: Any) -> Sample:
     parts = split_modality(modality)
     if len(parts) == 1:
         return Sample(modality=modality, files=files, **fields)
-    return Sample(modality=modality, files=files, inputs=[{"modality": m, "files": list(files)} for m in parts],
-                  **fields)
+    return Sample(
+        modality=modality, files=files, inputs=[{"modality": m, "files": list(files)} for m in parts], **fields
+    )
 
 
 def split_option(split: str | None) -> str | None:
@@ -92,14 +104,18 @@ def parse_split(value: str, where: str) -> str:
     """train, val or test for a split name a dataset uses; anything else names `where`."""
     split = SPLIT_NAMES.get(value.strip().lower())
     if split is None:
-        raise BadInputError(where, f"split {value!r} is not train, val or test "
-                                   f"(nor one of {', '.join(n for n in SPLIT_NAMES if n not in SPLITS)})")
+        raise BadInputError(
+            where,
+            f"split {value!r} is not train, val or test "
+            f"(nor one of {', '.join(n for n in SPLIT_NAMES if n not in SPLITS)})",
+        )
     return split
 
 
 def progress(items: Iterable[Any], total: int | None, desc: str) -> Iterable[Any]:
-    return tqdm(items, total=total, desc=desc, unit="row", disable=total is not None and total < PROGRESS_FROM,
-                leave=False)
+    return tqdm(
+        items, total=total, desc=desc, unit="row", disable=total is not None and total < PROGRESS_FROM, leave=False
+    )
 
 
 def load_json(path: Path) -> Any:
@@ -143,7 +159,9 @@ def conversation(turns: Any, where: str, placeholders: Iterable[str] = ()) -> li
     return out
 
 
-def read_table(path: Path, delimiter: str | None = None, header: bool = True) -> tuple[list[str] | None, Iterator[tuple[int, list[str]]]]:
+def read_table(
+    path: Path, delimiter: str | None = None, header: bool = True
+) -> tuple[list[str] | None, Iterator[tuple[int, list[str]]]]:
     """A CSV/TSV file: (header or None, iterator of (line number, row)). The delimiter
     follows the extension (.tsv: tab) unless given."""
     if not path.is_file():
@@ -185,8 +203,11 @@ def pick_column(names: list[str], wanted: str | None, candidates: tuple[str, ...
     """The index of the column named `wanted`, or else of the first of `candidates` present."""
     index = find_column(names, wanted, candidates, path, role)
     if index is None:
-        raise BadInputError(f"{path}:1", f"no {role} column: expected one of {', '.join(candidates)} "
-                                         f"(columns: {', '.join(names)}); name it with an option")
+        raise BadInputError(
+            f"{path}:1",
+            f"no {role} column: expected one of {', '.join(candidates)} "
+            f"(columns: {', '.join(names)}); name it with an option",
+        )
     return index
 
 

@@ -5,12 +5,13 @@ first sample, which the IMU loader cuts), the narration as caption.
 The IMU file of video <uid> is `<uid>.<ext>` under the media root, in a form the IMU loader
 reads: an [N, 6] .npy (accelerometer then gyroscope; give `sample_rate`) or a .csv with a
 `timestamp` column in seconds and the six channel columns."""
+
 from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..manifest import Sample
 from .common import Media, load_json, need, progress
@@ -25,18 +26,29 @@ TAGS = re.compile(r"#\s*(?:c\s+c\b|c\b|o\b|unsure\b|summary\b)", re.IGNORECASE)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--imu-ext", default=".npy", help="IMU file extension (default: .npy)")
-    parser.add_argument("--sample-rate", type=float, help="IMU sample rate in Hz, stored in meta (needed for .npy files)")
-    parser.add_argument("--passes", default="narration_pass_1",
-                        help="comma-separated narration passes to read (default: narration_pass_1)")
+    parser.add_argument(
+        "--sample-rate", type=float, help="IMU sample rate in Hz, stored in meta (needed for .npy files)"
+    )
+    parser.add_argument(
+        "--passes",
+        default="narration_pass_1",
+        help="comma-separated narration passes to read (default: narration_pass_1)",
+    )
 
 
 def clean_narration(text: str) -> str:
     return " ".join(TAGS.sub(" ", text).split()).strip(" .")
 
 
-def samples(path: Path, media: Media, split: str | None = None, modality: str | None = None,
-            imu_ext: str = ".npy", sample_rate: float | None = None,
-            passes: str = "narration_pass_1") -> Iterator[Sample]:
+def samples(
+    path: Path,
+    media: Media,
+    split: str | None = None,
+    modality: str | None = None,
+    imu_ext: str = ".npy",
+    sample_rate: float | None = None,
+    passes: str = "narration_pass_1",
+) -> Iterator[Sample]:
     videos = load_json(path)
     if not isinstance(videos, dict):
         raise ValueError("expected an object {video_uid: {narration_pass_1: {narrations: [...]}}}")
@@ -46,7 +58,9 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
         if not isinstance(video, dict):
             raise ValueError(f"{uid}: expected an object of narration passes, got {type(video).__name__}")
         narrations = [
-            (name, k, n) for name in wanted if isinstance(video.get(name), dict)
+            (name, k, n)
+            for name in wanted
+            if isinstance(video.get(name), dict)
             for k, n in enumerate(need(video[name], "narrations", list, f"{uid}.{name}"))
         ]
         if not narrations:
@@ -67,5 +81,11 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
             if sample_rate:
                 meta["sample_rate"] = sample_rate
             suffix = "" if name == wanted[0] else f"-{name.rsplit('_', 1)[-1]}"
-            yield Sample(id=f"ego4d-{uid}-{k}{suffix}", modality=modality or MODALITY, files=files, caption=caption,
-                         split=split or "train", meta=meta)
+            yield Sample(
+                id=f"ego4d-{uid}-{k}{suffix}",
+                modality=modality or MODALITY,
+                files=files,
+                caption=caption,
+                split=split or "train",
+                meta=meta,
+            )

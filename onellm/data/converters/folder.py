@@ -4,13 +4,14 @@ The caption is the text file beside a file (`x.png` + `x.txt`) or, with `label_f
 its folder's name (ImageFolder: DIR/<label>/x.png). The split is the top-level folder's when
 every top-level folder is named train/val/test (or validation, valid, dev, eval, testing);
 else a hash of the file's path decides it, so a re-run gives every file the same split."""
+
 from __future__ import annotations
 
 import argparse
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ...errors import BadInputError
 from ...registry import get_modality, list_modalities
@@ -35,16 +36,28 @@ MEDIA_IS_INPUT = True  # --media-root defaults to the folder itself
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--label-from-parent", action="store_true",
-                        help="caption a file without x.txt by its folder's name (ImageFolder layout)")
+    parser.add_argument(
+        "--label-from-parent",
+        action="store_true",
+        help="caption a file without x.txt by its folder's name (ImageFolder layout)",
+    )
     parser.add_argument("--caption-format", default="{label}", help='caption from a label (default: "{label}")')
     parser.add_argument("--val-fraction", type=float, default=0.0, help="share of files for val, without split folders")
-    parser.add_argument("--test-fraction", type=float, default=0.0, help="share of files for test, without split folders")
+    parser.add_argument(
+        "--test-fraction", type=float, default=0.0, help="share of files for test, without split folders"
+    )
 
 
-def samples(path: Path, media: Media, split: str | None = None, modality: str | None = None,
-            label_from_parent: bool = False, caption_format: str = "{label}", val_fraction: float = 0.0,
-            test_fraction: float = 0.0) -> Iterator[Sample]:
+def samples(
+    path: Path,
+    media: Media,
+    split: str | None = None,
+    modality: str | None = None,
+    label_from_parent: bool = False,
+    caption_format: str = "{label}",
+    val_fraction: float = 0.0,
+    test_fraction: float = 0.0,
+) -> Iterator[Sample]:
     if not modality:
         raise ValueError("a folder does not say its modality: give --modality")
     if not path.is_dir():
@@ -52,8 +65,11 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
     # "video+audio": each video file is also read for its soundtrack; the first part's files count.
     spec = get_modality(split_modality(modality)[0])
     if spec.companions:  # which rgb image goes with which depth map is not in a folder's layout
-        raise BadInputError(path, f"{modality} samples need companion files ({', '.join(spec.companions)}); "
-                                  "list them in a table and use `onellm data convert tsv --companion-columns`")
+        raise BadInputError(
+            path,
+            f"{modality} samples need companion files ({', '.join(spec.companions)}); "
+            "list them in a table and use `onellm data convert tsv --companion-columns`",
+        )
     if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
         raise ValueError(f"--val-fraction {val_fraction} and --test-fraction {test_fraction}: each >= 0, together < 1")
     try:
@@ -79,8 +95,14 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
             media.skip(f"not in the {split} split")
             continue
         caption, label = _caption(file, ext, relative, bool(split_folders), label_from_parent, caption_format)
-        yield file_sample(modality, [media.relative(os.path.relpath(file, media.root))], id=relative.as_posix(),
-                          caption=caption, split=row_split, meta={"label": label} if label else {})
+        yield file_sample(
+            modality,
+            [media.relative(os.path.relpath(file, media.root))],
+            id=relative.as_posix(),
+            caption=caption,
+            split=row_split,
+            meta={"label": label} if label else {},
+        )
 
 
 def _media_files(path: Path, modality: str) -> list[tuple[Path, str]]:
@@ -116,8 +138,9 @@ def _hash_split(relative: str, val_fraction: float, test_fraction: float) -> str
     return "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
 
 
-def _caption(file: Path, ext: str, relative: Path, split_folders: bool, label_from_parent: bool,
-             caption_format: str) -> tuple[str | None, str | None]:
+def _caption(
+    file: Path, ext: str, relative: Path, split_folders: bool, label_from_parent: bool, caption_format: str
+) -> tuple[str | None, str | None]:
     """(caption, label): the sidecar text first, else the folder name when asked for."""
     sidecar = file.with_name(file.name[: -len(ext)] + ".txt")
     text = sidecar.read_text(encoding="utf-8").strip() if sidecar.is_file() else ""

@@ -4,11 +4,12 @@
 The modality is the item's media key ("image", "video", "audio", "point", ... any
 registered modality), or the argument; "<image>"-style placeholders leave the text, since
 the processor inserts the modality tokens itself."""
+
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..manifest import Sample
 from .common import Media, conversation, load_json, need, progress
@@ -19,12 +20,20 @@ MODALITY_HELP = "default: each item's media key"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--media-key", help="the items' media field (default: the first registered modality name present)")
+    parser.add_argument(
+        "--media-key", help="the items' media field (default: the first registered modality name present)"
+    )
     parser.add_argument("--id-prefix", default="llava", help="prefix of the sample ids (default: llava)")
 
 
-def samples(path: Path, media: Media, split: str | None = None, modality: str | None = None,
-            media_key: str | None = None, id_prefix: str = "llava") -> Iterator[Sample]:
+def samples(
+    path: Path,
+    media: Media,
+    split: str | None = None,
+    modality: str | None = None,
+    media_key: str | None = None,
+    id_prefix: str = "llava",
+) -> Iterator[Sample]:
     from ...processor import PLACEHOLDER  # torch and the plugins load only when converting
     from ...registry import list_modalities
 
@@ -47,5 +56,10 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
         files = media.files([name])
         if files is None:
             continue
-        yield Sample(id=f"{id_prefix}-{item.get('id', i)}", modality=modality or key, files=files,
-                     conversations=turns, split=split or "train")
+        yield Sample(
+            id=f"{id_prefix}-{item.get('id', i)}",
+            modality=modality or key,
+            files=files,
+            conversations=turns,
+            split=split or "train",
+        )

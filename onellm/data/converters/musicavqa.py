@@ -10,17 +10,18 @@ video (<video_id>.mp4) with all its questions as qa pairs, each keeping its ques
 type ("Audio", "Counting"), by which the benchmark reports accuracy; questions marked
 deleted are skipped and counted. `onellm eval`'s music-avqa-test task reads avqa-test.json
 through `samples` too."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..manifest import Sample
-from .av_common import MODALITY, MODALITY_HELP  # noqa: F401 (the converter's, as for every A/V format)
-from .av_common import VideoNames, json_list, read_annotation, video_file, video_sample
+from .av_common import MODALITY, MODALITY_HELP, VideoNames, json_list, read_annotation, video_file, video_sample  # noqa: F401 (the converter's, as for every A/V format)
 from .common import Media, need, progress
 
 HELP = "MUSIC-AVQA questions JSON (avqa-train.json, avqa-val.json, avqa-test.json)"
@@ -65,8 +66,9 @@ def fill_template(question: str, values: list[str], where: str = "question") -> 
     unused, as the benchmark's own loader leaves them; too few is an error."""
     slots = SLOT.findall(question)
     if len(values) < len(slots):
-        raise ValueError(f"{where}: {question!r} has {len(slots)} <...> slot(s) but templ_values only "
-                         f"{len(values)} value(s)")
+        raise ValueError(
+            f"{where}: {question!r} has {len(slots)} <...> slot(s) but templ_values only {len(values)} value(s)"
+        )
     fills = iter(values)
     return SLOT.sub(lambda _: next(fills), question).strip()
 

@@ -8,12 +8,13 @@ The layout accepted:
   split; with `shared1000_test`, rows whose `shared1000` column is true become test.
 - the fMRI: `<nsd id>.npy` or `<nsd id>_<trial>.npy` under the media root (the voxel vector
   [V] or [repetitions, V] of one subject's ROI, e.g. nsdgeneral), one sample per file."""
+
 from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ...errors import BadInputError
 from ..manifest import Sample
@@ -26,13 +27,24 @@ TRIAL = re.compile(r"^(\d+)(?:_(\d+))?$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--coco-captions", type=Path, action="append", default=[],
-                        help="COCO captions JSON for a table with cocoId (repeat for train and val)")
+    parser.add_argument(
+        "--coco-captions",
+        type=Path,
+        action="append",
+        default=[],
+        help="COCO captions JSON for a table with cocoId (repeat for train and val)",
+    )
     parser.add_argument("--shared1000-test", action="store_true", help="the shared1000 stimuli are the test split")
 
 
-def samples(path: Path, media: Media, split: str | None = None, modality: str | None = None,
-            coco_captions: list[Path] | None = None, shared1000_test: bool = False) -> Iterator[Sample]:
+def samples(
+    path: Path,
+    media: Media,
+    split: str | None = None,
+    modality: str | None = None,
+    coco_captions: list[Path] | None = None,
+    shared1000_test: bool = False,
+) -> Iterator[Sample]:
     if path.suffix.lower() == ".json":
         captions, splits = _from_json(path), {}
     else:
@@ -55,9 +67,14 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
         sample_id = f"nsd-{stim}" + (f"-{match.group(2)}" if match.group(2) else "")
         if file.parent != media.root:  # per-subject folders: keep ids distinct
             sample_id += "-" + file.parent.relative_to(media.root).as_posix().replace("/", "-")
-        yield Sample(id=sample_id, modality=modality or MODALITY, files=[media.relative(name)],
-                     caption=captions[stim][0], split=row_split,
-                     meta={"references": captions[stim], "nsd_id": stim})
+        yield Sample(
+            id=sample_id,
+            modality=modality or MODALITY,
+            files=[media.relative(name)],
+            caption=captions[stim][0],
+            split=row_split,
+            meta={"references": captions[stim], "nsd_id": stim},
+        )
     for _ in set(captions) - used:
         media.skip("captioned stimulus without fMRI files")
 
@@ -82,7 +99,9 @@ def _from_json(path: Path) -> dict[int, list[str]]:
     return out
 
 
-def _from_table(path: Path, coco_files: list[Path], shared1000_test: bool) -> tuple[dict[int, list[str]], dict[int, str]]:
+def _from_table(
+    path: Path, coco_files: list[Path], shared1000_test: bool
+) -> tuple[dict[int, list[str]], dict[int, str]]:
     names, rows = read_table(path)
     lower = [n.lower() for n in names]
     id_col = pick_column(names, None, ID_COLUMNS, path, "NSD stimulus id")
@@ -123,7 +142,8 @@ def _coco_captions(files: list[Path]) -> dict[int, list[str]]:
         try:
             for i, ann in enumerate(need(data, "annotations", list, "top level")):
                 out.setdefault(int(need(ann, "image_id", (int, str), f"annotations[{i}]")), []).append(
-                    need(ann, "caption", str, f"annotations[{i}]").strip())
+                    need(ann, "caption", str, f"annotations[{i}]").strip()
+                )
         except ValueError as err:
             raise BadInputError(file, str(err)) from err
     return out

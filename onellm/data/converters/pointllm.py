@@ -4,11 +4,12 @@ PointLLM_complex_instruction_70K.json): a JSON list of {object_id, conversations
 its answer as `caption`, so the alignment stage can read the same manifest. OneLLM's own
 evaluation file, a JSON object {object_id: caption or [captions]}, gives caption samples
 with every caption in meta["references"] (the eval task reads either form through here)."""
+
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..manifest import Sample
 from .common import Media, conversation, load_json, need, progress
@@ -19,11 +20,14 @@ CLOUD_NAME = "{uid}_8192.npy"  # PointLLM's release: 8192 points per object
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cloud-name", default=CLOUD_NAME, help=f"cloud file name under --media-root (default: {CLOUD_NAME})")
+    parser.add_argument(
+        "--cloud-name", default=CLOUD_NAME, help=f"cloud file name under --media-root (default: {CLOUD_NAME})"
+    )
 
 
-def samples(path: Path, media: Media, split: str | None = None, modality: str | None = None,
-            cloud_name: str = CLOUD_NAME) -> Iterator[Sample]:
+def samples(
+    path: Path, media: Media, split: str | None = None, modality: str | None = None, cloud_name: str = CLOUD_NAME
+) -> Iterator[Sample]:
     items = load_json(path)
     if isinstance(items, dict):
         yield from _captioned(items, media, split, modality, cloud_name)
@@ -42,17 +46,30 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
         caption = answers[0] if len(turns) == 2 and answers else None
         # An object has several conversations in the complex-instruction file.
         n = seen[uid] = seen.get(uid, -1) + 1
-        yield Sample(id=f"pointllm-{uid}" + (f"-{n}" if n else ""), modality=modality or MODALITY, files=files,
-                     caption=caption, conversations=turns, split=split or "train")
+        yield Sample(
+            id=f"pointllm-{uid}" + (f"-{n}" if n else ""),
+            modality=modality or MODALITY,
+            files=files,
+            caption=caption,
+            conversations=turns,
+            split=split or "train",
+        )
 
 
-def _captioned(captions: dict, media: Media, split: str | None, modality: str | None,
-               cloud_name: str) -> Iterator[Sample]:
+def _captioned(
+    captions: dict, media: Media, split: str | None, modality: str | None, cloud_name: str
+) -> Iterator[Sample]:
     for uid, given in captions.items():
         refs = [given] if isinstance(given, str) else given
         if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
             raise ValueError(f"[{uid!r}]: expected a caption or a list of captions")
         files = media.files([cloud_name.format(uid=uid)])
         if files is not None:
-            yield Sample(id=f"pointllm-{uid}", modality=modality or MODALITY, files=files, caption=refs[0].strip(),
-                         split=split or "train", meta={"references": [r.strip() for r in refs]})
+            yield Sample(
+                id=f"pointllm-{uid}",
+                modality=modality or MODALITY,
+                files=files,
+                caption=refs[0].strip(),
+                split=split or "train",
+                meta={"references": [r.strip() for r in refs]},
+            )

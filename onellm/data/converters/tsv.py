@@ -5,13 +5,14 @@ line with those keys); web dumps (LAION, CC3M, WebVid, WavCaps) are such tables 
 Nothing is downloaded here: a row whose media is a URL is skipped (and counted) unless
 `url_map` names a table of (url, path) pairs giving its local copy, as img2dataset /
 video2dataset outputs allow (see data_recipes/README.md)."""
+
 from __future__ import annotations
 
 import argparse
 import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ...errors import BadInputError
 from ...registry import get_modality
@@ -45,25 +46,50 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--path-column", help=f"media column (default: the first of {'|'.join(PATH_COLUMNS + URL_COLUMNS)})")
+    parser.add_argument(
+        "--path-column", help=f"media column (default: the first of {'|'.join(PATH_COLUMNS + URL_COLUMNS)})"
+    )
     parser.add_argument("--caption-column", help=f"caption column (default: the first of {'|'.join(CAPTION_COLUMNS)})")
     parser.add_argument("--question-column", help="question column of an optional QA pair (default: question)")
     parser.add_argument("--answer-column", help="answer column of an optional QA pair (default: answer)")
-    parser.add_argument("--split-column", help=f"each row's split (default: the first of {'|'.join(SPLIT_COLUMNS)}, if any)")
+    parser.add_argument(
+        "--split-column", help=f"each row's split (default: the first of {'|'.join(SPLIT_COLUMNS)}, if any)"
+    )
     parser.add_argument("--id-column", help="sample id column (default: <file stem>-<row number>)")
-    parser.add_argument("--companion-columns", help="comma-separated columns of companion files (depth/normal: the rgb image)")
-    parser.add_argument("--columns", help="comma-separated column names for a file without a header (CC3M: caption,url)")
+    parser.add_argument(
+        "--companion-columns", help="comma-separated columns of companion files (depth/normal: the rgb image)"
+    )
+    parser.add_argument(
+        "--columns", help="comma-separated column names for a file without a header (CC3M: caption,url)"
+    )
     parser.add_argument("--delimiter", help="field separator (default: tab for .tsv, comma otherwise)")
-    parser.add_argument("--url-map", type=Path, help="table of url,path pairs: local copies of URL rows, under --media-root")
-    parser.add_argument("--any-extension", action="store_true",
-                        help="keep rows whatever their file's extension (a depth map saved as plain .png)")
+    parser.add_argument(
+        "--url-map", type=Path, help="table of url,path pairs: local copies of URL rows, under --media-root"
+    )
+    parser.add_argument(
+        "--any-extension",
+        action="store_true",
+        help="keep rows whatever their file's extension (a depth map saved as plain .png)",
+    )
 
 
-def samples(path: Path, media: Media, split: str | None = None, modality: str | None = None,
-            path_column: str | None = None, caption_column: str | None = None, question_column: str | None = None,
-            answer_column: str | None = None, split_column: str | None = None, id_column: str | None = None,
-            companion_columns: str | None = None, columns: str | None = None, delimiter: str | None = None,
-            url_map: Path | None = None, any_extension: bool = False) -> Iterator[Sample]:
+def samples(
+    path: Path,
+    media: Media,
+    split: str | None = None,
+    modality: str | None = None,
+    path_column: str | None = None,
+    caption_column: str | None = None,
+    question_column: str | None = None,
+    answer_column: str | None = None,
+    split_column: str | None = None,
+    id_column: str | None = None,
+    companion_columns: str | None = None,
+    columns: str | None = None,
+    delimiter: str | None = None,
+    url_map: Path | None = None,
+    any_extension: bool = False,
+) -> Iterator[Sample]:
     if not modality:
         raise ValueError("a table does not say its modality: give --modality")
     # A table may list several modalities' files: each conversion keeps its own.
@@ -82,10 +108,13 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
         raise BadInputError(f"{path}:1", "a question column needs an answer column and the other way round")
     # A QA table may have no caption column; then every row needs its QA pair.
     caption_col = (find_column if question_col is not None else pick_column)(
-        names, caption_column, CAPTION_COLUMNS, path, "caption")
+        names, caption_column, CAPTION_COLUMNS, path, "caption"
+    )
     split_col = find_column(names, split_column, SPLIT_COLUMNS, path, "split")
     id_col = pick_column(names, id_column, (), path, "id") if id_column else None
-    companions = [pick_column(names, c.strip(), (), path, "companion") for c in (companion_columns or "").split(",") if c.strip()]
+    companions = [
+        pick_column(names, c.strip(), (), path, "companion") for c in (companion_columns or "").split(",") if c.strip()
+    ]
     local = _read_url_map(url_map, delimiter) if url_map else {}
     for line, row in progress(rows, count_lines(path), f"tsv {path.name}"):
         where = f"{path}:{line}"
@@ -141,7 +170,9 @@ def read_jsonl_table(path: Path) -> tuple[list[str], Iterator[tuple[int, list[st
         for number, item in itertools.chain([first], objects):
             extra = set(item) - set(names)
             if extra:
-                raise BadInputError(f"{path}:{number}", f"key(s) {sorted(extra)} not in the first line's ({', '.join(names)})")
+                raise BadInputError(
+                    f"{path}:{number}", f"key(s) {sorted(extra)} not in the first line's ({', '.join(names)})"
+                )
             cells = [item.get(n) for n in names]
             if any(isinstance(c, (list, dict)) for c in cells):
                 raise BadInputError(f"{path}:{number}", "values must be strings or numbers, one per key")

@@ -4,15 +4,15 @@ video may have several entries), over the videos <video_id>.mp4. One caption sam
 video: its first description as caption, all of them in meta["references"] (what caption
 metrics score against). `onellm eval`'s valor32k-test task reads desc_test.json through
 `samples` too."""
+
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..manifest import Sample
-from .av_common import MODALITY, MODALITY_HELP  # noqa: F401 (the converter's, as for every A/V format)
-from .av_common import VideoNames, json_list, read_annotation, video_file, video_sample
+from .av_common import MODALITY, MODALITY_HELP, VideoNames, json_list, read_annotation, video_file, video_sample  # noqa: F401 (the converter's, as for every A/V format)
 from .common import Media, need, progress
 
 HELP = "VALOR-32K descriptions JSON (desc_train.json, desc_val.json, desc_test.json)"
@@ -43,5 +43,11 @@ def samples(path: Path, media: Media, split: str | None = None, modality: str | 
     for video_id, references in captions.items():
         file = video_file(media, names, video_id)
         if file is not None:
-            yield video_sample(f"valor-{video_id}", file, chosen, caption=references[0], split=split,
-                               meta={"video_id": video_id, "references": references})
+            yield video_sample(
+                f"valor-{video_id}",
+                file,
+                chosen,
+                caption=references[0],
+                split=split,
+                meta={"video_id": video_id, "references": references},
+            )

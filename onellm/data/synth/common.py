@@ -4,13 +4,15 @@ point, depth and normal sample or render.
 
 Every caption is built from these few words so that a tiny model can learn the mapping
 from content to text in a few hundred steps."""
+
 from __future__ import annotations
 
 import os
 import tempfile
-from functools import lru_cache
+from collections.abc import Callable, Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -70,7 +72,9 @@ def _star(cx: float, cy: float, r: float) -> list[tuple[float, float]]:
     return list(zip(cx + radii * np.cos(angles), cy + radii * np.sin(angles)))
 
 
-def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, colour: tuple[int, int, int]) -> None:
+def draw_shape(
+    draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, colour: tuple[int, int, int]
+) -> None:
     """A filled shape of 'radius' r centred at (cx, cy); no anti-aliasing, so every shape
     pixel carries exactly the named colour."""
     if shape == "circle":
@@ -140,7 +144,7 @@ def sample_surface(solid: str, n: int, rng: np.random.Generator) -> np.ndarray:
     raise ValueError(f"unknown solid {solid!r}; known: {SOLIDS}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def solid_mesh(solid: str) -> tuple[np.ndarray, np.ndarray]:
     """A triangle mesh of the same unit-sized solid: vertices [V, 3], triangles [F, 3]."""
     import open3d as o3d
@@ -194,8 +198,11 @@ def rotation(tilt: float, turn: float) -> np.ndarray:
 
 # ---- one solid seen by a pinhole camera (depth and normal) -----------------------------
 
-DISTANCES = {"near": ((1.4, 1.8), "close to the camera"), "middle": ((2.6, 3.2), "at a middle distance"),
-             "far": ((4.2, 5.0), "far from the camera")}
+DISTANCES = {
+    "near": ((1.4, 1.8), "close to the camera"),
+    "middle": ((2.6, 3.2), "at a middle distance"),
+    "far": ((4.2, 5.0), "far from the camera"),
+}
 SIDES = {"left": (-1, "on the left"), "centre": (0, "in the centre"), "right": (1, "on the right")}
 FIELD_OF_VIEW = np.deg2rad(60.0)
 LIGHT = np.array([-0.4, 0.6, -0.7]) / np.linalg.norm([-0.4, 0.6, -0.7])
@@ -220,11 +227,14 @@ def render_solid(size: int, rng: np.random.Generator) -> dict[str, Any]:
 
     vertices, triangles = solid_mesh(solid)
     scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor((scale * vertices @ turn.T + centre).astype(np.float32)),
-                        o3d.core.Tensor(triangles))
+    scene.add_triangles(
+        o3d.core.Tensor((scale * vertices @ turn.T + centre).astype(np.float32)), o3d.core.Tensor(triangles)
+    )
     focal = size / 2 / np.tan(FIELD_OF_VIEW / 2)
     rows, cols = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
-    directions = np.stack([(cols + 0.5 - size / 2) / focal, -(rows + 0.5 - size / 2) / focal, np.ones((size, size))], -1)
+    directions = np.stack(
+        [(cols + 0.5 - size / 2) / focal, -(rows + 0.5 - size / 2) / focal, np.ones((size, size))], -1
+    )
     rays = np.concatenate([np.zeros_like(directions), directions], axis=-1).reshape(-1, 6).astype(np.float32)
     hits = scene.cast_rays(o3d.core.Tensor(rays))
     depth = hits["t_hit"].numpy().reshape(size, size)
@@ -243,8 +253,14 @@ def render_solid(size: int, rng: np.random.Generator) -> dict[str, Any]:
     lit = np.array(COLOURS[colour]) * (0.3 + 0.7 * light)
     rgb = np.where(hit[..., None], lit, np.array(BACKGROUNDS[background])).round().astype(np.uint8)
     return {
-        "solid": solid, "colour": colour, "distance": distance, "side": side, "background": background,
-        "depth": depth, "normal": n * np.array([1.0, 1.0, -1.0]), "rgb": rgb,
+        "solid": solid,
+        "colour": colour,
+        "distance": distance,
+        "side": side,
+        "background": background,
+        "depth": depth,
+        "normal": n * np.array([1.0, 1.0, -1.0]),
+        "rgb": rgb,
     }
 
 

@@ -5,13 +5,15 @@ registered scene (samples of several inputs) whose modalities are all in the wor
 Nothing here knows a modality by name, so plugins (the ECG example) get a world too.
 Each sample draws from its own generator seeded by (seed, modality number, index), so the
 world is the same whatever the number of workers or the order the samples are made in."""
+
 from __future__ import annotations
 
 import multiprocessing
 import zlib
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -37,7 +39,7 @@ def assign_split(seed: int, modality: str, index: int, fractions: Sequence[float
     """The split of sample `index`: a golden-ratio sequence from a per-(seed, modality) offset
     spreads the splits evenly, so even a world of a dozen samples has every split of 10% or
     more, and a sample keeps its split when the world grows."""
-    offset = zlib.crc32(f"{seed}:{modality}".encode("utf-8")) / 2**32
+    offset = zlib.crc32(f"{seed}:{modality}".encode()) / 2**32
     u = (offset + index * _GOLDEN) % 1.0
     edges = np.cumsum(fractions) / np.sum(fractions)
     return SPLITS[min(int(np.searchsorted(edges, u, side="right")), len(SPLITS) - 1)]
@@ -55,6 +57,7 @@ def _make(job: tuple[Synthesizer, Path, str, str, int, int]) -> dict[str, Any]:
 
 def _sample(name: str, sample_id: str, fields: dict[str, Any], split: str) -> Sample:
     """The manifest sample of a synthesizer's fields, its files under the folder `name`."""
+
     def under(files: list[str]) -> list[str]:
         return [(Path(name) / f).as_posix() for f in files]
 

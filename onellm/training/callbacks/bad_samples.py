@@ -2,6 +2,7 @@
 and a stop when too many of the draws fail (a broken dataset should not train silently on
 what is left). The collate marks them in `batch["bad"]`; the module skips a batch without
 any readable sample."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -32,8 +33,9 @@ class BadSamples(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._dir = run_log_dir(trainer)
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         bad = batch.get("bad", [])
         self._record(bad)
         self.reasons.update(sample.problem.split(" (")[0] for sample in bad)
@@ -46,10 +48,12 @@ class BadSamples(L.Callback):
             raise TooManyBadSamples(
                 f"{failed} of {self.seen} samples drawn were unreadable (more than "
                 f"max_bad_fraction={self.max_fraction}): {reasons}; the files are listed in "
-                f"{listed}: fix or remove them (onellm data check), or raise --model.max_bad_fraction")
+                f"{listed}: fix or remove them (onellm data check), or raise --model.max_bad_fraction"
+            )
 
-    def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                                  batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         self._record(batch.get("bad", []))
 
     def _record(self, bad: list) -> None:
@@ -58,8 +62,7 @@ class BadSamples(L.Callback):
 
     def summary(self) -> str:
         reasons = ", ".join(f"{n} x {r}" for r, n in self.reasons.most_common())
-        return (f"skipped {len(self.samples)} unreadable sample(s), drawn "
-                f"{sum(self.reasons.values())} times ({reasons})")
+        return f"skipped {len(self.samples)} unreadable sample(s), drawn {sum(self.reasons.values())} times ({reasons})"
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.reasons and trainer.is_global_zero:
@@ -82,7 +85,8 @@ class BadSamples(L.Callback):
     # What a kill after a checkpoint must not lose, under the checkpoint's "onellm" key as before.
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint.setdefault("onellm", {}).update(
-            bad_samples=dict(self.samples), bad_reasons=dict(self.reasons), samples_seen=self.seen)
+            bad_samples=dict(self.samples), bad_reasons=dict(self.reasons), samples_seen=self.seen
+        )
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("onellm", {})

@@ -1,6 +1,7 @@
 """The stage's export: the model in save_pretrained form at the end of fit, with the prompting
 its data trained (the caption stages train the bare form, instruction tuning the template),
 and the weights BestCheckpoint put back when training ended (on_train_end, before this)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """train/lr, the scheduler's rate at each step, by Lightning's LearningRateMonitor (the
 module names its scheduler train/lr)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Where a run's own records (bad samples, rank records) go: beside its logs."""
+
 from __future__ import annotations
 
 from pathlib import Path

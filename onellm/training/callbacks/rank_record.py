@@ -1,6 +1,7 @@
 """Per rank, rank<N>.json beside the logs: the modality of every step and a digest of the
 trained weights, so that a data-parallel or resumed run can be audited (the same schedule
 and the same weights on every rank, and as an uninterrupted run)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -22,8 +23,9 @@ class RankRecord(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._dir = run_log_dir(trainer)
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if "inputs" in batch:  # a batch without a readable sample trains nothing
             self.steps.append((trainer.global_step, batch["modality"]))
 

@@ -1,5 +1,6 @@
 """router/<modality>/expert<e>: the mean router weight of each expert since the last log,
 every `every_n_steps` steps (`onellm plot` draws them as a heat map)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,12 +13,14 @@ class RouterStatistics(L.Callback):
         self.every_n_steps = every_n_steps
         self._step = 0
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._step = trainer.global_step  # the step this batch trains, before the optimizer counts it
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if "inputs" not in batch or self._step % self.every_n_steps:
             return
         size = len(batch["ids"])

@@ -1,6 +1,7 @@
 """throughput/samples_per_s and throughput/tokens_per_s from one trained batch to the next
 (data loading included). Lightning's ThroughputMonitor logs under other names and only
 after a window of batches; these names are the ones `onellm plot` and earlier runs use."""
+
 from __future__ import annotations
 
 import time
@@ -13,8 +14,9 @@ class Throughput(L.Callback):
     def __init__(self) -> None:
         self._last: float | None = None
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if "inputs" not in batch:
             return
         now = time.perf_counter()
