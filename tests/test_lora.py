@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import logging
 
-import lightning as L
 import pytest
 import torch
 from safetensors.torch import load_file
 from torch import nn
+from training_helpers import quiet_trainer
 
 from onellm import OneLLM
 from onellm.data.synth.world import synthesize_world
@@ -107,17 +107,7 @@ def test_smollm2_lora_training_exports_and_reloads(tmp_path, caplog):
     assert sum(p.numel() for n, p in llm.named_parameters() if p.requires_grad) == expected
     assert f"{expected:,} trainable LM parameters" in caplog.text
     data = OneLLMDataModule([{"manifest": str(manifest), "modality": "image"}], batch_size=2, model=module.model)
-    trainer = L.Trainer(
-        max_steps=3,
-        logger=False,
-        limit_val_batches=0,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        devices=1,
-        default_root_dir=tmp_path / "run",
-    )
+    trainer = quiet_trainer(3, tmp_path / "run")
     lora_b = next(p for n, p in llm.named_parameters() if "lora_B" in n).detach().clone()
     trainer.fit(module, data)
     assert not torch.equal(lora_b, next(p for n, p in llm.named_parameters() if "lora_B" in n))

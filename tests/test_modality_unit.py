@@ -10,11 +10,11 @@ import shutil
 import sys
 import textwrap
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from training_helpers import quiet_trainer
 from transformers import GenerationConfig
 
 from onellm import OneLLM, OneLLMConfig, register_modality
@@ -161,17 +161,7 @@ def test_train_then_evaluate_a_caption_task_over_its_manifest(thermal, tmp_path)
     module = OneLLMModule(model=str(tmp_path / "base"), lr=1e-3)
     before = module.model.tokenizers["thermal"].conv.weight.detach().clone()
     data = OneLLMDataModule([{"manifest": str(thermal), "modality": "thermal"}], batch_size=4, model=module.model)
-    trainer = L.Trainer(
-        max_steps=3,
-        logger=False,
-        limit_val_batches=0,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        devices=1,
-        default_root_dir=tmp_path / "run",
-    )
+    trainer = quiet_trainer(3, tmp_path / "run")
     trainer.fit(module, data)
     assert trainer.global_step == 3 and not any(isinstance(cb, BadSamples) and cb.samples for cb in trainer.callbacks)
     assert not torch.equal(before, module.model.tokenizers["thermal"].conv.weight)  # its tokenizer trained

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from training_helpers import fit_run, losses, stage_config, write_world
+from training_helpers import fit_run, losses, quiet_trainer, stage_config, write_world
 
 from onellm.data.streamed import write_streamed
 from onellm.training.callbacks import BadSamples, TooManyBadSamples
@@ -238,17 +238,7 @@ def test_too_many_bad_samples_stop_training(tmp_path):
     dm = OneLLMDataModule(
         [{"manifest": str(data / "image.jsonl"), "modality": "image"}], batch_size=8, model=module.model
     )
-    trainer = L.Trainer(
-        max_steps=20,
-        logger=False,
-        limit_val_batches=0,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        devices=1,
-        default_root_dir=tmp_path / "run",
-    )
+    trainer = quiet_trainer(20, tmp_path / "run")
     with pytest.raises(TooManyBadSamples, match=r"unreadable \(more than max_bad_fraction=0.2\): \d+ x not a readable"):
         trainer.fit(module, dm)
     # The aborted run still names every bad file it met.

@@ -173,3 +173,21 @@ def fit_run(
     expected = expect if expect is not None else -9 if kill_at is not None else 0
     assert out.returncode == expected, out.stderr[-4000:]
     return out
+
+
+def quiet_trainer(max_steps: int, root: Path):
+    """A one-process CPU Trainer that trains `max_steps` steps and writes nothing but what the
+    module's callbacks write under `root`: no logger, validation, checkpoint, bar or summary."""
+    import lightning as L
+
+    return L.Trainer(
+        max_steps=max_steps,
+        logger=False,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=root,
+    )
